@@ -1,0 +1,209 @@
+/* Node-level functions: ping, info, erlang:node/0, and net_ping (this node dialling
+ * another, the way net_adm:ping does). */
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "api/api.h"
+#include "dist/conn.h"
+#include "dist/control.h"
+#include "dist/node.h"
+#include "util/clock.h"
+
+enum sbx_api_status sbx_api_ping(struct sbx_call *call) {
+    ei_x_encode_atom(&call->result, "pong");
+    return SBX_API_DONE;
+}
+
+enum sbx_api_status sbx_api_erlang_node(struct sbx_call *call) {
+    ei_x_encode_atom(&call->result, call->node->name);
+    return SBX_API_DONE;
+}
+
+/* Resident set size from /proc/self/statm, in bytes; 0 if unreadable. */
+static long long rss_bytes(void) {
+    long long pages = 0, resident = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f == NULL)
+        return 0;
+    if (fscanf(f, "%lld %lld", &pages, &resident) != 2)
+        resident = 0;
+    fclose(f);
+    return resident * sysconf(_SC_PAGESIZE);
+}
+
+static void encode_unavailable(ei_x_buff *x, const char *why) {
+    ei_x_encode_tuple_header(x, 2);
+    ei_x_encode_atom(x, "unavailable");
+    ei_x_encode_binary(x, why, (int)strlen(why));
+}
+
+enum sbx_api_status sbx_api_info(struct sbx_call *call) {
+    struct sbx_node *node = call->node;
+    ei_x_buff *x = &call->result;
+    static const char *const backends[] = {"process", "docker", "beam_node", "vm"};
+
+    ei_x_encode_map_header(x, 8);
+    ei_x_encode_atom(x, "node");
+    ei_x_encode_atom(x, node->name);
+    ei_x_encode_atom(x, "version");
+    ei_x_encode_binary(x, SBX_VERSION, (int)strlen(SBX_VERSION));
+    ei_x_encode_atom(x, "uptime_ms");
+    ei_x_encode_longlong(x, sbx_mono_ms() - node->started_mono_ms);
+    ei_x_encode_atom(x, "memory_bytes");
+    ei_x_encode_longlong(x, rss_bytes());
+    ei_x_encode_atom(x, "sandboxes");
+    ei_x_encode_long(x, 0);
+    ei_x_encode_atom(x, "connections");
+    ei_x_encode_long(x, (long)sbx_node_conn_count(node));
+    ei_x_encode_atom(x, "processes");
+    ei_x_encode_long(x, (long)sbx_node_proc_count(node));
+    ei_x_encode_atom(x, "backends");
+    ei_x_encode_map_header(x, 4);
+    for (size_t i = 0; i < 4; i++) {
+        ei_x_encode_atom(x, backends[i]);
+        encode_unavailable(x, "not built yet");
+    }
+    return SBX_API_DONE;
+}
+
+/* net_ping(Node): connect with our own initiating handshake, then ask the peer's
+ * net_kernel {is_auth, Us} exactly as net_adm:ping does. pong or pang. */
+
+#define NET_PING_TIMEOUT_MS 8000
+
+struct net_ping {
+    struct event *timer;
+    char peer[SBX_NODE_NAME_MAX + 1];
+    char *ref; /* the call reference we wait for, encoded */
+    size_t ref_len;
+};
+
+static void net_ping_free(struct net_ping *np) {
+    if (np->timer != NULL)
+        event_free(np->timer);
+    free(np->ref);
+    free(np);
+}
+
+static void net_ping_answer(struct sbx_call *call, const char *answer) {
+    net_ping_free(call->state);
+    call->state = NULL;
+    ei_x_encode_atom(&call->result, answer);
+    sbx_call_done(call);
+}
+
+static void net_ping_cancel(struct sbx_call *call) {
+    net_ping_free(call->state);
+    call->state = NULL;
+}
+
+static void net_ping_timeout(evutil_socket_t fd, short what, void *arg) {
+    (void)fd;
+    (void)what;
+    net_ping_answer(arg, "pang");
+}
+
+/* {Ref, yes} answers the ping; anything else is ignored. */
+static void net_ping_message(struct sbx_call *call, const char *msg, size_t len) {
+    struct net_ping *np = call->state;
+    int idx = 0, version, arity;
+    const char *ref;
+    size_t ref_len;
+    char atom[MAXATOMLEN_UTF8];
+    (void)len;
+    if (np == NULL || ei_decode_version(msg, &idx, &version) != 0 ||
+        ei_decode_tuple_header(msg, &idx, &arity) != 0 || arity != 2 ||
+        sbx_term_span(msg, &idx, &ref, &ref_len) != 0 || ref_len != np->ref_len ||
+        memcmp(ref, np->ref, ref_len) != 0 || sbx_decode_atom(msg, &idx, atom) != 0)
+        return;
+    net_ping_answer(call, strcmp(atom, "yes") == 0 ? "pong" : "pang");
+}
+
+static void net_ping_connected(struct sbx_node *node, uint64_t conn_id, const char *why,
+                               uint64_t key) {
+    struct sbx_call *call = sbx_call_from_key(node, key);
+    (void)why;
+    if (call == NULL || call->state == NULL)
+        return; /* the caller left meanwhile */
+    if (conn_id == 0) {
+        net_ping_answer(call, "pang");
+        return;
+    }
+    struct net_ping *np = call->state;
+    ei_x_buff ctl, msg, ref;
+    ei_x_new_with_version(&ctl);
+    ei_x_new_with_version(&msg);
+    ei_x_new(&ref);
+    sbx_node_make_ref(node, &ref);
+    np->ref = malloc((size_t)ref.index);
+    if (np->ref != NULL) {
+        memcpy(np->ref, ref.buff, (size_t)ref.index);
+        np->ref_len = (size_t)ref.index;
+        /* {6, From, '', net_kernel} + {'$gen_call', {From, Ref}, {is_auth, Us}} */
+        ei_x_encode_tuple_header(&ctl, 4);
+        ei_x_encode_long(&ctl, 6);
+        sbx_node_encode_self_pid(node, &ctl, call->proc);
+        ei_x_encode_atom(&ctl, "");
+        ei_x_encode_atom(&ctl, "net_kernel");
+        ei_x_encode_tuple_header(&msg, 3);
+        ei_x_encode_atom(&msg, "$gen_call");
+        ei_x_encode_tuple_header(&msg, 2);
+        sbx_node_encode_self_pid(node, &msg, call->proc);
+        ei_x_append(&msg, &ref);
+        ei_x_encode_tuple_header(&msg, 2);
+        ei_x_encode_atom(&msg, "is_auth");
+        ei_x_encode_atom(&msg, node->name);
+    }
+    int sent = np->ref != NULL && sbx_node_send(node, conn_id, &ctl, &msg) == 0;
+    ei_x_free(&ctl);
+    ei_x_free(&msg);
+    ei_x_free(&ref);
+    if (!sent)
+        net_ping_answer(call, "pang");
+}
+
+enum sbx_api_status sbx_api_net_ping(struct sbx_call *call) {
+    char peer[MAXATOMLEN_UTF8];
+    int idx = call->argv[0];
+    struct net_ping *np;
+
+    if (sbx_decode_atom(call->args.buff, &idx, peer) != 0 ||
+        !sbx_node_name_valid(peer, strlen(peer))) {
+        ei_x_encode_tuple_header(&call->result, 2);
+        ei_x_encode_atom(&call->result, "error");
+        ei_x_encode_tuple_header(&call->result, 3);
+        ei_x_encode_atom(&call->result, "badarg");
+        ei_x_encode_atom(&call->result, "node");
+        ei_x_encode_atom(&call->result, "not_a_node_name");
+        return SBX_API_DONE;
+    }
+    if (strcmp(peer, call->node->name) == 0) {
+        ei_x_encode_atom(&call->result, "pong");
+        return SBX_API_DONE;
+    }
+    np = calloc(1, sizeof *np);
+    if (np == NULL)
+        goto pang;
+    snprintf(np->peer, sizeof np->peer, "%s", peer);
+    np->timer = evtimer_new(call->node->base, net_ping_timeout, call);
+    struct timeval tv = {NET_PING_TIMEOUT_MS / 1000, 0};
+    if (np->timer == NULL || evtimer_add(np->timer, &tv) != 0) {
+        net_ping_free(np);
+        goto pang;
+    }
+    call->state = np;
+    call->cancel = net_ping_cancel;
+    call->on_message = net_ping_message;
+    if (sbx_conn_connect(call->node, peer, net_ping_connected, sbx_call_key(call)) != 0) {
+        net_ping_free(np);
+        call->state = NULL;
+        goto pang;
+    }
+    return SBX_API_PENDING;
+pang:
+    ei_x_encode_atom(&call->result, "pang");
+    return SBX_API_DONE;
+}

@@ -1,0 +1,639 @@
+/* Connection state machine: handshake on both sides, framing, ticks. */
+#define _GNU_SOURCE
+#include "dist/conn.h"
+
+#include <arpa/inet.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/dns.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+
+#include "dist/control.h"
+#include "dist/epmd.h"
+#include "dist/flags.h"
+#include "dist/frame.h"
+#include "dist/node.h"
+#include "util/clock.h"
+#include "util/log.h"
+
+#define EPMD_PORT 4369
+
+static void conn_read_cb(struct bufferevent *bev, void *arg);
+static void conn_write_cb(struct bufferevent *bev, void *arg);
+static void conn_event_cb(struct bufferevent *bev, short what, void *arg);
+static void conn_timer_cb(evutil_socket_t fd, short what, void *arg);
+
+static uint32_t random32(void) {
+    uint32_t v = 0;
+    if (getrandom(&v, sizeof v, 0) != (ssize_t)sizeof v)
+        v = (uint32_t)sbx_mono_ms() * 2654435761u;
+    return v;
+}
+
+static void reaper_cb(evutil_socket_t fd, short what, void *arg) {
+    (void)fd;
+    (void)what;
+    sbx_conn_destroy(arg);
+}
+
+/* Allocates a connection in node->conns with its timer and reaper; NULL on failure. */
+static struct sbx_conn *conn_new(struct sbx_node *node, int initiator) {
+    struct sbx_conn *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return NULL;
+    c->node = node;
+    c->id = ++node->next_conn_id;
+    c->initiator = initiator;
+    c->timer = event_new(node->base, -1, 0, conn_timer_cb, c);
+    c->reaper = event_new(node->base, -1, 0, reaper_cb, c);
+    if (c->timer == NULL || c->reaper == NULL) {
+        if (c->timer != NULL)
+            event_free(c->timer);
+        if (c->reaper != NULL)
+            event_free(c->reaper);
+        free(c);
+        return NULL;
+    }
+    c->next = node->conns;
+    if (node->conns != NULL)
+        node->conns->prev = c;
+    node->conns = c;
+    c->deadline_ms = sbx_mono_ms() + node->handshake_timeout_ms;
+    struct timeval tv = {node->handshake_timeout_ms / 1000,
+                         (node->handshake_timeout_ms % 1000) * 1000};
+    evtimer_add(c->timer, &tv);
+    return c;
+}
+
+/* Runs and frees the waiters; conn_id 0 means failure. Callbacks run after the list
+ * is detached, so they may start new connections. */
+static void run_waiters(struct sbx_conn *c, uint64_t conn_id, const char *why) {
+    struct sbx_conn_waiter *w = c->waiters;
+    c->waiters = NULL;
+    while (w != NULL) {
+        struct sbx_conn_waiter *next = w->next;
+        w->cb(c->node, conn_id, why, w->key);
+        free(w);
+        w = next;
+    }
+}
+
+void sbx_conn_destroy(struct sbx_conn *c) {
+    struct sbx_node *node = c->node;
+    int was_up = c->was_up;
+
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        node->conns = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    if (c->bev != NULL)
+        bufferevent_free(c->bev);
+    if (c->epmd_bev != NULL)
+        bufferevent_free(c->epmd_bev);
+    event_free(c->timer);
+    event_free(c->reaper);
+    if (was_up) {
+        SBX_INFO("connection down", "peer=%s reason=\"%s\"", c->peer_name,
+                 c->close_reason ? c->close_reason : "closed");
+        sbx_node_conn_down(node, c->id);
+    } else if (c->close_reason != NULL) {
+        SBX_WARN("handshake failed", "peer=\"%s\" addr=%s reason=\"%s\"", c->peer_name,
+                 c->peer_addr, c->close_reason);
+    }
+    run_waiters(c, 0, c->close_reason ? c->close_reason : "connection closed");
+    node->stats_conns_dropped++;
+    free(c);
+}
+
+void sbx_conn_close(struct sbx_conn *c, const char *why) {
+    if (c->state == SBX_CONN_CLOSING)
+        return;
+    if (c->close_reason == NULL)
+        c->close_reason = why;
+    c->state = SBX_CONN_CLOSING;
+    if (c->bev != NULL)
+        bufferevent_disable(c->bev, EV_READ);
+    event_del(c->timer);
+    if (c->flush_then_close && c->bev != NULL &&
+        evbuffer_get_length(bufferevent_get_output(c->bev)) > 0)
+        return; /* conn_write_cb finishes the close once the output is flushed */
+    event_active(c->reaper, 0, 0);
+}
+
+/* Sends a handshake message and closes once it is written. */
+static void reject(struct sbx_conn *c, const char *status, const char *why) {
+    unsigned char buf[64];
+    int n = sbx_hs_encode_status(buf, sizeof buf, status);
+    if (n > 0 && c->bev != NULL) {
+        bufferevent_write(c->bev, buf, (size_t)n);
+        c->flush_then_close = 1;
+    }
+    sbx_conn_close(c, why);
+}
+
+static void hs_write(struct sbx_conn *c, const unsigned char *buf, int n) {
+    if (n > 0)
+        bufferevent_write(c->bev, buf, (size_t)n);
+    c->last_write_ms = sbx_mono_ms();
+}
+
+static void arm_tick_timer(struct sbx_conn *c) {
+    struct timeval tv = {0, 250000};
+    event_del(c->timer);
+    event_assign(c->timer, c->node->base, -1, EV_PERSIST, conn_timer_cb, c);
+    evtimer_add(c->timer, &tv);
+}
+
+static void became_up(struct sbx_conn *c) {
+    c->state = SBX_CONN_UP;
+    c->was_up = 1;
+    c->flags = c->peer_flags & c->node->flags;
+    c->last_read_ms = c->last_write_ms = sbx_mono_ms();
+    arm_tick_timer(c);
+    SBX_INFO("connection up", "peer=%s addr=%s initiator=%d", c->peer_name, c->peer_addr,
+             c->initiator);
+    run_waiters(c, c->id, NULL);
+}
+
+static int digest_of(const struct sbx_conn *c, uint32_t challenge, unsigned char d[16]) {
+    return sbx_hs_digest(c->node->cookie, challenge, d);
+}
+
+static void send_challenge(struct sbx_conn *c) {
+    unsigned char buf[300];
+    c->my_challenge = random32();
+    hs_write(c, buf,
+             sbx_hs_encode_challenge(buf, sizeof buf, c->node->flags, c->my_challenge,
+                                     c->node->creation, c->node->name));
+    c->state = SBX_CONN_A_WAIT_REPLY;
+}
+
+/* Finds another connection (not c) to the same peer name, in any live state. */
+static struct sbx_conn *same_peer(struct sbx_conn *c) {
+    for (struct sbx_conn *o = c->node->conns; o != NULL; o = o->next)
+        if (o != c && o->state != SBX_CONN_CLOSING && strcmp(o->peer_name, c->peer_name) == 0)
+            return o;
+    return NULL;
+}
+
+static void on_send_name(struct sbx_conn *c, const unsigned char *body, size_t len) {
+    struct sbx_hs_name nm;
+    unsigned char buf[64];
+
+    if (sbx_hs_parse_name(body, len, &nm) != 0) {
+        sbx_conn_close(c, "malformed send_name");
+        return;
+    }
+    memcpy(c->peer_name, nm.name, sizeof c->peer_name);
+    c->peer_flags = nm.flags;
+    c->peer_creation = nm.creation;
+    if ((nm.flags & SBX_DFLAGS_MANDATORY_25) != SBX_DFLAGS_MANDATORY_25) {
+        reject(c, "not_allowed", "peer lacks mandatory distribution flags");
+        return;
+    }
+    if (strcmp(nm.name, c->node->name) == 0) {
+        reject(c, "not_allowed", "peer uses this node's own name");
+        return;
+    }
+    struct sbx_conn *other = same_peer(c);
+    if (other != NULL && other->state == SBX_CONN_UP) {
+        hs_write(c, buf, sbx_hs_encode_status(buf, sizeof buf, "alive"));
+        c->state = SBX_CONN_A_WAIT_ALIVE;
+        return;
+    }
+    if (other != NULL && other->initiator) {
+        /* Simultaneous connect: the greater name's attempt wins. */
+        if (strcmp(c->peer_name, c->node->name) > 0) {
+            struct sbx_conn_waiter **tail = &c->waiters;
+            while (*tail != NULL)
+                tail = &(*tail)->next;
+            *tail = other->waiters;
+            other->waiters = NULL;
+            sbx_conn_close(other, "simultaneous connect lost");
+            hs_write(c, buf, sbx_hs_encode_status(buf, sizeof buf, "ok_simultaneous"));
+        } else {
+            reject(c, "nok", "simultaneous connect won by this node");
+            return;
+        }
+    } else if (other != NULL) {
+        reject(c, "nok", "another handshake with this peer is under way");
+        return;
+    } else {
+        hs_write(c, buf, sbx_hs_encode_status(buf, sizeof buf, "ok"));
+    }
+    send_challenge(c);
+}
+
+static void on_alive_answer(struct sbx_conn *c, const unsigned char *body, size_t len) {
+    char status[16];
+    if (sbx_hs_parse_status(body, len, status, sizeof status) != 0 || strcmp(status, "true") != 0) {
+        sbx_conn_close(c, "peer withdrew (already connected)");
+        return;
+    }
+    struct sbx_conn *other = same_peer(c);
+    if (other != NULL)
+        sbx_conn_close(other, "peer reconnected");
+    send_challenge(c);
+}
+
+static void on_challenge_reply(struct sbx_conn *c, const unsigned char *body, size_t len) {
+    unsigned char got[16], want[16], ack[16], buf[32];
+    if (sbx_hs_parse_reply(body, len, &c->peer_challenge, got) != 0) {
+        sbx_conn_close(c, "malformed challenge_reply");
+        return;
+    }
+    if (digest_of(c, c->my_challenge, want) != 0 || !sbx_hs_digest_equal(got, want)) {
+        sbx_conn_close(c, "invalid challenge reply (wrong cookie?)");
+        return;
+    }
+    if (digest_of(c, c->peer_challenge, ack) != 0) {
+        sbx_conn_close(c, "digest unavailable");
+        return;
+    }
+    hs_write(c, buf, sbx_hs_encode_ack(buf, sizeof buf, ack));
+    became_up(c);
+}
+
+static void on_status(struct sbx_conn *c, const unsigned char *body, size_t len) {
+    char status[32];
+    unsigned char buf[16];
+    if (sbx_hs_parse_status(body, len, status, sizeof status) != 0) {
+        sbx_conn_close(c, "malformed status");
+        return;
+    }
+    if (strcmp(status, "ok") == 0 || strcmp(status, "ok_simultaneous") == 0) {
+        c->state = SBX_CONN_I_WAIT_CHALLENGE;
+    } else if (strcmp(status, "alive") == 0) {
+        hs_write(c, buf, sbx_hs_encode_status(buf, sizeof buf, "true"));
+        c->state = SBX_CONN_I_WAIT_CHALLENGE;
+    } else if (strcmp(status, "nok") == 0) {
+        /* The peer's own attempt to reach us wins: hand our waiters to it. */
+        struct sbx_conn *other = same_peer(c);
+        if (other != NULL && !other->initiator) {
+            struct sbx_conn_waiter **tail = &other->waiters;
+            while (*tail != NULL)
+                tail = &(*tail)->next;
+            *tail = c->waiters;
+            c->waiters = NULL;
+        }
+        sbx_conn_close(c, "peer answered nok");
+    } else {
+        sbx_conn_close(c, "peer refused the connection (not_allowed)");
+    }
+}
+
+static void on_challenge(struct sbx_conn *c, const unsigned char *body, size_t len) {
+    struct sbx_hs_challenge ch;
+    unsigned char d[16], buf[32];
+    if (sbx_hs_parse_challenge(body, len, &ch) != 0) {
+        sbx_conn_close(c, "malformed challenge");
+        return;
+    }
+    if (strcmp(ch.name, c->peer_name) != 0) {
+        sbx_conn_close(c, "peer answered with another node name");
+        return;
+    }
+    if ((ch.flags & SBX_DFLAGS_MANDATORY_25) != SBX_DFLAGS_MANDATORY_25) {
+        sbx_conn_close(c, "peer lacks mandatory distribution flags");
+        return;
+    }
+    c->peer_flags = ch.flags;
+    c->peer_creation = ch.creation;
+    c->peer_challenge = ch.challenge;
+    c->my_challenge = random32();
+    if (digest_of(c, ch.challenge, d) != 0) {
+        sbx_conn_close(c, "digest unavailable");
+        return;
+    }
+    hs_write(c, buf, sbx_hs_encode_reply(buf, sizeof buf, c->my_challenge, d));
+    c->state = SBX_CONN_I_WAIT_ACK;
+}
+
+static void on_ack(struct sbx_conn *c, const unsigned char *body, size_t len) {
+    unsigned char got[16], want[16];
+    if (sbx_hs_parse_ack(body, len, got) != 0) {
+        sbx_conn_close(c, "malformed challenge_ack");
+        return;
+    }
+    if (digest_of(c, c->my_challenge, want) != 0 || !sbx_hs_digest_equal(got, want)) {
+        sbx_conn_close(c, "invalid challenge ack (wrong cookie?)");
+        return;
+    }
+    became_up(c);
+}
+
+/* Handles one data-phase packet (len 0 = tick). */
+static void on_packet(struct sbx_conn *c, const unsigned char *body, size_t len) {
+    int64_t now = sbx_mono_ms();
+    if (len == 0) {
+        if (!c->data_since_tick && c->last_tick_rx_ms != 0) {
+            int64_t gap = now - c->last_tick_rx_ms;
+            if (gap > 0 && (c->tick_gap_ms == 0 || gap < c->tick_gap_ms))
+                c->tick_gap_ms = gap;
+        }
+        c->last_tick_rx_ms = now;
+        c->data_since_tick = 0;
+        return;
+    }
+    c->data_since_tick = 1;
+    struct sbx_dist_packet pkt;
+    if (sbx_frame_split(body, len, &pkt) != 0) {
+        sbx_conn_close(c, "malformed packet");
+        return;
+    }
+    if (sbx_control_dispatch(c->node, c, &pkt) != 0)
+        sbx_conn_close(c, "invalid control message");
+}
+
+static void dispatch(struct sbx_conn *c, const unsigned char *body, size_t len) {
+    switch (c->state) {
+    case SBX_CONN_A_WAIT_NAME: on_send_name(c, body, len); break;
+    case SBX_CONN_A_WAIT_ALIVE: on_alive_answer(c, body, len); break;
+    case SBX_CONN_A_WAIT_REPLY: on_challenge_reply(c, body, len); break;
+    case SBX_CONN_I_WAIT_STATUS: on_status(c, body, len); break;
+    case SBX_CONN_I_WAIT_CHALLENGE: on_challenge(c, body, len); break;
+    case SBX_CONN_I_WAIT_ACK: on_ack(c, body, len); break;
+    case SBX_CONN_UP: on_packet(c, body, len); break;
+    default: sbx_conn_close(c, "unexpected data"); break;
+    }
+}
+
+static void conn_read_cb(struct bufferevent *bev, void *arg) {
+    struct sbx_conn *c = arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+
+    while (c->state != SBX_CONN_CLOSING) {
+        unsigned char hdr[4];
+        size_t avail = evbuffer_get_length(in);
+        int prefix = c->state == SBX_CONN_UP ? 4 : 2;
+        size_t body_len;
+        if (avail < (size_t)prefix)
+            break;
+        evbuffer_copyout(in, hdr, (size_t)prefix);
+        enum sbx_frame_status st =
+            sbx_frame_peek(hdr, avail, prefix, c->node->max_packet, &body_len);
+        if (st == SBX_FRAME_TOO_BIG) {
+            sbx_conn_close(c, "packet larger than the limit");
+            break;
+        }
+        if (st == SBX_FRAME_NEED_MORE)
+            break;
+        if (prefix == 2 && body_len == 0) {
+            sbx_conn_close(c, "empty handshake message");
+            break;
+        }
+        const unsigned char *all = evbuffer_pullup(in, (ev_ssize_t)((size_t)prefix + body_len));
+        if (all == NULL) {
+            sbx_conn_close(c, "out of memory");
+            break;
+        }
+        c->last_read_ms = sbx_mono_ms();
+        dispatch(c, all + prefix, body_len);
+        evbuffer_drain(in, (size_t)prefix + body_len);
+    }
+}
+
+static void conn_write_cb(struct bufferevent *bev, void *arg) {
+    struct sbx_conn *c = arg;
+    if (c->state == SBX_CONN_CLOSING && c->flush_then_close &&
+        evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+        event_active(c->reaper, 0, 0);
+}
+
+static void send_name(struct sbx_conn *c) {
+    unsigned char buf[300];
+    hs_write(c, buf, sbx_hs_encode_name(buf, sizeof buf, c->node->flags, c->node->creation,
+                                        c->node->name));
+    c->state = SBX_CONN_I_WAIT_STATUS;
+}
+
+static void set_nodelay(struct bufferevent *bev) {
+    int one = 1;
+    evutil_socket_t fd = bufferevent_getfd(bev);
+    if (fd >= 0)
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+static void conn_event_cb(struct bufferevent *bev, short what, void *arg) {
+    struct sbx_conn *c = arg;
+    (void)bev;
+    if (what & BEV_EVENT_CONNECTED) {
+        set_nodelay(c->bev);
+        send_name(c);
+        return;
+    }
+    if (what & BEV_EVENT_EOF)
+        sbx_conn_close(c, "peer closed the connection");
+    else if (what & BEV_EVENT_ERROR)
+        sbx_conn_close(c, "socket error");
+}
+
+static void conn_timer_cb(evutil_socket_t fd, short what, void *arg) {
+    struct sbx_conn *c = arg;
+    int64_t now = sbx_mono_ms();
+    (void)fd;
+    (void)what;
+    if (c->state != SBX_CONN_UP) {
+        if (c->state != SBX_CONN_CLOSING)
+            sbx_conn_close(c, "handshake timeout");
+        return;
+    }
+    if (c->waiters != NULL)
+        run_waiters(c, c->id, NULL);
+    int64_t own = (int64_t)c->node->net_ticktime_s * 1000;
+    int64_t silence = own;
+    int64_t tick_every = own / 4;
+    if (c->tick_gap_ms > 0) {
+        /* The peer ticks every (its net_ticktime)/4 when idle: honour its shorter one. */
+        int64_t peer = c->tick_gap_ms * 4;
+        if (peer < 2000)
+            peer = 2000;
+        if (peer < silence)
+            silence = peer;
+        if (c->tick_gap_ms < tick_every)
+            tick_every = c->tick_gap_ms;
+    }
+    if (now - c->last_read_ms > silence) {
+        sbx_conn_close(c, "net_tick_timeout");
+        return;
+    }
+    if (now - c->last_write_ms >= tick_every) {
+        static const char zero[4] = {0, 0, 0, 0};
+        bufferevent_write(c->bev, zero, 4);
+        c->last_write_ms = now;
+    }
+}
+
+int sbx_conn_write_packet(struct sbx_conn *c, const char *a, size_t alen, const char *b,
+                          size_t blen, const char *d, size_t dlen) {
+    unsigned char hdr[5];
+    size_t total = 1 + alen + blen + dlen;
+    if (c->state != SBX_CONN_UP || total > 0xffffffffu)
+        return -1;
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    hdr[0] = (unsigned char)(total >> 24);
+    hdr[1] = (unsigned char)(total >> 16);
+    hdr[2] = (unsigned char)(total >> 8);
+    hdr[3] = (unsigned char)total;
+    hdr[4] = 112;
+    if (evbuffer_add(out, hdr, 5) != 0 || (alen && evbuffer_add(out, a, alen) != 0) ||
+        (blen && evbuffer_add(out, b, blen) != 0) || (dlen && evbuffer_add(out, d, dlen) != 0)) {
+        sbx_conn_close(c, "out of memory");
+        return -1;
+    }
+    c->last_write_ms = sbx_mono_ms();
+    if (evbuffer_get_length(out) > c->node->max_outbuf) {
+        sbx_conn_close(c, "peer is not reading (output backlog over the limit)");
+        return -1;
+    }
+    return 0;
+}
+
+int sbx_conn_accept(struct sbx_node *node, evutil_socket_t fd, const struct sockaddr *sa,
+                    int salen) {
+    struct sbx_conn *c = conn_new(node, 0);
+    if (c == NULL) {
+        evutil_closesocket(fd);
+        return -1;
+    }
+    if (sa != NULL && sa->sa_family == AF_INET && salen >= (int)sizeof(struct sockaddr_in)) {
+        const struct sockaddr_in *sin = (const struct sockaddr_in *)(const void *)sa;
+        char ip[INET_ADDRSTRLEN];
+        if (inet_ntop(AF_INET, &sin->sin_addr, ip, sizeof ip) != NULL)
+            snprintf(c->peer_addr, sizeof c->peer_addr, "%s:%u", ip, ntohs(sin->sin_port));
+    }
+    c->bev = bufferevent_socket_new(node->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (c->bev == NULL) {
+        evutil_closesocket(fd);
+        sbx_conn_close(c, "out of memory");
+        return -1;
+    }
+    set_nodelay(c->bev);
+    node->stats_conns_accepted++;
+    c->state = SBX_CONN_A_WAIT_NAME;
+    bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    return 0;
+}
+
+/* Splits alive@host; returns the host part or NULL. */
+static const char *host_of(const char *name) {
+    const char *at = strchr(name, '@');
+    return at != NULL ? at + 1 : NULL;
+}
+
+static void epmd_read_cb(struct bufferevent *bev, void *arg) {
+    struct sbx_conn *c = arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    unsigned char buf[512];
+    size_t n = evbuffer_get_length(in);
+    uint16_t port;
+    const char *why = NULL;
+
+    if (n > sizeof buf)
+        n = sizeof buf;
+    evbuffer_copyout(in, buf, n);
+    int r = sbx_epmd_parse_port_reply(buf, n, &port, &why);
+    if (r == 0)
+        return; /* need more */
+    bufferevent_free(c->epmd_bev);
+    c->epmd_bev = NULL;
+    if (r < 0) {
+        sbx_conn_close(c, why);
+        return;
+    }
+    c->bev = bufferevent_socket_new(c->node->base, -1, BEV_OPT_CLOSE_ON_FREE);
+    if (c->bev == NULL) {
+        sbx_conn_close(c, "out of memory");
+        return;
+    }
+    bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    c->state = SBX_CONN_I_CONNECTING;
+    snprintf(c->peer_addr, sizeof c->peer_addr, "port %u", port);
+    if (bufferevent_socket_connect_hostname(c->bev, c->node->dns, AF_INET, host_of(c->peer_name),
+                                            port) != 0)
+        sbx_conn_close(c, "cannot connect to the peer");
+}
+
+static void epmd_event_cb(struct bufferevent *bev, short what, void *arg) {
+    struct sbx_conn *c = arg;
+    if (what & BEV_EVENT_CONNECTED) {
+        unsigned char req[300];
+        int n = sbx_epmd_encode_port_please(req, sizeof req, c->peer_name);
+        if (n > 0)
+            bufferevent_write(bev, req, (size_t)n);
+        return;
+    }
+    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+        epmd_read_cb(bev, arg); /* epmd may close right after replying */
+        if (c->epmd_bev != NULL) {
+            bufferevent_free(c->epmd_bev);
+            c->epmd_bev = NULL;
+            sbx_conn_close(c, "peer host's epmd unreachable or closed");
+        }
+    }
+}
+
+int sbx_conn_connect(struct sbx_node *node, const char *peer_name, sbx_connect_cb cb,
+                     uint64_t key) {
+    struct sbx_conn_waiter *w = calloc(1, sizeof *w);
+    struct sbx_conn *c = NULL;
+
+    if (w == NULL)
+        return -1;
+    w->cb = cb;
+    w->key = key;
+    if (!sbx_node_name_valid(peer_name, strlen(peer_name)) ||
+        strcmp(peer_name, node->name) == 0) {
+        free(w);
+        return -1;
+    }
+    for (struct sbx_conn *o = node->conns; o != NULL; o = o->next) {
+        if (o->state != SBX_CONN_CLOSING && strcmp(o->peer_name, peer_name) == 0) {
+            c = o;
+            break;
+        }
+    }
+    if (c != NULL && c->state == SBX_CONN_UP) {
+        /* Already up: answer from the loop, not from inside this call. */
+        w->next = c->waiters;
+        c->waiters = w;
+        event_active(c->timer, 0, 0); /* the tick timer runs waiters below */
+        return 0;
+    }
+    if (c == NULL) {
+        c = conn_new(node, 1);
+        if (c == NULL) {
+            free(w);
+            return -1;
+        }
+        snprintf(c->peer_name, sizeof c->peer_name, "%s", peer_name);
+        c->state = SBX_CONN_I_EPMD;
+        c->epmd_bev = bufferevent_socket_new(node->base, -1, BEV_OPT_CLOSE_ON_FREE);
+        if (c->epmd_bev == NULL) {
+            c->waiters = w;
+            sbx_conn_close(c, "out of memory");
+            return 0;
+        }
+        bufferevent_setcb(c->epmd_bev, epmd_read_cb, NULL, epmd_event_cb, c);
+        bufferevent_enable(c->epmd_bev, EV_READ | EV_WRITE);
+        if (bufferevent_socket_connect_hostname(c->epmd_bev, node->dns, AF_INET,
+                                                host_of(peer_name), EPMD_PORT) != 0) {
+            c->waiters = w;
+            sbx_conn_close(c, "cannot resolve the peer host");
+            return 0;
+        }
+    }
+    w->next = c->waiters;
+    c->waiters = w;
+    return 0;
+}

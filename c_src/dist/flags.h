@@ -1,0 +1,40 @@
+/* Distribution capability flags (erts dist.h) and the set this node offers. */
+#ifndef SBX_DIST_FLAGS_H
+#define SBX_DIST_FLAGS_H
+
+#include <stdint.h>
+
+#define DFLAG_PUBLISHED 0x1ULL
+#define DFLAG_EXTENDED_REFERENCES 0x4ULL
+#define DFLAG_DIST_MONITOR 0x8ULL
+#define DFLAG_FUN_TAGS 0x10ULL
+#define DFLAG_DIST_MONITOR_NAME 0x20ULL
+#define DFLAG_NEW_FUN_TAGS 0x80ULL
+#define DFLAG_EXTENDED_PIDS_PORTS 0x100ULL
+#define DFLAG_EXPORT_PTR_TAG 0x200ULL
+#define DFLAG_BIT_BINARIES 0x400ULL
+#define DFLAG_NEW_FLOATS 0x800ULL
+#define DFLAG_UTF8_ATOMS 0x10000ULL
+#define DFLAG_MAP_TAG 0x20000ULL
+#define DFLAG_BIG_CREATION 0x40000ULL
+#define DFLAG_HANDSHAKE_23 0x1000000ULL
+#define DFLAG_UNLINK_ID 0x2000000ULL
+#define DFLAG_MANDATORY_25_DIGEST 0x4000000ULL
+#define DFLAG_SPAWN 0x100000000ULL
+#define DFLAG_NAME_ME 0x200000000ULL
+#define DFLAG_V4_NC 0x400000000ULL
+#define DFLAG_ALIAS 0x800000000ULL
+
+/* What every OTP 25 node requires of its peer. */
+#define SBX_DFLAGS_MANDATORY_25                                                          \
+    (DFLAG_EXTENDED_REFERENCES | DFLAG_FUN_TAGS | DFLAG_NEW_FUN_TAGS |                   \
+     DFLAG_EXTENDED_PIDS_PORTS | DFLAG_EXPORT_PTR_TAG | DFLAG_BIT_BINARIES |              \
+     DFLAG_NEW_FLOATS | DFLAG_UTF8_ATOMS | DFLAG_MAP_TAG | DFLAG_BIG_CREATION |          \
+     DFLAG_HANDSHAKE_23)
+
+/* Offered by this node: hidden (no PUBLISHED), no atom cache, no fragments. */
+#define SBX_DFLAGS_OFFERED                                                               \
+    (SBX_DFLAGS_MANDATORY_25 | DFLAG_DIST_MONITOR | DFLAG_DIST_MONITOR_NAME |            \
+     DFLAG_UNLINK_ID | DFLAG_MANDATORY_25_DIGEST | DFLAG_SPAWN | DFLAG_V4_NC | DFLAG_ALIAS)
+
+#endif

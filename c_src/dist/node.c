@@ -1,0 +1,312 @@
+/* Node identity, listener, epmd registration, connection registry and signal sending. */
+#define _GNU_SOURCE
+#include "dist/node.h"
+
+#include <arpa/inet.h>
+#include <event2/dns.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "dist/conn.h"
+#include "dist/epmd.h"
+#include "dist/flags.h"
+#include "util/clock.h"
+#include "util/log.h"
+
+enum { OP_LINK = 1, OP_SEND = 2, OP_EXIT = 3, OP_MONITOR_P_EXIT = 21, OP_ALIAS_SEND = 33 };
+
+static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+                      int salen, void *arg) {
+    (void)l;
+    sbx_conn_accept(arg, fd, sa, salen);
+}
+
+static void accept_error_cb(struct evconnlistener *l, void *arg) {
+    (void)l;
+    (void)arg;
+    SBX_WARN("accept failed", "errno=%d", EVUTIL_SOCKET_ERROR());
+}
+
+static void epmd_closed_cb(evutil_socket_t fd, short what, void *arg) {
+    struct sbx_node *node = arg;
+    char buf[64];
+    (void)what;
+    if (read(fd, buf, sizeof buf) <= 0) {
+        SBX_WARN("epmd closed the registration; peers can no longer find this node", "node=%s",
+                 node->name);
+        event_del(node->epmd_ev);
+    }
+}
+
+int sbx_node_start(struct sbx_node *node, struct event_base *base,
+                   const struct sbx_node_config *cfg, const char **why) {
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = 0};
+    socklen_t slen = sizeof sa;
+    char alive[SBX_NODE_NAME_MAX + 1];
+
+    memset(node, 0, sizeof *node);
+    node->epmd_fd = -1;
+    node->base = base;
+    *why = "invalid node name";
+    if (!sbx_node_name_valid(cfg->name, strlen(cfg->name)))
+        goto err;
+    snprintf(node->name, sizeof node->name, "%s", cfg->name);
+    snprintf(node->cookie, sizeof node->cookie, "%s", cfg->cookie);
+    snprintf(alive, sizeof alive, "%s", cfg->name);
+    *strchr(alive, '@') = '\0';
+    node->flags = SBX_DFLAGS_OFFERED;
+    node->handshake_timeout_ms = cfg->handshake_timeout_ms;
+    node->net_ticktime_s = cfg->net_ticktime_s;
+    node->max_packet = cfg->max_packet;
+    node->max_outbuf = cfg->max_outbuf;
+    node->started_mono_ms = sbx_mono_ms();
+    if (getrandom(node->ref_counter, sizeof node->ref_counter, 0) != (ssize_t)sizeof node->ref_counter)
+        node->ref_counter[1] = (uint32_t)sbx_wall_ms();
+    *why = "out of memory";
+    if (sbx_proc_table_init(&node->procs) != 0)
+        goto err;
+    node->dns = evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
+    if (node->dns == NULL) {
+        node->dns = evdns_base_new(base, 0);
+        if (node->dns != NULL)
+            evdns_base_load_hosts(node->dns, NULL);
+    }
+    if (node->dns == NULL)
+        goto err;
+    sa.sin_addr.s_addr = htonl(INADDR_ANY);
+    node->listener = evconnlistener_new_bind(
+        base, accept_cb, node, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
+        128, (struct sockaddr *)&sa, sizeof sa);
+    *why = "cannot listen for distribution connections";
+    if (node->listener == NULL)
+        goto err;
+    evconnlistener_set_error_cb(node->listener, accept_error_cb);
+    if (getsockname(evconnlistener_get_fd(node->listener), (struct sockaddr *)&sa, &slen) != 0)
+        goto err;
+    node->port = ntohs(sa.sin_port);
+    if (sbx_epmd_register(alive, node->port, &node->epmd_fd, &node->creation, why) != 0)
+        goto err;
+    node->epmd_ev = event_new(base, node->epmd_fd, EV_READ | EV_PERSIST, epmd_closed_cb, node);
+    *why = "out of memory";
+    if (node->epmd_ev == NULL || event_add(node->epmd_ev, NULL) != 0)
+        goto err;
+    SBX_INFO("node started", "node=%s port=%u creation=%u", node->name, node->port,
+             node->creation);
+    return 0;
+err:
+    sbx_node_stop(node);
+    return -1;
+}
+
+void sbx_node_stop(struct sbx_node *node) {
+    while (node->conns != NULL)
+        sbx_conn_destroy(node->conns);
+    if (node->listener != NULL)
+        evconnlistener_free(node->listener);
+    if (node->epmd_ev != NULL)
+        event_free(node->epmd_ev);
+    if (node->epmd_fd >= 0)
+        close(node->epmd_fd);
+    if (node->dns != NULL)
+        evdns_base_free(node->dns, 0);
+    sbx_proc_table_free(&node->procs);
+    node->listener = NULL;
+    node->epmd_ev = NULL;
+    node->epmd_fd = -1;
+    node->dns = NULL;
+    memset(node->cookie, 0, sizeof node->cookie);
+}
+
+struct sbx_conn *sbx_node_conn_by_id(const struct sbx_node *node, uint64_t id) {
+    for (struct sbx_conn *c = node->conns; c != NULL; c = c->next)
+        if (c->id == id)
+            return c->state == SBX_CONN_UP ? c : NULL;
+    return NULL;
+}
+
+struct sbx_conn *sbx_node_conn_by_name(const struct sbx_node *node, const char *name) {
+    for (struct sbx_conn *c = node->conns; c != NULL; c = c->next)
+        if (c->state == SBX_CONN_UP && strcmp(c->peer_name, name) == 0)
+            return c;
+    return NULL;
+}
+
+size_t sbx_node_conn_count(const struct sbx_node *node) {
+    size_t n = 0;
+    for (struct sbx_conn *c = node->conns; c != NULL; c = c->next)
+        n += c->state == SBX_CONN_UP;
+    return n;
+}
+
+size_t sbx_node_proc_count(const struct sbx_node *node) { return node->procs.count; }
+
+struct conn_down_ctx {
+    struct sbx_node *node;
+    uint64_t conn_id;
+};
+
+/* A link to a process behind a dead connection is an exit signal `noconnection`. */
+static void conn_down_one(struct sbx_proc *p, void *arg) {
+    struct conn_down_ctx *ctx = arg;
+    int linked = 0;
+    for (struct sbx_link *l = p->links; l != NULL; l = l->next)
+        linked |= l->pid.conn_id == ctx->conn_id;
+    sbx_proc_drop_conn(p, ctx->conn_id);
+    if (linked && p->name == NULL) {
+        ei_x_buff r;
+        ei_x_new(&r);
+        ei_x_encode_atom(&r, "noconnection");
+        sbx_node_proc_kill(ctx->node, p, r.buff, (size_t)r.index);
+        ei_x_free(&r);
+        return;
+    }
+    if (p->ops != NULL && p->ops->conn_down != NULL)
+        p->ops->conn_down(p, ctx->conn_id);
+}
+
+void sbx_node_conn_down(struct sbx_node *node, uint64_t conn_id) {
+    struct conn_down_ctx ctx = {node, conn_id};
+    sbx_proc_each(&node->procs, conn_down_one, &ctx);
+}
+
+int sbx_node_encode_self_pid(const struct sbx_node *node, ei_x_buff *x, const struct sbx_proc *p) {
+    erlang_pid pid;
+    memcpy(pid.node, node->name, strlen(node->name) + 1);
+    pid.num = p->num;
+    pid.serial = p->serial;
+    pid.creation = node->creation;
+    return ei_x_encode_pid(x, &pid);
+}
+
+int sbx_node_encode_rpid(const struct sbx_node *node, ei_x_buff *x, const struct sbx_rpid *rp) {
+    const struct sbx_conn *c = sbx_node_conn_by_id(node, rp->conn_id);
+    erlang_pid pid;
+    if (c == NULL)
+        return -1;
+    memcpy(pid.node, c->peer_name, strlen(c->peer_name) + 1);
+    pid.num = rp->num;
+    pid.serial = rp->serial;
+    pid.creation = rp->creation;
+    return ei_x_encode_pid(x, &pid);
+}
+
+int sbx_node_make_ref(struct sbx_node *node, ei_x_buff *x) {
+    erlang_ref ref;
+    if (++node->ref_counter[0] == 0 && ++node->ref_counter[1] == 0)
+        node->ref_counter[2]++;
+    memcpy(ref.node, node->name, strlen(node->name) + 1);
+    ref.len = 3;
+    ref.n[0] = node->ref_counter[0] & 0x3ffff; /* the first word holds 18 bits */
+    ref.n[1] = node->ref_counter[1] ^ (node->ref_counter[0] >> 18);
+    ref.n[2] = node->ref_counter[2];
+    ref.creation = node->creation;
+    return ei_x_encode_ref(x, &ref);
+}
+
+int sbx_node_decode_pid(const struct sbx_node *node, const char *buf, int *index,
+                        int *is_local, uint32_t *local_num, uint32_t *local_serial,
+                        struct sbx_rpid *out) {
+    erlang_pid pid;
+    if (ei_decode_pid(buf, index, &pid) != 0)
+        return -1;
+    if (strcmp(pid.node, node->name) == 0) {
+        /* A pid of an earlier incarnation names no live process (num is never 0). */
+        int current = pid.creation == node->creation;
+        *is_local = 1;
+        *local_num = current ? pid.num : 0;
+        *local_serial = current ? pid.serial : 0;
+        return 0;
+    }
+    const struct sbx_conn *c = sbx_node_conn_by_name(node, pid.node);
+    *is_local = 0;
+    out->conn_id = c != NULL ? c->id : 0;
+    out->num = pid.num;
+    out->serial = pid.serial;
+    out->creation = pid.creation;
+    return 0;
+}
+
+int sbx_node_send(struct sbx_node *node, uint64_t conn_id, const ei_x_buff *ctl,
+                  const ei_x_buff *msg) {
+    struct sbx_conn *c = sbx_node_conn_by_id(node, conn_id);
+    if (c == NULL)
+        return -1;
+    return sbx_conn_write_packet(c, ctl->buff, (size_t)ctl->index, msg ? msg->buff : NULL,
+                                 msg ? (size_t)msg->index : 0, NULL, 0);
+}
+
+int sbx_node_send_msg(struct sbx_node *node, const struct sbx_proc *from,
+                      const struct sbx_rpid *to, const char *alias_ref, size_t alias_ref_len,
+                      const ei_x_buff *msg) {
+    struct sbx_conn *c = sbx_node_conn_by_id(node, to->conn_id);
+    ei_x_buff ctl;
+    int rc = -1;
+
+    if (c == NULL)
+        return -1;
+    ei_x_new_with_version(&ctl);
+    if (alias_ref != NULL && (c->flags & DFLAG_ALIAS)) {
+        ei_x_encode_tuple_header(&ctl, 3);
+        ei_x_encode_long(&ctl, OP_ALIAS_SEND);
+        sbx_node_encode_self_pid(node, &ctl, from);
+        ei_x_append_buf(&ctl, alias_ref, (int)alias_ref_len);
+    } else {
+        ei_x_encode_tuple_header(&ctl, 3);
+        ei_x_encode_long(&ctl, OP_SEND);
+        ei_x_encode_atom(&ctl, "");
+        if (sbx_node_encode_rpid(node, &ctl, to) != 0)
+            goto done;
+    }
+    rc = sbx_conn_write_packet(c, ctl.buff, (size_t)ctl.index, msg->buff, (size_t)msg->index,
+                               NULL, 0);
+done:
+    ei_x_free(&ctl);
+    return rc;
+}
+
+void sbx_node_proc_exit(struct sbx_node *node, struct sbx_proc *p, const char *reason,
+                        size_t reason_len) {
+    for (struct sbx_link *l = p->links; l != NULL; l = l->next) {
+        ei_x_buff ctl;
+        ei_x_new_with_version(&ctl);
+        ei_x_encode_tuple_header(&ctl, 4);
+        ei_x_encode_long(&ctl, OP_EXIT);
+        sbx_node_encode_self_pid(node, &ctl, p);
+        if (sbx_node_encode_rpid(node, &ctl, &l->pid) == 0) {
+            ei_x_append_buf(&ctl, reason, (int)reason_len);
+            sbx_node_send(node, l->pid.conn_id, &ctl, NULL);
+        }
+        ei_x_free(&ctl);
+    }
+    for (struct sbx_monitor *m = p->monitors; m != NULL; m = m->next) {
+        ei_x_buff ctl;
+        ei_x_new_with_version(&ctl);
+        ei_x_encode_tuple_header(&ctl, 5);
+        ei_x_encode_long(&ctl, OP_MONITOR_P_EXIT);
+        if (m->by_name && p->name != NULL)
+            ei_x_encode_atom(&ctl, p->name);
+        else
+            sbx_node_encode_self_pid(node, &ctl, p);
+        if (sbx_node_encode_rpid(node, &ctl, &m->watcher) == 0) {
+            ei_x_append_buf(&ctl, m->ref, (int)m->ref_len);
+            ei_x_append_buf(&ctl, reason, (int)reason_len);
+            sbx_node_send(node, m->watcher.conn_id, &ctl, NULL);
+        }
+        ei_x_free(&ctl);
+    }
+    sbx_proc_free(&node->procs, p);
+}
+
+void sbx_node_proc_kill(struct sbx_node *node, struct sbx_proc *p, const char *reason,
+                        size_t reason_len) {
+    if (p->ops != NULL && p->ops->kill != NULL)
+        p->ops->kill(p);
+    sbx_node_proc_exit(node, p, reason, reason_len);
+}

@@ -1,0 +1,230 @@
+/* sandboxd: a hidden Erlang node in C that orchestrates sandboxes.
+ *
+ * main wires the pieces: command line, cookie, one libevent loop, the node, its
+ * registered services; SIGTERM/SIGINT close every connection (peers see nodedown),
+ * unregister from epmd and exit 0. */
+#define _GNU_SOURCE
+#include <ei.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "api/api.h"
+#include "dist/node.h"
+#include "rpc/services.h"
+#include "util/cookie.h"
+#include "util/log.h"
+
+struct options {
+    char name[SBX_NODE_NAME_MAX + 1];
+    const char *cookie;
+    int net_ticktime_s;
+    int handshake_timeout_ms;
+    size_t max_packet;
+};
+
+static void usage(FILE *out) {
+    fputs("usage: sandboxd [options]\n"
+          "  --sname NAME          short node name (default sandboxd): NAME@<short host>\n"
+          "  --name NAME@HOST      long node name\n"
+          "  --cookie COOKIE       distribution cookie (else $SANDBOXD_COOKIE, else\n"
+          "                        ~/.erlang.cookie, created like erl does if missing)\n"
+          "  --net-ticktime SECS   silence after which a peer is dropped (default 60;\n"
+          "                        a peer ticking faster is held to its own ticktime)\n"
+          "  --handshake-timeout MS  drop a peer that has not finished the handshake\n"
+          "                        (default 7000, at most 10000)\n"
+          "  --max-packet BYTES    largest distribution packet accepted (default 64 MiB)\n"
+          "  --log-level LEVEL     error | warn | info | debug (default info)\n"
+          "  --version             print the version and exit\n"
+          "  --help                this text\n",
+          out);
+}
+
+/* Parses a bounded positive integer; -1 if s is not one. */
+static long parse_num(const char *s, long min, long max) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno != 0 || *end != '\0' || end == s || v < min || v > max)
+        return -1;
+    return v;
+}
+
+static int short_host(char *out, size_t cap) {
+    char host[256];
+    if (gethostname(host, sizeof host) != 0)
+        return -1;
+    host[sizeof host - 1] = '\0';
+    char *dot = strchr(host, '.');
+    if (dot != NULL)
+        *dot = '\0';
+    return snprintf(out, cap, "%s", host) < (int)cap ? 0 : -1;
+}
+
+/* Fills opts from argv. Returns 0 to run, 1 to exit 0 (help, version), -1 on error. */
+static int parse_args(int argc, char **argv, struct options *o) {
+    enum { O_SNAME = 1, O_NAME, O_COOKIE, O_TICK, O_HS, O_MAXPKT, O_LOG, O_VERSION, O_HELP };
+    static const struct option longopts[] = {
+        {"sname", required_argument, NULL, O_SNAME},
+        {"name", required_argument, NULL, O_NAME},
+        {"cookie", required_argument, NULL, O_COOKIE},
+        {"net-ticktime", required_argument, NULL, O_TICK},
+        {"handshake-timeout", required_argument, NULL, O_HS},
+        {"max-packet", required_argument, NULL, O_MAXPKT},
+        {"log-level", required_argument, NULL, O_LOG},
+        {"version", no_argument, NULL, O_VERSION},
+        {"help", no_argument, NULL, O_HELP},
+        {NULL, 0, NULL, 0}};
+    char host[256];
+    const char *sname = "sandboxd";
+    const char *lname = NULL;
+    enum sbx_log_level level;
+    long v;
+    int c;
+
+    o->net_ticktime_s = 60;
+    o->handshake_timeout_ms = 7000;
+    o->max_packet = 64u << 20;
+    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        switch (c) {
+        case O_SNAME: sname = optarg; lname = NULL; break;
+        case O_NAME: lname = optarg; break;
+        case O_COOKIE: o->cookie = optarg; break;
+        case O_TICK:
+            if ((v = parse_num(optarg, 1, 3600)) < 0)
+                goto bad;
+            o->net_ticktime_s = (int)v;
+            break;
+        case O_HS:
+            if ((v = parse_num(optarg, 100, 10000)) < 0)
+                goto bad;
+            o->handshake_timeout_ms = (int)v;
+            break;
+        case O_MAXPKT:
+            if ((v = parse_num(optarg, 1024, 1L << 30)) < 0)
+                goto bad;
+            o->max_packet = (size_t)v;
+            break;
+        case O_LOG:
+            if (sbx_log_parse_level(optarg, &level) != 0)
+                goto bad;
+            sbx_log_set_level(level);
+            break;
+        case O_VERSION: printf("sandboxd %s\n", SBX_VERSION); return 1;
+        case O_HELP: usage(stdout); return 1;
+        default: goto bad;
+        }
+    }
+    if (optind != argc)
+        goto bad;
+    if (lname != NULL) {
+        if (strchr(lname, '@') == NULL)
+            goto bad;
+        snprintf(o->name, sizeof o->name, "%s", lname);
+    } else {
+        if (strchr(sname, '@') != NULL) {
+            snprintf(o->name, sizeof o->name, "%s", sname);
+        } else {
+            if (short_host(host, sizeof host) != 0)
+                goto bad;
+            if (snprintf(o->name, sizeof o->name, "%s@%s", sname, host) >= (int)sizeof o->name)
+                goto bad;
+        }
+    }
+    if (!sbx_node_name_valid(o->name, strlen(o->name)))
+        goto bad;
+    return 0;
+bad:
+    usage(stderr);
+    return -1;
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg) {
+    (void)what;
+    SBX_INFO("stopping", "signal=%d", (int)sig);
+    event_base_loopbreak(arg);
+}
+
+/* ei_init sizes a table from the open-file limit: keep that limit sane first. */
+static void cap_nofile(void) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur > 65536) {
+        rl.rlim_cur = 65536;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+int main(int argc, char **argv) {
+    struct options opts;
+    struct sbx_node node;
+    struct sbx_node_config cfg;
+    char cookie[SBX_COOKIE_MAX + 1];
+    struct event_base *base = NULL;
+    struct event *sigterm = NULL, *sigint = NULL;
+    const char *why = NULL;
+    int node_started = 0;
+    int rc = 1;
+
+    memset(&opts, 0, sizeof opts);
+    memset(&node, 0, sizeof node);
+    node.epmd_fd = -1;
+    int pa = parse_args(argc, argv, &opts);
+    if (pa != 0)
+        return pa > 0 ? 0 : 2;
+    signal(SIGPIPE, SIG_IGN);
+    cap_nofile();
+    if (ei_init() != 0) {
+        SBX_ERROR("ei_init failed", NULL);
+        goto done;
+    }
+    if (sbx_cookie_resolve(opts.cookie, cookie, &why) != 0) {
+        SBX_ERROR("no cookie", "why=\"%s\"", why);
+        goto done;
+    }
+    base = event_base_new();
+    if (base == NULL)
+        goto done;
+    sigterm = evsignal_new(base, SIGTERM, on_signal, base);
+    sigint = evsignal_new(base, SIGINT, on_signal, base);
+    if (sigterm == NULL || sigint == NULL || event_add(sigterm, NULL) != 0 ||
+        event_add(sigint, NULL) != 0)
+        goto done;
+    cfg = (struct sbx_node_config){.name = opts.name,
+                                   .cookie = cookie,
+                                   .handshake_timeout_ms = opts.handshake_timeout_ms,
+                                   .net_ticktime_s = opts.net_ticktime_s,
+                                   .max_packet = opts.max_packet,
+                                   .max_outbuf = 256u << 20};
+    if (sbx_node_start(&node, base, &cfg, &why) != 0) {
+        SBX_ERROR("cannot start the node", "node=%s why=\"%s\"", opts.name, why);
+        goto done;
+    }
+    node_started = 1;
+    if (sbx_services_start(&node) != 0) {
+        SBX_ERROR("cannot register system processes", NULL);
+        goto done;
+    }
+    SBX_INFO("ready", "node=%s version=%s", node.name, SBX_VERSION);
+    event_base_dispatch(base);
+    rc = 0;
+done:
+    if (node_started)
+        sbx_node_stop(&node);
+    if (sigterm != NULL)
+        event_free(sigterm);
+    if (sigint != NULL)
+        event_free(sigint);
+    if (base != NULL)
+        event_base_free(base);
+    memset(cookie, 0, sizeof cookie);
+    if (rc == 0)
+        SBX_INFO("stopped", NULL);
+    return rc;
+}

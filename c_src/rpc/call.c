@@ -1,0 +1,301 @@
+/* Calls: argument unpacking, dispatch to the API table, and the answer in the form
+ * each kind of caller expects. */
+#include "rpc/call.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/api.h"
+#include "dist/control.h"
+#include "dist/node.h"
+#include "util/log.h"
+
+#define MAX_ARGS 255
+
+static void call_free(struct sbx_call *call) {
+    free(call->tag);
+    free(call->alias);
+    free(call->argv);
+    ei_x_free(&call->args);
+    ei_x_free(&call->result);
+    free(call);
+}
+
+static void call_kill(struct sbx_proc *p) {
+    struct sbx_call *call = p->data;
+    if (call->pending && call->cancel != NULL)
+        call->cancel(call);
+    call_free(call);
+    p->data = NULL;
+}
+
+static void call_conn_down(struct sbx_proc *p, uint64_t conn_id) {
+    struct sbx_call *call = p->data;
+    if (call->conn_id == conn_id) {
+        ei_x_buff r;
+        ei_x_new(&r);
+        ei_x_encode_atom(&r, "noconnection");
+        sbx_node_proc_kill(call->node, p, r.buff, (size_t)r.index);
+        ei_x_free(&r);
+    }
+}
+
+static void call_message(struct sbx_proc *p, const struct sbx_rpid *from, const char *msg,
+                         size_t len) {
+    struct sbx_call *call = p->data;
+    (void)from;
+    if (call->on_message != NULL)
+        call->on_message(call, msg, len);
+}
+
+static const struct sbx_proc_ops call_ops = {
+    .message = call_message, .kill = call_kill, .conn_down = call_conn_down};
+
+static char *dup_bytes(const char *src, size_t len) {
+    char *d = malloc(len > 0 ? len : 1);
+    if (d != NULL && len > 0)
+        memcpy(d, src, len);
+    return d;
+}
+
+struct sbx_call *sbx_call_new(struct sbx_node *node, const struct sbx_call_spec *spec) {
+    struct sbx_call *call = calloc(1, sizeof *call);
+    if (call == NULL)
+        return NULL;
+    ei_x_new(&call->args);
+    ei_x_new(&call->result);
+    call->node = node;
+    call->kind = spec->kind;
+    call->conn_id = spec->conn_id;
+    call->caller = spec->caller;
+    if (spec->replier != NULL) {
+        call->replier_num = spec->replier->num;
+        call->replier_serial = spec->replier->serial;
+    }
+    if (spec->tag != NULL && (call->tag = dup_bytes(spec->tag, spec->tag_len)) == NULL)
+        goto err;
+    call->tag_len = spec->tag_len;
+    if (spec->alias != NULL && (call->alias = dup_bytes(spec->alias, spec->alias_len)) == NULL)
+        goto err;
+    call->alias_len = spec->alias_len;
+    call->proc = sbx_proc_spawn(&node->procs, &call_ops, call);
+    if (call->proc == NULL)
+        goto err;
+    return call;
+err:
+    call_free(call);
+    return NULL;
+}
+
+/* Copies the elements of a proper list (LIST_EXT, STRING_EXT or NIL) into call->args.
+ * Returns the count, or -1 if args is not a proper list or is too long. */
+static int unpack_args(struct sbx_call *call, const char *args) {
+    int idx = 0, type, size, n;
+    if (ei_get_type(args, &idx, &type, &size) != 0 || size > MAX_ARGS)
+        return -1;
+    call->argv = calloc((size_t)(size > 0 ? size : 1), sizeof *call->argv);
+    if (call->argv == NULL)
+        return -1;
+    if (type == ERL_NIL_EXT)
+        return 0;
+    if (type == ERL_STRING_EXT) {
+        const unsigned char *s = (const unsigned char *)args + 3;
+        for (int i = 0; i < size; i++) {
+            call->argv[i] = call->args.index;
+            ei_x_encode_long(&call->args, s[i]);
+        }
+        return size;
+    }
+    if (type != ERL_LIST_EXT || ei_decode_list_header(args, &idx, &n) != 0)
+        return -1;
+    for (int i = 0; i < n; i++) {
+        const char *start;
+        size_t len;
+        if (sbx_term_span(args, &idx, &start, &len) != 0)
+            return -1;
+        call->argv[i] = call->args.index;
+        ei_x_append_buf(&call->args, start, (int)len);
+    }
+    if (ei_get_type(args, &idx, &type, &size) != 0 || type != ERL_NIL_EXT)
+        return -1; /* improper list */
+    return n;
+}
+
+/* Encodes [{M, F, Args, []}], the stack of an undef. */
+static void encode_undef_stack(ei_x_buff *x, const char *m, const char *f, const char *args,
+                               size_t args_len) {
+    ei_x_encode_list_header(x, 1);
+    ei_x_encode_tuple_header(x, 4);
+    ei_x_encode_atom(x, m);
+    ei_x_encode_atom(x, f);
+    ei_x_append_buf(x, args, (int)args_len);
+    ei_x_encode_empty_list(x);
+    ei_x_encode_empty_list(x);
+}
+
+/* Ends the call's process with reason r and frees the call. */
+static void finish(struct sbx_call *call, const ei_x_buff *r) {
+    struct sbx_proc *p = call->proc;
+    p->data = NULL;
+    sbx_node_proc_exit(call->node, p, r->buff, (size_t)r->index);
+    call_free(call);
+}
+
+static void finish_normal(struct sbx_call *call) {
+    ei_x_buff r;
+    ei_x_new(&r);
+    ei_x_encode_atom(&r, "normal");
+    finish(call, &r);
+    ei_x_free(&r);
+}
+
+/* Sends {Tag, Value} (GEN/REX) or {rex, Value} (REX_LEGACY) to the caller. */
+static void reply(struct sbx_call *call, const char *value, size_t value_len) {
+    ei_x_buff msg;
+    struct sbx_proc *replier = call->kind == SBX_CALL_REX_LEGACY
+                                   ? call->proc
+                                   : sbx_proc_find(&call->node->procs, call->replier_num,
+                                                   call->replier_serial);
+    if (replier == NULL)
+        replier = call->proc;
+    ei_x_new_with_version(&msg);
+    ei_x_encode_tuple_header(&msg, 2);
+    if (call->kind == SBX_CALL_REX_LEGACY)
+        ei_x_encode_atom(&msg, "rex");
+    else
+        ei_x_append_buf(&msg, call->tag, (int)call->tag_len);
+    ei_x_append_buf(&msg, value, (int)value_len);
+    sbx_node_send_msg(call->node, replier, &call->caller, call->alias, call->alias_len, &msg);
+    ei_x_free(&msg);
+}
+
+void sbx_call_done(struct sbx_call *call) {
+    ei_x_buff r;
+    call->pending = 0;
+    switch (call->kind) {
+    case SBX_CALL_ERPC:
+        ei_x_new(&r);
+        ei_x_encode_tuple_header(&r, 3);
+        ei_x_append_buf(&r, call->tag, (int)call->tag_len);
+        ei_x_encode_atom(&r, "return");
+        ei_x_append_buf(&r, call->result.buff, call->result.index);
+        finish(call, &r);
+        ei_x_free(&r);
+        return;
+    case SBX_CALL_GEN:
+    case SBX_CALL_REX:
+    case SBX_CALL_REX_LEGACY:
+        reply(call, call->result.buff, (size_t)call->result.index);
+        break;
+    case SBX_CALL_CAST:
+    case SBX_CALL_SPAWN:
+        break;
+    }
+    finish_normal(call);
+}
+
+void sbx_call_fail(struct sbx_call *call, const char *reason, size_t reason_len) {
+    ei_x_buff r;
+    ei_x_new(&r);
+    call->pending = 0;
+    switch (call->kind) {
+    case SBX_CALL_ERPC:
+        ei_x_encode_tuple_header(&r, 4);
+        ei_x_append_buf(&r, call->tag, (int)call->tag_len);
+        ei_x_encode_atom(&r, "error");
+        ei_x_append_buf(&r, reason, (int)reason_len);
+        ei_x_encode_empty_list(&r);
+        finish(call, &r);
+        break;
+    case SBX_CALL_SPAWN:
+        ei_x_append_buf(&r, reason, (int)reason_len);
+        finish(call, &r);
+        break;
+    case SBX_CALL_REX:
+    case SBX_CALL_REX_LEGACY:
+        ei_x_encode_tuple_header(&r, 2);
+        ei_x_encode_atom(&r, "badrpc");
+        ei_x_encode_tuple_header(&r, 2);
+        ei_x_encode_atom(&r, "EXIT");
+        ei_x_append_buf(&r, reason, (int)reason_len);
+        reply(call, r.buff, (size_t)r.index);
+        finish_normal(call);
+        break;
+    case SBX_CALL_GEN:
+        ei_x_encode_tuple_header(&r, 2);
+        ei_x_encode_atom(&r, "error");
+        ei_x_append_buf(&r, reason, (int)reason_len);
+        reply(call, r.buff, (size_t)r.index);
+        finish_normal(call);
+        break;
+    case SBX_CALL_CAST:
+        finish_normal(call);
+        break;
+    }
+    ei_x_free(&r);
+}
+
+/* An undefined function: what a real node answers for each kind of caller. */
+static void fail_undef(struct sbx_call *call, const char *m, const char *f, const char *args,
+                       size_t args_len) {
+    ei_x_buff r;
+    ei_x_new(&r);
+    if (call->kind == SBX_CALL_ERPC) {
+        /* {Res, error, undef, [{M,F,A,[]}]} */
+        ei_x_encode_tuple_header(&r, 4);
+        ei_x_append_buf(&r, call->tag, (int)call->tag_len);
+        ei_x_encode_atom(&r, "error");
+        ei_x_encode_atom(&r, "undef");
+        encode_undef_stack(&r, m, f, args, args_len);
+        finish(call, &r);
+    } else if (call->kind == SBX_CALL_GEN) {
+        ei_x_encode_tuple_header(&r, 3);
+        ei_x_encode_atom(&r, "badarg");
+        ei_x_encode_atom(&r, "request");
+        ei_x_encode_atom(&r, "unknown_function");
+        sbx_call_fail(call, r.buff, (size_t)r.index);
+    } else {
+        ei_x_encode_tuple_header(&r, 2);
+        ei_x_encode_atom(&r, "undef");
+        encode_undef_stack(&r, m, f, args, args_len);
+        sbx_call_fail(call, r.buff, (size_t)r.index);
+    }
+    ei_x_free(&r);
+}
+
+void sbx_call_run(struct sbx_call *call, const char *module, const char *function,
+                  const char *args, size_t args_len) {
+    int argc = unpack_args(call, args);
+    if (argc < 0) {
+        ei_x_buff r;
+        ei_x_new(&r);
+        ei_x_encode_atom(&r, "badarg");
+        sbx_call_fail(call, r.buff, (size_t)r.index);
+        ei_x_free(&r);
+        return;
+    }
+    call->argc = argc;
+    const struct sbx_api_entry *e = sbx_api_find(module, function, argc);
+    if (e == NULL) {
+        fail_undef(call, module, function, args, args_len);
+        return;
+    }
+    if (e->fn(call) == SBX_API_PENDING) {
+        call->pending = 1;
+        return;
+    }
+    sbx_call_done(call);
+}
+
+struct sbx_call *sbx_call_find(struct sbx_node *node, uint32_t num, uint32_t serial) {
+    struct sbx_proc *p = sbx_proc_find(&node->procs, num, serial);
+    return p != NULL && p->ops == &call_ops ? p->data : NULL;
+}
+
+uint64_t sbx_call_key(const struct sbx_call *call) {
+    return (uint64_t)call->proc->num << 32 | call->proc->serial;
+}
+
+struct sbx_call *sbx_call_from_key(struct sbx_node *node, uint64_t key) {
+    return sbx_call_find(node, (uint32_t)(key >> 32), (uint32_t)key);
+}
