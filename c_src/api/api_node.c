@@ -76,7 +76,6 @@ enum sbx_api_status sbx_api_info(struct sbx_call *call) {
 
 struct net_ping {
     struct event *timer;
-    char peer[SBX_NODE_NAME_MAX + 1];
     char *ref; /* the call reference we wait for, encoded */
     size_t ref_len;
 };
@@ -187,7 +186,6 @@ enum sbx_api_status sbx_api_net_ping(struct sbx_call *call) {
     np = calloc(1, sizeof *np);
     if (np == NULL)
         goto pang;
-    snprintf(np->peer, sizeof np->peer, "%s", peer);
     np->timer = evtimer_new(call->node->base, net_ping_timeout, call);
     struct timeval tv = {NET_PING_TIMEOUT_MS / 1000, 0};
     if (np->timer == NULL || evtimer_add(np->timer, &tv) != 0) {

@@ -1,0 +1,73 @@
+# sandboxd — top-level targets. `make run` and `make test` install what is missing.
+#   make            build priv/sandboxd and compile src/ into ebin/
+#   make run        install, build, start sandboxd (process backend) in the foreground
+#   make test       install, build (plain and ASan+UBSan), start epmd, run every suite
+#   make fuzz       libFuzzer over framing/term/handshake parsing (FUZZ_SECONDS, default 120)
+#   make bench      benchmarks against the anchors (bench/rpc)
+
+ERLC      ?= erlc
+ERLC_OPTS := +warnings_as_errors +debug_info
+SRC_ERL   := $(wildcard src/*.erl)
+EBIN      := ebin
+BEAMS     := $(SRC_ERL:src/%.erl=$(EBIN)/%.beam)
+TEST_ERL  := $(wildcard test/erl/*.erl)
+TEST_EBIN := _build/test/ebin
+TEST_BEAMS := $(TEST_ERL:test/erl/%.erl=$(TEST_EBIN)/%.beam)
+FUZZ_SECONDS ?= 120
+
+all: c erl
+
+c:
+	$(MAKE) -C c_src
+
+c-asan:
+	$(MAKE) -C c_src SANITIZE=1
+
+c-unit:
+	$(MAKE) -C c_src unit
+
+erl: $(BEAMS) $(EBIN)/sandboxd.app
+
+$(EBIN)/%.beam: src/%.erl include/sandboxd.hrl
+	@mkdir -p $(EBIN)
+	$(ERLC) $(ERLC_OPTS) -I include -o $(EBIN) $<
+
+$(EBIN)/sandboxd.app: src/sandboxd.app.src
+	@mkdir -p $(EBIN)
+	cp $< $@
+
+$(TEST_EBIN)/%.beam: test/erl/%.erl
+	@mkdir -p $(TEST_EBIN)
+	$(ERLC) $(ERLC_OPTS) -I include -o $(TEST_EBIN) $<
+
+test-build: all c-asan c-unit $(TEST_BEAMS)
+
+deps:
+	@scripts/deps.sh build
+
+deps-test:
+	@scripts/deps.sh test
+
+run: deps
+	@$(MAKE) --no-print-directory all
+	@scripts/run.sh
+
+test: deps-test
+	@mkdir -p _build
+	@$(MAKE) --no-print-directory test-build >_build/make-test-build.log 2>&1 || \
+	  { mkdir -p _build; cat _build/make-test-build.log; echo "0 passed, 1 failed"; exit 1; }
+	@scripts/test.sh
+
+fuzz:
+	@scripts/deps.sh fuzz
+	$(MAKE) -C c_src fuzz-bin
+	scripts/fuzz.sh $(FUZZ_SECONDS)
+
+bench: deps-test all $(TEST_BEAMS)
+	bench/rpc
+
+clean:
+	$(MAKE) -C c_src clean
+	rm -rf $(EBIN) _build
+
+.PHONY: all c c-asan c-unit erl test-build deps deps-test run test fuzz bench clean

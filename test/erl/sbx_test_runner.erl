@@ -1,0 +1,57 @@
+%% Minimal test runner for suites that drive the real sandboxd binary.
+%%
+%% A suite is a module exporting tests/0 -> [{Name, Fun} | {Name, TimeoutMs, Fun}].
+%% Each test runs in its own process with a timeout; crashes and timeouts are failures.
+%% Prints one line per test and, last, "Label: N passed, N failed, N skipped".
+%% A test may return {skip, Why}.
+-module(sbx_test_runner).
+
+-export([main/1]).
+
+-define(DEFAULT_TIMEOUT, 120000).
+
+%% main([Label, Suite...]) from `erl -run sbx_test_runner main Label Suite...`.
+main([Label | Suites]) ->
+    Filter = os:getenv("SBX_TEST_FILTER", ""),
+    Results = lists:append([run_suite(list_to_atom(S), Filter) || S <- Suites]),
+    P = length([ok || {_, ok} <- Results]),
+    F = length([x || {_, {fail, _}} <- Results]),
+    K = length([s || {_, {skip, _}} <- Results]),
+    io:format("~s: ~b passed, ~b failed, ~b skipped~n", [Label, P, F, K]),
+    halt(case F of 0 -> 0; _ -> 1 end).
+
+run_suite(Suite, Filter) ->
+    Tests = [normalize(T) || T <- Suite:tests()],
+    [run_one(Suite, T) || {Name, _, _} = T <- Tests,
+                          Filter =:= "" orelse string:find(atom_to_list(Name), Filter) =/= nomatch].
+
+normalize({Name, Fun}) -> {Name, ?DEFAULT_TIMEOUT, Fun};
+normalize({Name, Timeout, Fun}) -> {Name, Timeout, Fun}.
+
+run_one(Suite, {Name, Timeout, Fun}) ->
+    T0 = erlang:monotonic_time(millisecond),
+    Self = self(),
+    {Pid, Ref} = spawn_monitor(fun() ->
+        Res = try Fun() of
+                  {skip, Why} -> {skip, Why};
+                  _ -> ok
+              catch C:R:St -> {fail, {C, R, St}}
+              end,
+        Self ! {self(), Res}
+    end),
+    Result = receive
+                 {Pid, Res} -> erlang:demonitor(Ref, [flush]), Res;
+                 {'DOWN', Ref, process, Pid, Why} -> {fail, {died, Why}}
+             after Timeout ->
+                 exit(Pid, kill),
+                 {fail, timeout}
+             end,
+    Ms = erlang:monotonic_time(millisecond) - T0,
+    %% Whatever the test left behind (sandboxd instances, peers) goes with it.
+    sbx_test_util:cleanup(),
+    case Result of
+        ok -> io:format("ok    ~p:~p (~b ms)~n", [Suite, Name, Ms]);
+        {skip, W} -> io:format("skip  ~p:~p: ~p~n", [Suite, Name, W]);
+        {fail, E} -> io:format("FAIL  ~p:~p (~b ms)~n      ~P~n", [Suite, Name, Ms, E, 40])
+    end,
+    {{Suite, Name}, Result}.

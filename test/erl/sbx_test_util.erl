@@ -1,0 +1,144 @@
+%% Helpers for suites: start and stop the real sandboxd binary, start peer nodes,
+%% wait for conditions. Everything started is recorded and cleaned up after each test.
+-module(sbx_test_util).
+
+-export([bin/0, cookie/0, host/0, log_dir/0, start/0, start/1, stop/1, os_kill/2,
+         info/1, counts/1, start_peer/1, start_peer/2, stop_peer/1, peer_os_pid/1,
+         wait_until/2, wait_until/3, cleanup/0, unique/1, log_text/1, port_of/1]).
+
+-define(TABLE, sbx_test_util_started).
+
+bin() ->
+    case os:getenv("SANDBOXD_BIN") of
+        false -> filename:absname("priv/sandboxd");
+        B -> B
+    end.
+
+cookie() -> atom_to_list(erlang:get_cookie()).
+
+host() -> lists:nth(2, string:split(atom_to_list(node()), "@")).
+
+log_dir() ->
+    D = os:getenv("SBX_LOG_DIR", "_build/test/logs"),
+    ok = filelib:ensure_dir(filename:join(D, "x")),
+    D.
+
+unique(Prefix) ->
+    Prefix ++ integer_to_list(erlang:unique_integer([positive])) ++ "_" ++ os:getpid().
+
+%% start(Opts): Opts may hold sname, cookie (false = none given), args (extra argv), env.
+%% Returns #{node, os_pid, port, log} once the node answers ping.
+start() -> start(#{}).
+start(Opts) ->
+    SName = maps:get(sname, Opts, unique("sbx")),
+    Log = filename:join(log_dir(), SName ++ ".log"),
+    CookieArgs = case maps:get(cookie, Opts, cookie()) of
+                     false -> [];
+                     C -> ["--cookie", C]
+                 end,
+    Args = ["--sname", SName | CookieArgs] ++ maps:get(args, Opts, []),
+    Cmd = "exec \"$0\" \"$@\" 2>>" ++ Log,
+    Port = open_port({spawn_executable, "/bin/sh"},
+                     [{args, ["-c", Cmd, bin() | Args]}, exit_status, {env, maps:get(env, Opts, [])}]),
+    {os_pid, OsPid} = erlang:port_info(Port, os_pid),
+    Node = list_to_atom(SName ++ "@" ++ host()),
+    S = #{node => Node, os_pid => OsPid, port => Port, log => Log},
+    remember({sandboxd, S}),
+    case maps:get(wait, Opts, true) of
+        true ->
+            ok = wait_until(fun() -> net_adm:ping(Node) =:= pong end, 10000),
+            S;
+        false ->
+            S
+    end.
+
+%% SIGTERM, wait for exit; returns the exit status.
+stop(#{os_pid := OsPid, port := Port}) ->
+    os_kill(OsPid, "TERM"),
+    receive {Port, {exit_status, St}} -> St
+    after 10000 -> os_kill(OsPid, "KILL"), timeout
+    end.
+
+os_kill(OsPid, Sig) ->
+    os:cmd("kill -" ++ Sig ++ " " ++ integer_to_list(OsPid) ++ " 2>/dev/null"),
+    ok.
+
+info(#{node := Node}) -> rpc:call(Node, sandbox, info, [], 10000).
+
+%% Connection and process counts as info() reports them.
+counts(S) ->
+    #{connections := C, processes := P} = info(S),
+    {C, P}.
+
+log_text(#{log := Log}) ->
+    {ok, B} = file:read_file(Log),
+    B.
+
+%% The distribution port sandboxd listens on, from epmd.
+port_of(#{node := Node}) ->
+    [Alive, Host] = string:split(atom_to_list(Node), "@"),
+    {port, P, _} = erl_epmd:port_please(Alive, Host),
+    P.
+
+%% A peer node (real erl) with the test cookie; extra erl args in Args.
+start_peer(Name) -> start_peer(Name, []).
+start_peer(Name, Args) ->
+    {ok, Peer, Node} = peer:start(#{name => unique(Name),
+                                    args => ["-setcookie", cookie(), "-hidden" | Args],
+                                    connection => standard_io,
+                                    wait_boot => 30000}),
+    remember({peer, Peer}),
+    {Peer, Node}.
+
+stop_peer(Peer) -> catch peer:stop(Peer), ok.
+
+peer_os_pid(Peer) -> list_to_integer(peer:call(Peer, os, getpid, [])).
+
+wait_until(Fun, TimeoutMs) -> wait_until(Fun, TimeoutMs, 50).
+wait_until(Fun, TimeoutMs, Step) ->
+    Deadline = erlang:monotonic_time(millisecond) + TimeoutMs,
+    wait_loop(Fun, Deadline, Step).
+
+wait_loop(Fun, Deadline, Step) ->
+    case catch Fun() of
+        true -> ok;
+        _ ->
+            case erlang:monotonic_time(millisecond) > Deadline of
+                true -> {error, timeout};
+                false -> timer:sleep(Step), wait_loop(Fun, Deadline, Step)
+            end
+    end.
+
+remember(Item) ->
+    case ets:info(?TABLE) of
+        undefined ->
+            Owner = spawn(fun() -> receive stop -> ok end end),
+            ets:new(?TABLE, [named_table, public, bag, {heir, Owner, none}]);
+        _ -> ok
+    end,
+    ets:insert(?TABLE, {item, Item}).
+
+%% Stops whatever the last test started: peers, then sandboxd instances: SIGTERM and
+%% up to 5 s to exit (a sanitizer build checks for leaks on the way out), then SIGKILL.
+cleanup() ->
+    case ets:info(?TABLE) of
+        undefined -> ok;
+        _ ->
+            Items = [I || {item, I} <- ets:lookup(?TABLE, item)],
+            ets:delete_all_objects(?TABLE),
+            [stop_peer(P) || {peer, P} <- Items],
+            Pids = [P || {sandboxd, #{os_pid := P}} <- Items],
+            [begin os_kill(P, "CONT"), os_kill(P, "TERM") end || P <- Pids],
+            wait_until(fun() -> not lists:any(fun os_alive/1, Pids) end, 5000),
+            [os_kill(P, "KILL") || P <- Pids],
+            ok
+    end.
+
+os_alive(OsPid) ->
+    case file:read_file("/proc/" ++ integer_to_list(OsPid) ++ "/stat") of
+        {ok, Stat} ->
+            %% A zombie (state Z) has exited already.
+            [_, Rest] = binary:split(Stat, <<") ">>),
+            binary:first(Rest) =/= $Z;
+        _ -> false
+    end.
