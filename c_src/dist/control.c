@@ -235,8 +235,9 @@ static int on_monitor(struct sbx_node *node, const char *b, int idx, int add) {
     if (sbx_term_span(b, &idx, &ref, &ref_len) != 0)
         return -1;
     if (!add) {
-        if (p != NULL)
-            sbx_proc_demonitor(p, &from.remote, ref, ref_len);
+        if (p != NULL && sbx_proc_demonitor(p, &from.remote, ref, ref_len) && p->ops != NULL &&
+            p->ops->demonitored != NULL)
+            p->ops->demonitored(p);
         return 0;
     }
     if (p != NULL && sbx_proc_monitor(p, &from.remote, ref, ref_len, by_name) == 0)

@@ -105,7 +105,18 @@ err:
     return -1;
 }
 
+/* At shutdown: release the work of every process that holds some, without signals. */
+static void stop_one(struct sbx_proc *p, void *arg) {
+    struct sbx_node *node = arg;
+    if (p->ops != NULL && p->ops->kill != NULL) {
+        p->ops->kill(p);
+        sbx_proc_free(&node->procs, p);
+    }
+}
+
 void sbx_node_stop(struct sbx_node *node) {
+    if (node->procs.buckets != NULL)
+        sbx_proc_each(&node->procs, stop_one, node);
     while (node->conns != NULL)
         sbx_conn_destroy(node->conns);
     if (node->listener != NULL)

@@ -42,6 +42,8 @@ struct sbx_proc_ops {
     void (*kill)(struct sbx_proc *p);
     /* The connection conn_id went down (after its links and monitors were dropped). */
     void (*conn_down)(struct sbx_proc *p, uint64_t conn_id);
+    /* A watcher removed its monitor (for example an erpc caller that timed out). */
+    void (*demonitored)(struct sbx_proc *p);
 };
 
 struct sbx_proc {

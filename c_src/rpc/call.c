@@ -40,6 +40,19 @@ static void call_conn_down(struct sbx_proc *p, uint64_t conn_id) {
     }
 }
 
+/* An erpc caller that gave up (timeout) demonitors: nobody can see the answer any more,
+ * so the work is cancelled rather than finished for no one. */
+static void call_demonitored(struct sbx_proc *p) {
+    struct sbx_call *call = p->data;
+    if (call->pending && call->kind == SBX_CALL_ERPC && p->monitors == NULL && p->links == NULL) {
+        ei_x_buff r;
+        ei_x_new(&r);
+        ei_x_encode_atom(&r, "kill");
+        sbx_node_proc_kill(call->node, p, r.buff, (size_t)r.index);
+        ei_x_free(&r);
+    }
+}
+
 static void call_message(struct sbx_proc *p, const struct sbx_rpid *from, const char *msg,
                          size_t len) {
     struct sbx_call *call = p->data;
@@ -49,7 +62,10 @@ static void call_message(struct sbx_proc *p, const struct sbx_rpid *from, const 
 }
 
 static const struct sbx_proc_ops call_ops = {
-    .message = call_message, .kill = call_kill, .conn_down = call_conn_down};
+    .message = call_message,
+    .kill = call_kill,
+    .conn_down = call_conn_down,
+    .demonitored = call_demonitored};
 
 static char *dup_bytes(const char *src, size_t len) {
     char *d = malloc(len > 0 ? len : 1);
