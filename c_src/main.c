@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "api/api.h"
+#include "core/core.h"
 #include "dist/node.h"
 #include "rpc/services.h"
 #include "util/cookie.h"
@@ -28,6 +29,8 @@ struct options {
     int net_ticktime_s;
     int handshake_timeout_ms;
     size_t max_packet;
+    char state_dir[256];
+    int shutdown_destroy;
 };
 
 static void usage(FILE *out) {
@@ -41,6 +44,10 @@ static void usage(FILE *out) {
           "  --handshake-timeout MS  drop a peer that has not finished the handshake\n"
           "                        (default 7000, at most 10000)\n"
           "  --max-packet BYTES    largest distribution packet accepted (default 64 MiB)\n"
+          "  --state-dir DIR       journal, logs and workspaces (default\n"
+          "                        $XDG_STATE_HOME/sandboxd/<node>, else ~/.local/state/...)\n"
+          "  --shutdown-policy P   keep | destroy: what a clean stop does to running\n"
+          "                        sandboxes (default keep: adopted at the next start)\n"
           "  --log-level LEVEL     error | warn | info | debug (default info)\n"
           "  --version             print the version and exit\n"
           "  --help                this text\n",
@@ -70,7 +77,8 @@ static int short_host(char *out, size_t cap) {
 
 /* Fills opts from argv. Returns 0 to run, 1 to exit 0 (help, version), -1 on error. */
 static int parse_args(int argc, char **argv, struct options *o) {
-    enum { O_SNAME = 1, O_NAME, O_COOKIE, O_TICK, O_HS, O_MAXPKT, O_LOG, O_VERSION, O_HELP };
+    enum { O_SNAME = 1, O_NAME, O_COOKIE, O_TICK, O_HS, O_MAXPKT, O_LOG, O_VERSION, O_HELP,
+           O_STATE, O_SHUTDOWN };
     static const struct option longopts[] = {
         {"sname", required_argument, NULL, O_SNAME},
         {"name", required_argument, NULL, O_NAME},
@@ -79,6 +87,8 @@ static int parse_args(int argc, char **argv, struct options *o) {
         {"handshake-timeout", required_argument, NULL, O_HS},
         {"max-packet", required_argument, NULL, O_MAXPKT},
         {"log-level", required_argument, NULL, O_LOG},
+        {"state-dir", required_argument, NULL, O_STATE},
+        {"shutdown-policy", required_argument, NULL, O_SHUTDOWN},
         {"version", no_argument, NULL, O_VERSION},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0}};
@@ -117,6 +127,19 @@ static int parse_args(int argc, char **argv, struct options *o) {
                 goto bad;
             sbx_log_set_level(level);
             break;
+        case O_STATE:
+            if (optarg[0] == '\0' || strlen(optarg) >= sizeof o->state_dir)
+                goto bad;
+            snprintf(o->state_dir, sizeof o->state_dir, "%s", optarg);
+            break;
+        case O_SHUTDOWN:
+            if (strcmp(optarg, "keep") == 0)
+                o->shutdown_destroy = 0;
+            else if (strcmp(optarg, "destroy") == 0)
+                o->shutdown_destroy = 1;
+            else
+                goto bad;
+            break;
         case O_VERSION: printf("sandboxd %s\n", SBX_VERSION); return 1;
         case O_HELP: usage(stdout); return 1;
         default: goto bad;
@@ -140,6 +163,18 @@ static int parse_args(int argc, char **argv, struct options *o) {
     }
     if (!sbx_node_name_valid(o->name, strlen(o->name)))
         goto bad;
+    if (o->state_dir[0] == '\0') {
+        const char *xdg = getenv("XDG_STATE_HOME");
+        const char *home = getenv("HOME");
+        int n;
+        if (xdg != NULL && xdg[0] == '/')
+            n = snprintf(o->state_dir, sizeof o->state_dir, "%s/sandboxd/%s", xdg, o->name);
+        else
+            n = snprintf(o->state_dir, sizeof o->state_dir, "%s/.local/state/sandboxd/%s",
+                         home != NULL ? home : "/tmp", o->name);
+        if (n < 0 || n >= (int)sizeof o->state_dir)
+            goto bad;
+    }
     return 0;
 bad:
     usage(stderr);
@@ -165,6 +200,8 @@ int main(int argc, char **argv) {
     struct options opts;
     struct sbx_node node;
     struct sbx_node_config cfg;
+    struct sbx_core core;
+    int core_started = 0;
     char cookie[SBX_COOKIE_MAX + 1];
     struct event_base *base = NULL;
     struct event *sigterm = NULL, *sigint = NULL;
@@ -174,6 +211,7 @@ int main(int argc, char **argv) {
 
     memset(&opts, 0, sizeof opts);
     memset(&node, 0, sizeof node);
+    memset(&core, 0, sizeof core);
     node.epmd_fd = -1;
     int pa = parse_args(argc, argv, &opts);
     if (pa != 0)
@@ -211,10 +249,23 @@ int main(int argc, char **argv) {
         SBX_ERROR("cannot register system processes", NULL);
         goto done;
     }
+    struct sbx_core_config ccfg = {.state_dir = opts.state_dir,
+                                   .shutdown_destroy = opts.shutdown_destroy,
+                                   .log_max_bytes = 1u << 20,
+                                   .max_sandboxes = 10000,
+                                   .max_subscribers = 10000,
+                                   .stop_grace_ms = 5000};
+    if (sbx_core_start(&core, &node, &ccfg, &why) != 0) {
+        SBX_ERROR("cannot start the sandbox core", "why=\"%s\" state_dir=%s", why, opts.state_dir);
+        goto done;
+    }
+    core_started = 1;
     SBX_INFO("ready", "node=%s version=%s", node.name, SBX_VERSION);
     event_base_dispatch(base);
     rc = 0;
 done:
+    if (core_started)
+        sbx_core_stop(&core);
     if (node_started)
         sbx_node_stop(&node);
     if (sigterm != NULL)

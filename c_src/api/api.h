@@ -7,7 +7,8 @@
 
 enum sbx_api_status {
     SBX_API_DONE,   /* call->result holds the value; the caller answers it */
-    SBX_API_PENDING /* the handler set call->cancel and will call sbx_call_done later */
+    SBX_API_PENDING /* the handler set call->cancel and finishes the call later, perhaps
+                       already did: the caller must not touch the call after this */
 };
 
 /* A handler reads its arguments from call->args at call->argv[0..argc) (validated
@@ -29,6 +30,27 @@ enum sbx_api_status sbx_api_ping(struct sbx_call *call);
 enum sbx_api_status sbx_api_info(struct sbx_call *call);
 enum sbx_api_status sbx_api_erlang_node(struct sbx_call *call);
 enum sbx_api_status sbx_api_net_ping(struct sbx_call *call);
+
+/* Handlers (api_sandbox.c, api_files.c). */
+enum sbx_api_status sbx_api_create(struct sbx_call *call);
+enum sbx_api_status sbx_api_destroy(struct sbx_call *call);
+enum sbx_api_status sbx_api_stop(struct sbx_call *call);
+enum sbx_api_status sbx_api_start(struct sbx_call *call);
+enum sbx_api_status sbx_api_restart(struct sbx_call *call);
+enum sbx_api_status sbx_api_get(struct sbx_call *call);
+enum sbx_api_status sbx_api_list0(struct sbx_call *call);
+enum sbx_api_status sbx_api_list1(struct sbx_call *call);
+enum sbx_api_status sbx_api_exec2(struct sbx_call *call);
+enum sbx_api_status sbx_api_exec3(struct sbx_call *call);
+enum sbx_api_status sbx_api_logs1(struct sbx_call *call);
+enum sbx_api_status sbx_api_logs2(struct sbx_call *call);
+enum sbx_api_status sbx_api_metrics(struct sbx_call *call);
+enum sbx_api_status sbx_api_processes(struct sbx_call *call);
+enum sbx_api_status sbx_api_shell(struct sbx_call *call);
+enum sbx_api_status sbx_api_subscribe(struct sbx_call *call);
+enum sbx_api_status sbx_api_unsubscribe(struct sbx_call *call);
+enum sbx_api_status sbx_api_copy_to(struct sbx_call *call);
+enum sbx_api_status sbx_api_copy_from(struct sbx_call *call);
 
 /* Version string reported by info() and --version. */
 #define SBX_VERSION "0.1.0"

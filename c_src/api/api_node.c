@@ -9,6 +9,7 @@
 #include "api/api.h"
 #include "dist/conn.h"
 #include "dist/control.h"
+#include "core/core.h"
 #include "dist/node.h"
 #include "util/clock.h"
 
@@ -45,7 +46,8 @@ enum sbx_api_status sbx_api_info(struct sbx_call *call) {
     ei_x_buff *x = &call->result;
     static const char *const backends[] = {"process", "docker", "beam_node", "vm"};
 
-    ei_x_encode_map_header(x, 8);
+    struct sbx_core *core = sbx_core_get();
+    ei_x_encode_map_header(x, 10);
     ei_x_encode_atom(x, "node");
     ei_x_encode_atom(x, node->name);
     ei_x_encode_atom(x, "version");
@@ -55,7 +57,18 @@ enum sbx_api_status sbx_api_info(struct sbx_call *call) {
     ei_x_encode_atom(x, "memory_bytes");
     ei_x_encode_longlong(x, rss_bytes());
     ei_x_encode_atom(x, "sandboxes");
-    ei_x_encode_long(x, 0);
+    ei_x_encode_long(x, core != NULL ? (long)core->count : 0);
+    ei_x_encode_atom(x, "subscribers");
+    ei_x_encode_long(x, core != NULL ? (long)core->sub_count : 0);
+    /* Which limits this host enforces for process sandboxes, and how. */
+    ei_x_encode_atom(x, "limits");
+    ei_x_encode_map_header(x, 3);
+    ei_x_encode_atom(x, "memory_mb");
+    ei_x_encode_atom(x, core != NULL && core->cg.can_memory ? "cgroup" : "rlimit");
+    ei_x_encode_atom(x, "cpus");
+    ei_x_encode_atom(x, core != NULL && core->cg.can_cpu ? "cgroup" : "none");
+    ei_x_encode_atom(x, "pids_limit");
+    ei_x_encode_atom(x, core != NULL && core->cg.can_pids ? "cgroup" : "none");
     ei_x_encode_atom(x, "connections");
     ei_x_encode_long(x, (long)sbx_node_conn_count(node));
     ei_x_encode_atom(x, "processes");
@@ -64,7 +77,10 @@ enum sbx_api_status sbx_api_info(struct sbx_call *call) {
     ei_x_encode_map_header(x, 4);
     for (size_t i = 0; i < 4; i++) {
         ei_x_encode_atom(x, backends[i]);
-        encode_unavailable(x, "not built yet");
+        if (i == 0 && core != NULL)
+            ei_x_encode_atom(x, "available");
+        else
+            encode_unavailable(x, "not built yet");
     }
     return SBX_API_DONE;
 }

@@ -36,6 +36,16 @@ int sbx_decode_atom(const char *buf, int *index, char out[MAXATOMLEN_UTF8]) {
     return ei_decode_atom_as(buf, index, out, MAXATOMLEN_UTF8, ERLANG_UTF8, NULL, NULL);
 }
 
+int sbx_ref_equal(const char *a, size_t alen, const char *b, size_t blen) {
+    erlang_ref ra, rb;
+    int ia = 0, ib = 0;
+    if (alen == blen && memcmp(a, b, alen) == 0)
+        return 1;
+    if (ei_decode_ref(a, &ia, &ra) != 0 || ei_decode_ref(b, &ib, &rb) != 0)
+        return 0;
+    return ei_cmp_refs(&ra, &rb) == 0;
+}
+
 int sbx_term_span(const char *buf, int *index, const char **start, size_t *len) {
     int s = *index;
     if (ei_skip_term(buf, index) != 0)

@@ -40,6 +40,10 @@ int sbx_control_dispatch(struct sbx_node *node, struct sbx_conn *c,
 
 /* Helpers shared with the rpc layer (validated buffers only). */
 int sbx_decode_atom(const char *buf, int *index, char out[MAXATOMLEN_UTF8]);
+/* 1 if two encoded references (no version byte) name the same reference, whatever
+ * encoding each node chose. */
+int sbx_ref_equal(const char *a, size_t alen, const char *b, size_t blen);
+
 /* Skips one term, reporting where it starts and how long it is. */
 int sbx_term_span(const char *buf, int *index, const char **start, size_t *len);
 

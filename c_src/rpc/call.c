@@ -296,11 +296,11 @@ void sbx_call_run(struct sbx_call *call, const char *module, const char *functio
         fail_undef(call, module, function, args, args_len);
         return;
     }
-    if (e->fn(call) == SBX_API_PENDING) {
-        call->pending = 1;
-        return;
-    }
-    sbx_call_done(call);
+    /* Pending from here: a handler may finish the call from a callback before it
+     * returns SBX_API_PENDING, after which the call must not be touched. */
+    call->pending = 1;
+    if (e->fn(call) == SBX_API_DONE)
+        sbx_call_done(call);
 }
 
 struct sbx_call *sbx_call_find(struct sbx_node *node, uint32_t num, uint32_t serial) {

@@ -1,0 +1,171 @@
+/* copy_to / copy_from: files inside a sandbox's workspace. Paths are resolved beneath
+ * the workspace with openat2(RESOLVE_BENEATH), so neither ".." nor a symlink the
+ * sandbox planted can reach a file outside it. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "api/api.h"
+#include "api/reply.h"
+#include "core/core.h"
+#include "core/sandbox.h"
+
+#define MAX_COPY_BYTES (64u << 20)
+
+static int open_beneath(int dirfd, const char *path, int flags, mode_t mode) {
+    struct open_how how;
+    memset(&how, 0, sizeof how);
+    how.flags = (unsigned long long)(flags | O_CLOEXEC);
+    how.mode = (flags & O_CREAT) ? mode : 0;
+    how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
+    return (int)syscall(SYS_openat2, dirfd, path, &how, sizeof how);
+}
+
+/* Creates the parent directories of rel beneath dirfd. */
+static int make_parents(int dirfd, const char *rel) {
+    char buf[1100];
+    snprintf(buf, sizeof buf, "%s", rel);
+    for (char *p = strchr(buf, '/'); p != NULL; p = strchr(p + 1, '/')) {
+        *p = '\0';
+        int fd = open_beneath(dirfd, buf, O_PATH | O_DIRECTORY, 0);
+        if (fd < 0) {
+            /* mkdirat follows no symlink in its last component; the parent was checked. */
+            if (mkdirat(dirfd, buf, 0755) != 0 && errno != EEXIST)
+                return -1;
+            fd = open_beneath(dirfd, buf, O_PATH | O_DIRECTORY, 0);
+            if (fd < 0)
+                return -1;
+        }
+        close(fd);
+        *p = '/';
+    }
+    return 0;
+}
+
+static void reply_errno(struct sbx_call *call, int e) {
+    struct sbx_badarg bad = {.field = "path"};
+    bad.why = e == ENOENT ? "enoent" : e == EISDIR ? "eisdir" : e == EXDEV ? "outside_workspace" :
+              e == EFBIG ? "too_large" : e == ENOTDIR ? "enotdir" : "eacces";
+    sbx_reply_badarg(&call->result, &bad);
+}
+
+enum sbx_api_status sbx_api_copy_to(struct sbx_call *call) {
+    char rel[1100];
+    struct sbx_badarg bad = {0};
+    int idx, type, size, dirfd = -1, fd = -1;
+    struct sbx_sandbox *sb = NULL;
+    char id[SBX_ID_MAX + 1];
+
+    idx = call->argv[0];
+    if (sbx_decode_id(call->args.buff, &idx, id, &bad) != 0)
+        goto badarg;
+    sb = sbx_sandbox_find(sbx_core_get(), id);
+    if (sb == NULL || sb->destroying) {
+        sbx_reply_error(&call->result, "not_found");
+        goto done;
+    }
+    idx = call->argv[1];
+    if (sbx_decode_rel_path(call->args.buff, &idx, rel, sizeof rel, &bad) != 0)
+        goto badarg;
+    idx = call->argv[2];
+    ei_get_type(call->args.buff, &idx, &type, &size);
+    if (type != ERL_BINARY_EXT) {
+        bad = (struct sbx_badarg){.field = "data", .why = "not_a_binary"};
+        goto badarg;
+    }
+    const char *data = call->args.buff + idx + 5;
+    dirfd = open(sb->workspace, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (dirfd < 0 || make_parents(dirfd, rel) != 0) {
+        reply_errno(call, errno);
+        goto done;
+    }
+    fd = open_beneath(dirfd, rel, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0644);
+    if (fd < 0) {
+        reply_errno(call, errno);
+        goto done;
+    }
+    for (size_t off = 0; off < (size_t)size;) {
+        ssize_t n = write(fd, data + off, (size_t)size - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            reply_errno(call, errno);
+            goto done;
+        }
+        off += (size_t)n;
+    }
+    ei_x_encode_atom(&call->result, "ok");
+    goto done;
+badarg:
+    sbx_reply_badarg(&call->result, &bad);
+done:
+    if (fd >= 0)
+        close(fd);
+    if (dirfd >= 0)
+        close(dirfd);
+    return SBX_API_DONE;
+}
+
+enum sbx_api_status sbx_api_copy_from(struct sbx_call *call) {
+    char rel[1100];
+    struct sbx_badarg bad = {0};
+    int idx, dirfd = -1, fd = -1;
+    char *buf = NULL;
+    char id[SBX_ID_MAX + 1];
+    struct stat st;
+
+    idx = call->argv[0];
+    if (sbx_decode_id(call->args.buff, &idx, id, &bad) != 0)
+        goto badarg;
+    struct sbx_sandbox *sb = sbx_sandbox_find(sbx_core_get(), id);
+    if (sb == NULL || sb->destroying) {
+        sbx_reply_error(&call->result, "not_found");
+        goto done;
+    }
+    idx = call->argv[1];
+    if (sbx_decode_rel_path(call->args.buff, &idx, rel, sizeof rel, &bad) != 0)
+        goto badarg;
+    dirfd = open(sb->workspace, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    fd = dirfd >= 0 ? open_beneath(dirfd, rel, O_RDONLY | O_NOFOLLOW, 0) : -1;
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        reply_errno(call, errno);
+        goto done;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        reply_errno(call, EISDIR);
+        goto done;
+    }
+    if ((uint64_t)st.st_size > MAX_COPY_BYTES) {
+        reply_errno(call, EFBIG);
+        goto done;
+    }
+    buf = malloc((size_t)st.st_size + 1);
+    size_t got = 0;
+    while (buf != NULL && got < (size_t)st.st_size) {
+        ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    ei_x_encode_tuple_header(&call->result, 2);
+    ei_x_encode_atom(&call->result, "ok");
+    ei_x_encode_binary(&call->result, buf != NULL ? buf : "", (int)got);
+    goto done;
+badarg:
+    sbx_reply_badarg(&call->result, &bad);
+done:
+    free(buf);
+    if (fd >= 0)
+        close(fd);
+    if (dirfd >= 0)
+        close(dirfd);
+    return SBX_API_DONE;
+}

@@ -1,0 +1,965 @@
+/* The process backend: a sandbox is a session of local processes in its own cgroups.
+ *
+ * Output: the workload's stdout and stderr are FIFOs in the sandbox's folder that the
+ * workload holds open read-write, so it never gets SIGPIPE while sandboxd is away (it
+ * blocks once the FIFO is full instead) and a restarted sandboxd reopens them and reads
+ * on. sandboxd keeps a write end open itself so that a FIFO never reports end-of-file.
+ *
+ * Lifetime: the main process is a child of sandboxd (reaped on SIGCHLD) or, after a
+ * restart of sandboxd, an adopted process watched by polling pid + start time. When it
+ * ends, or on stop, what is left of the sandbox (found through the cgroup, else the
+ * process tree and session) gets SIGTERM and, after the grace period, SIGKILL; once
+ * nothing is left the core is told. */
+#define _GNU_SOURCE
+#include "backends/process/process.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "backends/backend.h"
+#include "backends/process/cgroup.h"
+#include "backends/process/procfs.h"
+#include "backends/process/spawn.h"
+#include "core/core.h"
+#include "core/logbuf.h"
+#include "core/sandbox.h"
+#include "dist/node.h"
+#include "util/clock.h"
+#include "util/log.h"
+
+#define WATCH_MS 50
+#define MAX_PIDS 4096
+#define READ_CHUNK 65536
+
+struct pexec {
+    struct pexec *next;
+    struct sbx_sandbox *sb;
+    pid_t pid;
+    uint64_t key;
+    sbx_exec_done_fn done;
+    int fd[2];               /* stdout, stderr read ends */
+    struct event *ev[2];
+    char *buf[2];
+    size_t len[2];
+    size_t max;
+    int truncated;
+    int in_fd;
+    struct event *in_ev;
+    char *in_data;
+    size_t in_len, in_off;
+    struct event *timer;
+    int reaped;
+    int status;
+    int timed_out;
+    int64_t start_ms;
+};
+
+struct pstate {
+    pid_t pid;                /* main process (0 when none) */
+    uint64_t starttime;
+    pid_t sid;
+    int adopted;              /* not our child: watched by polling */
+    int main_done;
+    int main_status;
+    struct sbx_cgroup cg;
+    int has_cg;
+    uint64_t oom_base;
+    int rd[2], wr[2];         /* FIFO ends: read, and our keep-alive writers */
+    struct event *out_ev[2];
+    struct event *watch;
+    int ending;               /* the main process ended or stop was asked: draining */
+    int64_t kill_at;          /* mono ms when SIGKILL follows SIGTERM */
+    int killed;
+    struct pexec *execs;
+};
+
+static struct pstate *ps_of(struct sbx_sandbox *sb) { return sb->bstate; }
+
+static void set_err(struct sbx_err *err, const char *fmt, const char *a, int e) {
+    err->reason_atom = "backend";
+    snprintf(err->detail, sizeof err->detail, fmt, a, strerror(e));
+}
+
+/* The sandbox's processes: from the cgroup when there is one, else its tree. */
+static int list_pids(struct pstate *ps, pid_t *out, size_t cap) {
+    if (ps->has_cg)
+        return sbx_cgroup_pids(&ps->cg, out, cap);
+    if (ps->pid <= 0)
+        return 0;
+    return sbx_procfs_tree(ps->pid, ps->sid, out, cap);
+}
+
+static int ps_alive(struct sbx_sandbox *sb) {
+    struct pstate *ps = ps_of(sb);
+    pid_t pids[8];
+    if (ps == NULL)
+        return 0;
+    if (ps->pid > 0 && !ps->main_done)
+        return 1;
+    return list_pids(ps, pids, 8) > 0;
+}
+
+static void signal_all(struct pstate *ps, int sig) {
+    pid_t pids[MAX_PIDS];
+    if (ps->has_cg) {
+        sbx_cgroup_kill(&ps->cg, sig);
+        return;
+    }
+    int n = list_pids(ps, pids, MAX_PIDS);
+    for (int i = 0; i < n && i < MAX_PIDS; i++)
+        kill(pids[i], sig);
+    if (ps->sid > 0)
+        kill(-ps->sid, sig);
+}
+
+/* Reads what the workload wrote to one FIFO. */
+static void drain_fifo(struct sbx_sandbox *sb, int stream) {
+    struct pstate *ps = ps_of(sb);
+    char buf[READ_CHUNK];
+    for (int rounds = 0; rounds < 64 && ps->rd[stream] >= 0; rounds++) {
+        ssize_t n = read(ps->rd[stream], buf, sizeof buf);
+        if (n <= 0)
+            break;
+        sbx_sandbox_output(sb, (enum sbx_stream)stream, buf, (size_t)n);
+        if (n < (ssize_t)sizeof buf)
+            break;
+    }
+}
+
+static void fifo_cb(evutil_socket_t fd, short what, void *arg) {
+    struct sbx_sandbox *sb = arg;
+    struct pstate *ps = ps_of(sb);
+    (void)what;
+    drain_fifo(sb, fd == ps->rd[0] ? 0 : 1);
+}
+
+static void close_fifos(struct pstate *ps) {
+    for (int i = 0; i < 2; i++) {
+        if (ps->out_ev[i] != NULL)
+            event_free(ps->out_ev[i]);
+        ps->out_ev[i] = NULL;
+        if (ps->rd[i] >= 0)
+            close(ps->rd[i]);
+        if (ps->wr[i] >= 0)
+            close(ps->wr[i]);
+        ps->rd[i] = ps->wr[i] = -1;
+    }
+}
+
+/* Creates (if missing) and opens the two FIFOs for reading, plus our own writers. */
+static int open_fifos(struct sbx_sandbox *sb, struct sbx_err *err) {
+    struct pstate *ps = ps_of(sb);
+    static const char *const names[2] = {"stdout.fifo", "stderr.fifo"};
+    char path[600];
+    for (int i = 0; i < 2; i++) {
+        if (ps->rd[i] >= 0)
+            continue;
+        snprintf(path, sizeof path, "%s/%s", sb->dir, names[i]);
+        if (mkfifo(path, 0600) != 0 && errno != EEXIST) {
+            set_err(err, "cannot create %.200s: %s", path, errno);
+            return -1;
+        }
+        ps->rd[i] = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+        ps->wr[i] = ps->rd[i] >= 0 ? open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC) : -1;
+        if (ps->rd[i] < 0 || ps->wr[i] < 0) {
+            set_err(err, "cannot open %.200s: %s", path, errno);
+            return -1;
+        }
+        ps->out_ev[i] = event_new(sb->core->base, ps->rd[i], EV_READ | EV_PERSIST, fifo_cb, sb);
+        if (ps->out_ev[i] == NULL || event_add(ps->out_ev[i], NULL) != 0) {
+            set_err(err, "cannot watch %.200s: %s", path, ENOMEM);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void watch_cb(evutil_socket_t fd, short what, void *arg);
+
+static int arm_watch(struct sbx_sandbox *sb, int ms) {
+    struct pstate *ps = ps_of(sb);
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    if (ps->watch == NULL)
+        ps->watch = evtimer_new(sb->core->base, watch_cb, sb);
+    return ps->watch != NULL ? evtimer_add(ps->watch, &tv) : -1;
+}
+
+static struct pstate *pstate_new(void) {
+    struct pstate *ps = calloc(1, sizeof *ps);
+    if (ps == NULL)
+        return NULL;
+    ps->rd[0] = ps->rd[1] = ps->wr[0] = ps->wr[1] = -1;
+    return ps;
+}
+
+static void cgroup_name(const struct sbx_sandbox *sb, char *out, size_t cap) {
+    snprintf(out, cap, "sandboxd/%s/%s", sb->core->node->name, sb->id);
+}
+
+/* Builds envp: a small default environment, then the config's env. */
+static char **build_env(const struct sbx_sandbox *sb, const struct sbx_kvv *extra) {
+    const struct sbx_kvv *base = &sb->cfg.env;
+    size_t n = 4 + base->n + (extra ? extra->n : 0);
+    char **envp = calloc(n + 1, sizeof *envp);
+    size_t k = 0;
+    if (envp == NULL)
+        return NULL;
+    const char *defaults[4][2] = {
+        {"PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
+        {"HOME", sb->workspace},
+        {"SANDBOX_ID", sb->id},
+        {"LANG", "C.UTF-8"}};
+    for (int i = 0; i < 4; i++) {
+        if (asprintf(&envp[k], "%s=%s", defaults[i][0], defaults[i][1]) < 0)
+            goto err;
+        k++;
+    }
+    const struct sbx_kvv *lists[2] = {base, extra};
+    for (int l = 0; l < 2; l++) {
+        if (lists[l] == NULL)
+            continue;
+        for (size_t i = 0; i < lists[l]->n; i++) {
+            size_t klen = strlen(lists[l]->v[i].key);
+            /* A later value replaces an earlier one with the same key. */
+            for (size_t j = 0; j < k; j++) {
+                if (strncmp(envp[j], lists[l]->v[i].key, klen) == 0 && envp[j][klen] == '=') {
+                    free(envp[j]);
+                    envp[j] = envp[--k];
+                    envp[k] = NULL;
+                    break;
+                }
+            }
+            if (asprintf(&envp[k], "%s=%s", lists[l]->v[i].key, lists[l]->v[i].value) < 0)
+                goto err;
+            k++;
+        }
+    }
+    return envp;
+err:
+    for (size_t i = 0; i < k; i++)
+        free(envp[i]);
+    free(envp);
+    return NULL;
+}
+
+static void free_env(char **envp) {
+    for (size_t i = 0; envp != NULL && envp[i] != NULL; i++)
+        free(envp[i]);
+    free(envp);
+}
+
+static int ps_start(struct sbx_sandbox *sb, struct sbx_err *err) {
+    struct pstate *ps = ps_of(sb);
+    struct sbx_core *core = sb->core;
+    char name[400];
+    char **envp = NULL;
+    struct sbx_spawn_spec spec;
+    int rc = -1;
+    int e = 0;
+    const char *stage = NULL;
+
+    if (ps == NULL) {
+        ps = pstate_new();
+        if (ps == NULL) {
+            set_err(err, "%s%s", "out of memory: ", ENOMEM);
+            return -1;
+        }
+        sb->bstate = ps;
+    }
+    ps->main_done = 0;
+    ps->ending = 0;
+    ps->killed = 0;
+    ps->adopted = 0;
+    if (!ps->has_cg && core->cg.version != SBX_CG_NONE) {
+        cgroup_name(sb, name, sizeof name);
+        if (sbx_cgroup_create(&core->cg, name, &ps->cg) == 0)
+            ps->has_cg = 1;
+        else
+            SBX_WARN("cgroup unavailable; limits fall back to rlimits", "id=%s errno=%d", sb->id, errno);
+    }
+    if (ps->has_cg &&
+        sbx_cgroup_set_limits(&ps->cg, sb->cfg.memory_mb, sb->cfg.cpus, sb->cfg.pids_limit) != 0) {
+        set_err(err, "cannot apply limits to %s: %s", sb->id, errno);
+        goto done;
+    }
+    if (ps->has_cg) {
+        uint64_t u, l;
+        sbx_cgroup_memory(&ps->cg, &u, &l, &ps->oom_base);
+    }
+    if (open_fifos(sb, err) != 0)
+        goto done;
+    envp = build_env(sb, NULL);
+    if (envp == NULL) {
+        set_err(err, "%s%s", "out of memory: ", ENOMEM);
+        goto done;
+    }
+    memset(&spec, 0, sizeof spec);
+    spec.argv = sb->cfg.cmd.v;
+    spec.envp = envp;
+    spec.cwd = sb->cfg.cwd != NULL ? sb->cfg.cwd : sb->workspace;
+    spec.stdin_fd = -1;
+    spec.stdout_fd = ps->wr[0];
+    spec.stderr_fd = ps->wr[1];
+    spec.cg = ps->has_cg ? &ps->cg : NULL;
+    spec.new_namespaces = sb->cfg.isolation == SBX_ISOLATION_NAMESPACES;
+    spec.hostname = sb->id;
+    if (!ps->has_cg) {
+        spec.rlimit_as_bytes = sb->cfg.memory_mb * 1024L * 1024L;
+        spec.rlimit_nproc = 0; /* per user, not per sandbox: not applied */
+    }
+    if (sb->cfg.user != NULL) {
+        if (sbx_spawn_lookup_user(sb->cfg.user, &spec.uid, &spec.gid) != 0) {
+            err->reason_atom = "backend";
+            snprintf(err->detail, sizeof err->detail, "no such user: %s", sb->cfg.user);
+            goto done;
+        }
+        spec.set_user = 1;
+    }
+    /* The child opens the FIFOs read-write itself: pass our write ends, which it dups. */
+    pid_t pid = sbx_spawn(&spec, &e, &stage);
+    if (pid < 0) {
+        err->reason_atom = "backend";
+        snprintf(err->detail, sizeof err->detail, "%s: %s (%s)", stage, strerror(e),
+                 sb->cfg.cmd.v[0]);
+        goto done;
+    }
+    ps->pid = pid;
+    ps->sid = pid;
+    struct sbx_procfs_stat st;
+    ps->starttime = sbx_procfs_stat(pid, &st) == 0 ? st.starttime : 0;
+    rc = 0;
+done:
+    free_env(envp);
+    if (rc != 0 && ps->has_cg && list_pids(ps, (pid_t[1]){0}, 1) == 0) {
+        sbx_cgroup_remove(&ps->cg);
+        ps->has_cg = 0;
+    }
+    return rc;
+}
+
+/* Everything is gone: tell the core how the main process ended. */
+static void finish_ending(struct sbx_sandbox *sb) {
+    struct pstate *ps = ps_of(sb);
+    struct sbx_exit ex = {0, 0};
+    int oom = 0;
+    drain_fifo(sb, 0);
+    drain_fifo(sb, 1);
+    if (ps->main_done && ps->main_status >= 0) {
+        if (WIFEXITED(ps->main_status)) {
+            ex.kind = 1;
+            ex.value = WEXITSTATUS(ps->main_status);
+        } else if (WIFSIGNALED(ps->main_status)) {
+            ex.kind = 2;
+            ex.value = WTERMSIG(ps->main_status);
+        }
+    }
+    if (ps->has_cg) {
+        uint64_t u, l, ooms = 0;
+        if (sbx_cgroup_memory(&ps->cg, &u, &l, &ooms) == 0 && ooms > ps->oom_base) {
+            oom = 1;
+            ps->oom_base = ooms;
+        }
+    }
+    ps->pid = 0;
+    ps->ending = 0;
+    if (ps->watch != NULL)
+        evtimer_del(ps->watch);
+    sbx_sandbox_ended(sb, &ex, oom);
+}
+
+/* Polls while ending (drain and kill) and, for adopted workloads, for liveness. */
+static void watch_cb(evutil_socket_t fd, short what, void *arg) {
+    struct sbx_sandbox *sb = arg;
+    struct pstate *ps = ps_of(sb);
+    (void)fd;
+    (void)what;
+    if (ps->adopted && !ps->main_done && ps->pid > 0 &&
+        !sbx_procfs_same_process(ps->pid, ps->starttime)) {
+        ps->main_done = 1;
+        ps->main_status = -1; /* not our child: the exit status is unknown */
+        if (!ps->ending) {
+            ps->ending = 1;
+            ps->kill_at = sbx_mono_ms() + sb->core->stop_grace_ms;
+            signal_all(ps, SIGTERM);
+        }
+    }
+    if (ps->ending) {
+        if (!ps_alive(sb)) {
+            finish_ending(sb);
+            return;
+        }
+        if (!ps->killed && sbx_mono_ms() >= ps->kill_at) {
+            ps->killed = 1;
+            signal_all(ps, SIGKILL);
+        }
+        arm_watch(sb, WATCH_MS);
+        return;
+    }
+    if (ps->adopted)
+        arm_watch(sb, 500);
+}
+
+static void begin_ending(struct sbx_sandbox *sb, int grace_ms) {
+    struct pstate *ps = ps_of(sb);
+    if (!ps->ending) {
+        ps->ending = 1;
+        ps->kill_at = sbx_mono_ms() + grace_ms;
+        ps->killed = 0;
+    } else if (sbx_mono_ms() + grace_ms < ps->kill_at) {
+        ps->kill_at = sbx_mono_ms() + grace_ms;
+    }
+    signal_all(ps, grace_ms > 0 ? SIGTERM : SIGKILL);
+    if (ps->pid > 0 && !ps->main_done)
+        kill(ps->pid, grace_ms > 0 ? SIGTERM : SIGKILL);
+    arm_watch(sb, WATCH_MS);
+}
+
+static void ps_stop(struct sbx_sandbox *sb, int grace_ms) {
+    struct pstate *ps = ps_of(sb);
+    if (ps == NULL || (!ps_alive(sb) && !ps->ending)) {
+        struct sbx_exit ex = {0, 0};
+        if (ps != NULL)
+            ps->pid = 0;
+        sbx_sandbox_ended(sb, &ex, 0);
+        return;
+    }
+    begin_ending(sb, grace_ms);
+}
+
+static void exec_finish(struct pexec *x);
+
+static void exec_free(struct pexec *x) {
+    for (int i = 0; i < 2; i++) {
+        if (x->ev[i] != NULL)
+            event_free(x->ev[i]);
+        if (x->fd[i] >= 0)
+            close(x->fd[i]);
+        free(x->buf[i]);
+    }
+    if (x->in_ev != NULL)
+        event_free(x->in_ev);
+    if (x->in_fd >= 0)
+        close(x->in_fd);
+    if (x->timer != NULL)
+        event_free(x->timer);
+    free(x->in_data);
+    free(x);
+}
+
+static void exec_unlink(struct pexec *x) {
+    struct pstate *ps = ps_of(x->sb);
+    for (struct pexec **pp = &ps->execs; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == x) {
+            *pp = x->next;
+            return;
+        }
+    }
+}
+
+static void ps_release(struct sbx_sandbox *sb) {
+    struct pstate *ps = ps_of(sb);
+    struct sbx_err gone = {.reason_atom = "backend", .detail = "the sandbox was destroyed"};
+    if (ps == NULL)
+        return;
+    if (ps_alive(sb))
+        signal_all(ps, SIGKILL);
+    while (ps->execs != NULL) {
+        struct pexec *x = ps->execs;
+        ps->execs = x->next;
+        if (x->pid > 0 && !x->reaped)
+            kill(-x->pid, SIGKILL);
+        x->done(x->key, NULL, &gone);
+        exec_free(x);
+    }
+    close_fifos(ps);
+    if (ps->watch != NULL)
+        event_free(ps->watch);
+    if (ps->has_cg) {
+        for (int i = 0; i < 50 && sbx_cgroup_remove(&ps->cg) != 0; i++) {
+            sbx_cgroup_kill(&ps->cg, SIGKILL);
+            usleep(2000);
+        }
+    }
+    free(ps);
+    sb->bstate = NULL;
+}
+
+/* exec: output collection. Returns 1 when the exec finished (x is freed). */
+static int exec_read(struct pexec *x, int i) {
+    char buf[READ_CHUNK];
+    for (;;) {
+        ssize_t n = read(x->fd[i], buf, sizeof buf);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            if (n == 0 || errno != EAGAIN) {
+                event_del(x->ev[i]);
+                close(x->fd[i]);
+                x->fd[i] = -1;
+            }
+            break;
+        }
+        size_t room = x->max > x->len[i] ? x->max - x->len[i] : 0;
+        size_t take = (size_t)n < room ? (size_t)n : room;
+        if (take < (size_t)n)
+            x->truncated = 1;
+        if (take > 0) {
+            char *nb = realloc(x->buf[i], x->len[i] + take);
+            if (nb == NULL) {
+                x->truncated = 1;
+            } else {
+                x->buf[i] = nb;
+                memcpy(x->buf[i] + x->len[i], buf, take);
+                x->len[i] += take;
+            }
+        }
+        if ((size_t)n < sizeof buf)
+            break;
+    }
+    if (x->reaped && x->fd[0] < 0 && x->fd[1] < 0) {
+        exec_finish(x);
+        return 1;
+    }
+    return 0;
+}
+
+static void exec_out_cb(evutil_socket_t fd, short what, void *arg) {
+    struct pexec *x = arg;
+    (void)what;
+    exec_read(x, fd == x->fd[0] ? 0 : 1);
+}
+
+static void exec_in_cb(evutil_socket_t fd, short what, void *arg) {
+    struct pexec *x = arg;
+    (void)fd;
+    (void)what;
+    while (x->in_off < x->in_len) {
+        ssize_t n = write(x->in_fd, x->in_data + x->in_off, x->in_len - x->in_off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN)
+            return;
+        if (n <= 0)
+            break;
+        x->in_off += (size_t)n;
+    }
+    event_del(x->in_ev);
+    close(x->in_fd);
+    x->in_fd = -1;
+}
+
+/* The deadline: kill the command. Also used after it was reaped, to stop waiting for
+ * pipes that something it left behind still holds open. */
+static void exec_timeout_cb(evutil_socket_t fd, short what, void *arg) {
+    struct pexec *x = arg;
+    (void)fd;
+    (void)what;
+    if (x->reaped) {
+        exec_finish(x);
+        return;
+    }
+    x->timed_out = 1;
+    kill(-x->pid, SIGKILL);
+}
+
+static void exec_finish(struct pexec *x) {
+    struct sbx_exec_result r;
+    memset(&r, 0, sizeof r);
+    exec_unlink(x);
+    if (WIFEXITED(x->status)) {
+        r.exit_code = WEXITSTATUS(x->status);
+    } else {
+        r.exit_code = -1;
+        r.signal = WIFSIGNALED(x->status) ? WTERMSIG(x->status) : 0;
+    }
+    r.stdout_data = x->buf[0] != NULL ? x->buf[0] : "";
+    r.stdout_len = x->len[0];
+    r.stderr_data = x->buf[1] != NULL ? x->buf[1] : "";
+    r.stderr_len = x->len[1];
+    r.duration_ms = sbx_mono_ms() - x->start_ms;
+    r.truncated = x->truncated;
+    r.timed_out = x->timed_out;
+    x->done(x->key, &r, NULL);
+    exec_free(x);
+}
+
+static int nonblock_pipe(int p[2]) {
+    if (pipe2(p, O_CLOEXEC) != 0)
+        return -1;
+    fcntl(p[0], F_SETFL, O_NONBLOCK);
+    return 0;
+}
+
+static int ps_exec(struct sbx_sandbox *sb, const struct sbx_strv *cmd,
+                   const struct sbx_exec_opts *opts, uint64_t key, sbx_exec_done_fn done,
+                   struct sbx_err *err) {
+    struct pstate *ps = ps_of(sb);
+    struct pexec *x = NULL;
+    int out[2] = {-1, -1}, errp[2] = {-1, -1}, in[2] = {-1, -1};
+    char **envp = NULL;
+    int e = 0;
+    const char *stage = NULL;
+    int rc = -1;
+
+    if (ps == NULL || ps->pid <= 0 || ps->main_done || sb->status != SBX_ST_RUNNING) {
+        err->reason_atom = "not_running";
+        return -1;
+    }
+    x = calloc(1, sizeof *x);
+    envp = build_env(sb, &opts->env);
+    if (x == NULL || envp == NULL || nonblock_pipe(out) != 0 || nonblock_pipe(errp) != 0 ||
+        (opts->stdin_data != NULL && pipe2(in, O_CLOEXEC) != 0)) {
+        set_err(err, "cannot set up exec%s: %s", "", errno ? errno : ENOMEM);
+        goto done;
+    }
+    x->fd[0] = x->fd[1] = x->in_fd = -1;
+    struct sbx_spawn_spec spec;
+    memset(&spec, 0, sizeof spec);
+    spec.argv = cmd->v;
+    spec.envp = envp;
+    spec.cwd = opts->cwd != NULL ? opts->cwd : sb->cfg.cwd != NULL ? sb->cfg.cwd : sb->workspace;
+    spec.stdin_fd = in[0];
+    spec.stdout_fd = out[1];
+    spec.stderr_fd = errp[1];
+    spec.cg = ps->has_cg ? &ps->cg : NULL;
+    if (sb->cfg.isolation == SBX_ISOLATION_NAMESPACES) {
+        /* Enter the namespaces of the sandbox's pid 1 (the reaper's only child). */
+        pid_t kids[2];
+        int n = sbx_procfs_tree(ps->pid, 0, kids, 2);
+        spec.join_ns_of = n >= 2 ? (kids[0] == ps->pid ? kids[1] : kids[0]) : ps->pid;
+    }
+    if (sb->cfg.user != NULL && sbx_spawn_lookup_user(sb->cfg.user, &spec.uid, &spec.gid) == 0)
+        spec.set_user = 1;
+    x->pid = sbx_spawn(&spec, &e, &stage);
+    if (x->pid < 0) {
+        err->reason_atom = "backend";
+        snprintf(err->detail, sizeof err->detail, "%s: %s (%s)", stage, strerror(e), cmd->v[0]);
+        goto done;
+    }
+    x->sb = sb;
+    x->key = key;
+    x->done = done;
+    x->max = opts->max_output_bytes;
+    x->start_ms = sbx_mono_ms();
+    x->fd[0] = out[0];
+    x->fd[1] = errp[0];
+    out[0] = errp[0] = -1;
+    for (int i = 0; i < 2; i++) {
+        x->ev[i] = event_new(sb->core->base, x->fd[i], EV_READ | EV_PERSIST, exec_out_cb, x);
+        event_add(x->ev[i], NULL);
+    }
+    if (opts->stdin_data != NULL) {
+        x->in_fd = in[1];
+        in[1] = -1;
+        fcntl(x->in_fd, F_SETFL, O_NONBLOCK);
+        x->in_data = malloc(opts->stdin_len > 0 ? opts->stdin_len : 1);
+        if (x->in_data != NULL)
+            memcpy(x->in_data, opts->stdin_data, opts->stdin_len);
+        x->in_len = x->in_data != NULL ? opts->stdin_len : 0;
+        x->in_ev = event_new(sb->core->base, x->in_fd, EV_WRITE | EV_PERSIST, exec_in_cb, x);
+        event_add(x->in_ev, NULL);
+    }
+    x->timer = evtimer_new(sb->core->base, exec_timeout_cb, x);
+    struct timeval tv = {opts->timeout_ms / 1000, (opts->timeout_ms % 1000) * 1000};
+    evtimer_add(x->timer, &tv);
+    x->next = ps->execs;
+    ps->execs = x;
+    x = NULL;
+    rc = 0;
+done:
+    if (x != NULL) {
+        x->fd[0] = x->fd[1] = x->in_fd = -1;
+        exec_free(x);
+    }
+    int fds[] = {out[0], out[1], errp[0], errp[1], in[0], in[1]};
+    for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+    free_env(envp);
+    return rc;
+}
+
+static void ps_exec_cancel(struct sbx_sandbox *sb, uint64_t key) {
+    struct pstate *ps = ps_of(sb);
+    for (struct pexec *x = ps != NULL ? ps->execs : NULL; x != NULL; x = x->next) {
+        if (x->key == key) {
+            exec_unlink(x);
+            if (!x->reaped)
+                kill(-x->pid, SIGKILL);
+            /* Reaped later by SIGCHLD: nothing refers to x any more. */
+            exec_free(x);
+            return;
+        }
+    }
+}
+
+int sbx_process_reaped(struct sbx_core *core, pid_t pid, int status) {
+    for (struct sbx_sandbox *sb = core->first; sb != NULL; sb = sb->next) {
+        struct pstate *ps = sb->backend == &sbx_backend_process ? ps_of(sb) : NULL;
+        if (ps == NULL)
+            continue;
+        if (ps->pid == pid && !ps->main_done) {
+            ps->main_done = 1;
+            ps->main_status = status;
+            begin_ending(sb, sb->destroying ? 0 : core->stop_grace_ms);
+            return 1;
+        }
+        for (struct pexec *x = ps->execs; x != NULL; x = x->next) {
+            if (x->pid == pid) {
+                x->reaped = 1;
+                x->status = status;
+                for (int i = 0; i < 2; i++)
+                    if (x->fd[i] >= 0 && exec_read(x, i))
+                        return 1;
+                if (x->fd[0] < 0 && x->fd[1] < 0) {
+                    exec_finish(x);
+                    return 1;
+                }
+                /* Something it started still holds the pipes: give it a moment. */
+                struct timeval tv = {0, 200000};
+                evtimer_add(x->timer, &tv);
+                return 1;
+            }
+        }
+    }
+    return 0;
+}
+
+static const char *state_name(char st) {
+    switch (st) {
+    case 'R': return "running";
+    case 'S': return "sleeping";
+    case 'D': return "disk_sleep";
+    case 'T': case 't': return "stopped";
+    case 'Z': return "zombie";
+    default: return "other";
+    }
+}
+
+static int ps_processes(struct sbx_sandbox *sb, ei_x_buff *x, struct sbx_err *err) {
+    struct pstate *ps = ps_of(sb);
+    pid_t pids[MAX_PIDS];
+    int n = ps != NULL ? list_pids(ps, pids, MAX_PIDS) : 0;
+    (void)err;
+    if (n < 0)
+        n = 0;
+    if (n > MAX_PIDS)
+        n = MAX_PIDS;
+    int64_t uptime_ticks = 0;
+    double hz = (double)sbx_procfs_hz();
+    FILE *f = fopen("/proc/uptime", "r");
+    double up = 0;
+    if (f != NULL) {
+        if (fscanf(f, "%lf", &up) != 1)
+            up = 0;
+        fclose(f);
+    }
+    uptime_ticks = (int64_t)(up * hz);
+    int count = 0;
+    struct sbx_procfs_stat *st = calloc((size_t)(n > 0 ? n : 1), sizeof *st);
+    if (st == NULL)
+        n = 0;
+    for (int i = 0; i < n; i++)
+        if (sbx_procfs_stat(pids[i], &st[count]) == 0 && st[count].state != 'Z')
+            count++;
+    if (count > 0)
+        ei_x_encode_list_header(x, count);
+    for (int i = 0; i < count; i++) {
+        /* CPU share over the process's lifetime. */
+        int64_t age = uptime_ticks - (int64_t)st[i].starttime;
+        double cpu = age > 0 ? 100.0 * (double)st[i].utime_ticks / (double)age : 0.0;
+        ei_x_encode_map_header(x, 5);
+        ei_x_encode_atom(x, "pid");
+        ei_x_encode_long(x, st[i].pid);
+        ei_x_encode_atom(x, "name");
+        ei_x_encode_binary(x, st[i].comm, (int)strlen(st[i].comm));
+        ei_x_encode_atom(x, "status");
+        ei_x_encode_atom(x, state_name(st[i].state));
+        ei_x_encode_atom(x, "memory_bytes");
+        ei_x_encode_ulonglong(x, st[i].rss_bytes);
+        ei_x_encode_atom(x, "cpu_percent");
+        ei_x_encode_double(x, cpu);
+    }
+    ei_x_encode_empty_list(x);
+    free(st);
+    return 0;
+}
+
+static int ps_metrics(struct sbx_sandbox *sb, ei_x_buff *x, struct sbx_err *err) {
+    struct pstate *ps = ps_of(sb);
+    pid_t pids[MAX_PIDS];
+    uint64_t mem = 0, limit = 0, ooms = 0, cpu_ns = 0;
+    int n = ps != NULL ? list_pids(ps, pids, MAX_PIDS) : 0;
+    (void)err;
+    if (n < 0)
+        n = 0;
+    if (ps != NULL && ps->has_cg) {
+        sbx_cgroup_memory(&ps->cg, &mem, &limit, &ooms);
+        sbx_cgroup_cpu_ns(&ps->cg, &cpu_ns);
+    } else {
+        double hz = (double)sbx_procfs_hz();
+        for (int i = 0; i < n && i < MAX_PIDS; i++) {
+            struct sbx_procfs_stat st;
+            if (sbx_procfs_stat(pids[i], &st) == 0) {
+                mem += st.rss_bytes;
+                cpu_ns += (uint64_t)((double)st.utime_ticks * 1e9 / hz);
+            }
+        }
+        limit = (uint64_t)sb->cfg.memory_mb * 1024u * 1024u;
+    }
+    int64_t now = sbx_mono_ms();
+    if (sb->metrics_last_mono > 0 && now > sb->metrics_last_mono &&
+        (int64_t)cpu_ns >= sb->metrics_last_ns)
+        sb->cpu_percent = 100.0 * (double)((int64_t)cpu_ns - sb->metrics_last_ns) /
+                          ((double)(now - sb->metrics_last_mono) * 1e6);
+    sb->metrics_last_ns = (int64_t)cpu_ns;
+    sb->metrics_last_mono = now;
+    ei_x_encode_map_header(x, 5);
+    ei_x_encode_atom(x, "cpu_percent");
+    ei_x_encode_double(x, sb->cpu_percent);
+    ei_x_encode_atom(x, "memory_bytes");
+    ei_x_encode_ulonglong(x, mem);
+    ei_x_encode_atom(x, "memory_limit_bytes");
+    ei_x_encode_ulonglong(x, limit);
+    ei_x_encode_atom(x, "pids");
+    ei_x_encode_long(x, n);
+    ei_x_encode_atom(x, "ts");
+    ei_x_encode_longlong(x, sbx_wall_ms());
+    return 0;
+}
+
+/* An argv that opens a shell in the sandbox: nsenter into its namespaces when isolated,
+ * else a shell in its workspace with its cgroup (via the sandboxd-independent tools). */
+static int ps_shell(struct sbx_sandbox *sb, ei_x_buff *x, struct sbx_err *err) {
+    struct pstate *ps = ps_of(sb);
+    char target[32];
+    (void)err;
+    ei_x_encode_map_header(x, 2);
+    ei_x_encode_atom(x, "kind");
+    ei_x_encode_atom(x, "exec");
+    ei_x_encode_atom(x, "argv");
+    if (sb->cfg.isolation == SBX_ISOLATION_NAMESPACES && ps != NULL && ps->pid > 0) {
+        pid_t kids[2];
+        int n = sbx_procfs_tree(ps->pid, 0, kids, 2);
+        pid_t init = n >= 2 ? (kids[0] == ps->pid ? kids[1] : kids[0]) : ps->pid;
+        snprintf(target, sizeof target, "%d", (int)init);
+        const char *argv[] = {"nsenter", "-t", target, "-m", "-u", "-i", "-n", "-p", "/bin/sh"};
+        ei_x_encode_list_header(x, 9);
+        for (int i = 0; i < 9; i++)
+            ei_x_encode_binary(x, argv[i], (int)strlen(argv[i]));
+    } else {
+        const char *argv[] = {"/bin/sh", "-c", "cd \"$1\" && exec /bin/sh -i", "sh", sb->workspace};
+        ei_x_encode_list_header(x, 5);
+        for (int i = 0; i < 5; i++)
+            ei_x_encode_binary(x, argv[i], (int)strlen(argv[i]));
+    }
+    ei_x_encode_empty_list(x);
+    return 0;
+}
+
+/* Journal part: {Pid, StartTime, HasCgroup}. */
+static void ps_journal(const struct sbx_sandbox *sb, ei_x_buff *x) {
+    const struct pstate *ps = sb->bstate;
+    ei_x_encode_tuple_header(x, 3);
+    ei_x_encode_long(x, ps != NULL ? ps->pid : 0);
+    ei_x_encode_ulonglong(x, ps != NULL ? ps->starttime : 0);
+    ei_x_encode_long(x, ps != NULL ? ps->has_cg : 0);
+}
+
+static int ps_adopt(struct sbx_sandbox *sb, const char *buf, int idx) {
+    long pid = 0, has_cg = 0;
+    unsigned long long starttime = 0;
+    int arity;
+    struct sbx_err err;
+    char name[400];
+    if (ei_decode_tuple_header(buf, &idx, &arity) != 0 || arity != 3 ||
+        ei_decode_long(buf, &idx, &pid) != 0 || ei_decode_ulonglong(buf, &idx, &starttime) != 0 ||
+        ei_decode_long(buf, &idx, &has_cg) != 0)
+        return 0;
+    struct pstate *ps = pstate_new();
+    if (ps == NULL)
+        return 0;
+    sb->bstate = ps;
+    if (has_cg && sb->core->cg.version != SBX_CG_NONE) {
+        cgroup_name(sb, name, sizeof name);
+        sbx_cgroup_paths(&sb->core->cg, name, &ps->cg);
+        ps->has_cg = 1;
+        uint64_t u, l;
+        sbx_cgroup_memory(&ps->cg, &u, &l, &ps->oom_base);
+    }
+    memset(&err, 0, sizeof err);
+    open_fifos(sb, &err);
+    if (pid > 0 && sbx_procfs_same_process((pid_t)pid, starttime)) {
+        ps->pid = (pid_t)pid;
+        ps->sid = (pid_t)pid;
+        ps->starttime = starttime;
+        ps->adopted = 1;
+        arm_watch(sb, 500);
+        return 1;
+    }
+    /* Gone while we were away: clear out whatever it left. */
+    if (ps->has_cg)
+        sbx_cgroup_kill(&ps->cg, SIGKILL);
+    drain_fifo(sb, 0);
+    drain_fifo(sb, 1);
+    return 0;
+}
+
+static void ps_ref(const struct sbx_sandbox *sb, ei_x_buff *x) {
+    const struct pstate *ps = sb->bstate;
+    if (ps != NULL && ps->pid > 0)
+        ei_x_encode_long(x, ps->pid);
+    else
+        ei_x_encode_atom(x, "undefined");
+}
+
+static void ps_detach(struct sbx_sandbox *sb) {
+    struct pstate *ps = ps_of(sb);
+    if (ps == NULL)
+        return;
+    while (ps->execs != NULL) {
+        struct pexec *x = ps->execs;
+        ps->execs = x->next;
+        exec_free(x);
+    }
+    drain_fifo(sb, 0);
+    drain_fifo(sb, 1);
+    close_fifos(ps);
+    if (ps->watch != NULL)
+        event_free(ps->watch);
+    free(ps);
+    sb->bstate = NULL;
+}
+
+static int ps_available(struct sbx_core *core, const char **why) {
+    (void)core;
+    (void)why;
+    return 1;
+}
+
+const struct sbx_backend sbx_backend_process = {
+    .name = "process",
+    .type = SBX_TYPE_PROCESS,
+    .available = ps_available,
+    .start = ps_start,
+    .stop = ps_stop,
+    .alive = ps_alive,
+    .release = ps_release,
+    .detach = ps_detach,
+    .exec = ps_exec,
+    .exec_cancel = ps_exec_cancel,
+    .metrics = ps_metrics,
+    .processes = ps_processes,
+    .shell = ps_shell,
+    .adopt = ps_adopt,
+    .journal = ps_journal,
+    .ref = ps_ref,
+};

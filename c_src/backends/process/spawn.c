@@ -1,0 +1,235 @@
+/* fork/exec with the child's setup done between the two. Only async-signal-safe calls
+ * run in the child. */
+#define _GNU_SOURCE
+#include "backends/process/spawn.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+enum stage {
+    ST_SETSID = 1, ST_CGROUP, ST_SETNS, ST_UNSHARE, ST_FORK_NS, ST_MOUNT, ST_HOSTNAME,
+    ST_FDS, ST_RLIMIT, ST_CHDIR, ST_USER, ST_EXEC
+};
+
+static const char *stage_name(int st) {
+    switch (st) {
+    case ST_SETSID: return "setsid";
+    case ST_CGROUP: return "joining the cgroup";
+    case ST_SETNS: return "entering the sandbox namespaces";
+    case ST_UNSHARE: return "creating namespaces";
+    case ST_FORK_NS: return "forking into the pid namespace";
+    case ST_MOUNT: return "mounting /proc";
+    case ST_HOSTNAME: return "setting the hostname";
+    case ST_FDS: return "setting up stdio";
+    case ST_RLIMIT: return "setting resource limits";
+    case ST_CHDIR: return "changing to the working directory";
+    case ST_USER: return "switching user";
+    case ST_EXEC: return "executing the command";
+    default: return "starting the process";
+    }
+}
+
+/* Child: reports (stage, errno) on the pipe and exits. */
+static void fail(int fd, int st) {
+    int msg[2] = {st, errno};
+    ssize_t n = write(fd, msg, sizeof msg);
+    (void)n;
+    _exit(127);
+}
+
+static int fd_or_null(int fd, int flags) { return fd >= 0 ? fd : open("/dev/null", flags); }
+
+/* Child: enters the namespaces of process `pid` (mount last: it changes /proc). */
+static int join_namespaces(pid_t pid) {
+    static const char *const names[] = {"ipc", "uts", "net", "pid", "mnt"};
+    char path[64];
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        /* "/proc/<pid>/ns/<name>" built by hand: no snprintf after fork. */
+        char num[16];
+        int n = 0;
+        pid_t v = pid;
+        do {
+            num[n++] = (char)('0' + v % 10);
+            v /= 10;
+        } while (v > 0);
+        size_t p = 0;
+        memcpy(path, "/proc/", 6);
+        p = 6;
+        while (n > 0)
+            path[p++] = num[--n];
+        memcpy(path + p, "/ns/", 4);
+        p += 4;
+        size_t l = strlen(names[i]);
+        memcpy(path + p, names[i], l + 1);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            return -1;
+        int rc = setns(fd, 0);
+        close(fd);
+        if (rc != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Child: the part that runs in the final process, just before exec. */
+static void exec_child(const struct sbx_spawn_spec *s, int errfd) {
+    int in = fd_or_null(s->stdin_fd, O_RDONLY);
+    int out = fd_or_null(s->stdout_fd, O_WRONLY);
+    int er = fd_or_null(s->stderr_fd, O_WRONLY);
+    if (in < 0 || out < 0 || er < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(er, 2) < 0)
+        fail(errfd, ST_FDS);
+    if (s->rlimit_as_bytes > 0) {
+        struct rlimit rl = {(rlim_t)s->rlimit_as_bytes, (rlim_t)s->rlimit_as_bytes};
+        if (setrlimit(RLIMIT_AS, &rl) != 0)
+            fail(errfd, ST_RLIMIT);
+    }
+    if (s->rlimit_nproc > 0) {
+        struct rlimit rl = {(rlim_t)s->rlimit_nproc, (rlim_t)s->rlimit_nproc};
+        if (setrlimit(RLIMIT_NPROC, &rl) != 0)
+            fail(errfd, ST_RLIMIT);
+    }
+    if (s->cwd != NULL && chdir(s->cwd) != 0)
+        fail(errfd, ST_CHDIR);
+    if (s->set_user && (setgroups(0, NULL) != 0 || setgid(s->gid) != 0 || setuid(s->uid) != 0))
+        fail(errfd, ST_USER);
+    /* Close every other descriptor except the error pipe (close-on-exec). */
+    for (int fd = 3; fd < 1024; fd++)
+        if (fd != errfd)
+            close(fd);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    signal(SIGPIPE, SIG_DFL);
+    execvpe(s->argv[0], s->argv, s->envp);
+    fail(errfd, ST_EXEC);
+}
+
+/* Child with new namespaces: becomes a reaper for pid 1 of the new pid namespace and
+ * exits with its status. */
+static void namespaced_child(const struct sbx_spawn_spec *s, int errfd) {
+    if (unshare(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWPID) != 0)
+        fail(errfd, ST_UNSHARE);
+    pid_t init = fork();
+    if (init < 0)
+        fail(errfd, ST_FORK_NS);
+    if (init == 0) {
+        if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
+            mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0)
+            fail(errfd, ST_MOUNT);
+        if (s->hostname != NULL && sethostname(s->hostname, strlen(s->hostname)) != 0)
+            fail(errfd, ST_HOSTNAME);
+        exec_child(s, errfd);
+    }
+    close(errfd);
+    for (int fd = 0; fd < 1024; fd++)
+        close(fd);
+    int status;
+    while (waitpid(init, &status, 0) < 0 && errno == EINTR)
+        ;
+    if (WIFSIGNALED(status)) {
+        signal(WTERMSIG(status), SIG_DFL);
+        kill(getpid(), WTERMSIG(status));
+    }
+    _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 127);
+}
+
+pid_t sbx_spawn(const struct sbx_spawn_spec *spec, int *err, const char **stage) {
+    int p[2];
+    int msg[2];
+    pid_t pid = -1;
+
+    if (pipe2(p, O_CLOEXEC) != 0) {
+        *err = errno;
+        *stage = "creating a pipe";
+        return -1;
+    }
+    pid = fork();
+    if (pid < 0) {
+        *err = errno;
+        *stage = "fork";
+        goto done;
+    }
+    if (pid == 0) {
+        /* The daemon's handlers (libevent's) must not run here. */
+        for (int sig = 1; sig < NSIG; sig++)
+            if (sig != SIGKILL && sig != SIGSTOP)
+                signal(sig, SIG_DFL);
+        close(p[0]);
+        if (setsid() < 0)
+            fail(p[1], ST_SETSID);
+        if (spec->cg != NULL && sbx_cgroup_attach(spec->cg, 0) != 0)
+            fail(p[1], ST_CGROUP);
+        if (spec->join_ns_of > 0) {
+            if (join_namespaces(spec->join_ns_of) != 0)
+                fail(p[1], ST_SETNS);
+            /* Entering a pid namespace applies to children: fork once more. */
+            pid_t inner = fork();
+            if (inner < 0)
+                fail(p[1], ST_FORK_NS);
+            if (inner == 0)
+                exec_child(spec, p[1]);
+            close(p[1]);
+            int status;
+            while (waitpid(inner, &status, 0) < 0 && errno == EINTR)
+                ;
+            if (WIFSIGNALED(status)) {
+                signal(WTERMSIG(status), SIG_DFL);
+                kill(getpid(), WTERMSIG(status));
+            }
+            _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 127);
+        }
+        if (spec->new_namespaces)
+            namespaced_child(spec, p[1]);
+        exec_child(spec, p[1]);
+    }
+    close(p[1]);
+    p[1] = -1;
+    ssize_t n;
+    while ((n = read(p[0], msg, sizeof msg)) < 0 && errno == EINTR)
+        ;
+    if (n == (ssize_t)sizeof msg) {
+        /* The child failed before exec and exits 127: reap it here. */
+        int status;
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+            ;
+        *err = msg[1];
+        *stage = stage_name(msg[0]);
+        pid = -1;
+    }
+done:
+    if (p[0] >= 0)
+        close(p[0]);
+    if (p[1] >= 0)
+        close(p[1]);
+    return pid;
+}
+
+int sbx_spawn_lookup_user(const char *user, uid_t *uid, gid_t *gid) {
+    char *end;
+    struct passwd *pw;
+    errno = 0;
+    unsigned long v = strtoul(user, &end, 10);
+    if (*user != '\0' && *end == '\0' && errno == 0) {
+        pw = getpwuid((uid_t)v);
+        *uid = (uid_t)v;
+        *gid = pw != NULL ? pw->pw_gid : (gid_t)v;
+        return 0;
+    }
+    pw = getpwnam(user);
+    if (pw == NULL)
+        return -1;
+    *uid = pw->pw_uid;
+    *gid = pw->pw_gid;
+    return 0;
+}

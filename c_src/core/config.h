@@ -1,0 +1,146 @@
+/* Decoding and validating what callers pass: sandbox ids, create configs, exec options,
+ * list filters, log options. Every decoder reads a term that has already been
+ * bounds-checked (dist/term_check.h) and, on a bad argument, names the field and why
+ * with static atom names, for {error, {badarg, Field, Why}}. */
+#ifndef SBX_CORE_CONFIG_H
+#define SBX_CORE_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define SBX_ID_MAX 63
+
+enum sbx_type { SBX_TYPE_PROCESS = 0, SBX_TYPE_DOCKER, SBX_TYPE_BEAM_NODE, SBX_TYPE_VM };
+enum sbx_restart { SBX_RESTART_NEVER = 0, SBX_RESTART_ON_FAILURE, SBX_RESTART_ALWAYS };
+enum sbx_isolation { SBX_ISOLATION_NONE = 0, SBX_ISOLATION_NAMESPACES };
+enum sbx_hc_type { SBX_HC_NONE = 0, SBX_HC_TCP, SBX_HC_HTTP, SBX_HC_EXEC };
+
+/* Why an argument was refused: field and why are static atom names. When field_term is
+ * set, it is the offending map key exactly as the caller sent it (encoded, no version
+ * byte, pointing into the caller's buffer) and stands for Field instead of field. */
+struct sbx_badarg {
+    const char *field;
+    const char *why;
+    const char *field_term;
+    size_t field_term_len;
+};
+
+/* A NULL-terminated vector of NUL-terminated strings (argv). n excludes the NULL. */
+struct sbx_strv {
+    size_t n;
+    char **v;
+};
+
+struct sbx_kv {
+    char *key;
+    char *value;
+};
+
+struct sbx_kvv {
+    size_t n;
+    struct sbx_kv *v;
+};
+
+struct sbx_health_check {
+    enum sbx_hc_type type;
+    int port;             /* tcp, http */
+    char *path;           /* http, default "/" */
+    int status;           /* http: expected status, default 200 */
+    struct sbx_strv cmd;  /* exec */
+    int timeout_ms;       /* overall deadline for becoming healthy, default 30000 */
+    int interval_ms;      /* between probes, default 250 */
+};
+
+struct sbx_config {
+    enum sbx_type type;
+    struct sbx_strv cmd;   /* a single binary Cmd becomes ["/bin/sh", "-c", Cmd] */
+    struct sbx_kvv env;
+    char *cwd;
+    struct sbx_kvv labels;
+    long memory_mb;        /* 0: unset */
+    double cpus;           /* 0: unset */
+    long pids_limit;       /* 0: unset */
+    int64_t ttl_ms;        /* 0: unset */
+    char *owner;           /* the owner pid, encoded (no version byte); NULL: none */
+    size_t owner_len;
+    struct sbx_health_check health;
+    enum sbx_restart restart;
+    int max_restarts;      /* default 5 */
+    char *workspace;       /* host directory; NULL: a fresh one in the state dir */
+    int64_t metrics_interval_ms; /* default 1000 */
+    enum sbx_isolation isolation;
+    char *user;            /* user name or numeric uid; NULL: sandboxd's own */
+    char *raw;             /* the config map exactly as given (encoded, no version) */
+    size_t raw_len;
+};
+
+/* Id: a binary, atom or charlist matching [A-Za-z0-9][A-Za-z0-9_.-]{0,62}. Writes the
+ * NUL-terminated id into out. 0, or -1 with *err = {id, not_a_string | empty |
+ * too_long | invalid_characters}. Advances *idx past the term on success. */
+int sbx_decode_id(const char *buf, int *idx, char out[SBX_ID_MAX + 1], struct sbx_badarg *err);
+
+/* Type: the atom process | docker | beam_node | vm (or the same as a binary). */
+int sbx_decode_type(const char *buf, int *idx, enum sbx_type *out, struct sbx_badarg *err);
+
+/* Decodes a create config (a map) for type. Keys are atoms or binaries. An unknown key
+ * is {badarg, Key, unknown_key} with Key as sent (field_term); a key that is neither
+ * atom nor binary is {badarg, config, bad_key}; a config that is not a map is
+ * {badarg, config, not_a_map}. Checks every value's type and range, and the type's
+ * required keys (process: cmd, else {badarg, cmd, missing}).
+ * On success 0 and *out owns its strings (free with sbx_config_free). On failure -1,
+ * *err set, *out left empty. */
+int sbx_config_decode(const char *buf, int *idx, enum sbx_type type, struct sbx_config *out,
+                      struct sbx_badarg *err);
+
+/* Frees what a config owns; safe on a zeroed or failed one. */
+void sbx_config_free(struct sbx_config *c);
+
+/* A command: a list of binaries/charlists (argv, at least one element) or a single
+ * binary (run with /bin/sh -c). field names the argument in errors. */
+int sbx_decode_cmd(const char *buf, int *idx, const char *field, struct sbx_strv *out,
+                   struct sbx_badarg *err);
+
+struct sbx_exec_opts {
+    int64_t timeout_ms;       /* default 30000 */
+    struct sbx_kvv env;
+    char *cwd;
+    char *stdin_data;         /* NULL: no input (stdin is /dev/null) */
+    size_t stdin_len;
+    size_t max_output_bytes;  /* default 1 MiB, per stream */
+};
+
+/* exec/3 options map (exec/2 uses the defaults: pass NULL buf). */
+int sbx_exec_opts_decode(const char *buf, int *idx, struct sbx_exec_opts *out,
+                         struct sbx_badarg *err);
+void sbx_exec_opts_free(struct sbx_exec_opts *o);
+
+struct sbx_list_filter {
+    int has_type;
+    enum sbx_type type;
+    int status; /* -1: any; else an enum sbx_status value (core/sandbox.h) */
+    struct sbx_kvv labels;
+};
+
+int sbx_list_filter_decode(const char *buf, int *idx, struct sbx_list_filter *out,
+                           struct sbx_badarg *err);
+void sbx_list_filter_free(struct sbx_list_filter *f);
+
+struct sbx_logs_opts {
+    size_t tail;   /* default 100 */
+    int64_t since; /* ms since epoch; 0: from the start */
+};
+
+int sbx_logs_opts_decode(const char *buf, int *idx, struct sbx_logs_opts *out,
+                         struct sbx_badarg *err);
+
+/* Topics for subscribe: a list of atoms from status, log, metrics, processes, trace.
+ * Sets bits (1 << SBX_TOPIC_*). */
+enum sbx_topic { SBX_TOPIC_STATUS = 0, SBX_TOPIC_LOG, SBX_TOPIC_METRICS, SBX_TOPIC_PROCESSES,
+                 SBX_TOPIC_TRACE };
+int sbx_decode_topics(const char *buf, int *idx, unsigned *out, struct sbx_badarg *err);
+
+/* A relative path inside a sandbox's workspace: no absolute paths, no "..", no NUL,
+ * at most 1024 bytes. */
+int sbx_decode_rel_path(const char *buf, int *idx, char *out, size_t cap, struct sbx_badarg *err);
+
+#endif

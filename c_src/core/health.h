@@ -1,0 +1,21 @@
+/* Health checks at create: probe until healthy or until the check's deadline. */
+#ifndef SBX_CORE_HEALTH_H
+#define SBX_CORE_HEALTH_H
+
+#include <stdint.h>
+
+struct sbx_sandbox;
+
+/* Told once: healthy (1) or deadline passed / sandbox gone (0). */
+typedef void (*sbx_health_fn)(struct sbx_sandbox *sb, uint64_t key, int healthy);
+
+/* Starts probing sb per sb->cfg.health. 0, or -1 (nothing started). */
+int sbx_health_start(struct sbx_sandbox *sb, uint64_t key, sbx_health_fn done);
+
+/* The sandbox is going away: a probe under way is told unhealthy now. */
+void sbx_health_abort(struct sbx_sandbox *sb);
+
+/* Stops probing without telling anyone (the caller left). */
+void sbx_health_cancel(struct sbx_sandbox *sb);
+
+#endif

@@ -1,0 +1,165 @@
+/* Subscriptions and event fan-out. */
+#include "core/subs.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+
+#include "core/core.h"
+#include "core/sandbox.h"
+#include "dist/conn.h"
+#include "dist/control.h"
+#include "dist/node.h"
+
+static const char *const topic_names[] = {"status", "log", "metrics", "processes", "trace"};
+
+static void sub_free(struct sbx_sub *s) {
+    free(s->ref);
+    free(s);
+}
+
+int sbx_subs_add(struct sbx_core *core, const char *sandbox_id, const struct sbx_rpid *pid,
+                 unsigned topics, ei_x_buff *ref_out, const char **why) {
+    struct sbx_sub *s = NULL;
+    ei_x_buff ref;
+    ei_x_new(&ref);
+    int rc = -1;
+
+    *why = "limit_reached";
+    if (core->sub_count >= core->max_subscribers)
+        goto done;
+    *why = "no_memory";
+    s = calloc(1, sizeof *s);
+    if (s == NULL)
+        goto done;
+    snprintf(s->sandbox_id, sizeof s->sandbox_id, "%s", sandbox_id != NULL ? sandbox_id : "");
+    s->topics = topics;
+    s->pid = *pid;
+    *why = "noconnection";
+    if (sbx_core_monitor(core, pid, &ref) != 0)
+        goto done;
+    s->ref = malloc((size_t)ref.index);
+    if (s->ref == NULL) {
+        sbx_core_demonitor(core, pid, ref.buff, (size_t)ref.index);
+        goto done;
+    }
+    memcpy(s->ref, ref.buff, (size_t)ref.index);
+    s->ref_len = (size_t)ref.index;
+    ei_x_append_buf(ref_out, ref.buff, ref.index);
+    s->next = core->subs;
+    core->subs = s;
+    core->sub_count++;
+    s = NULL;
+    rc = 0;
+    /* A new metrics/processes subscriber may need timers running. */
+    for (struct sbx_sandbox *sb = core->first; sb != NULL; sb = sb->next)
+        if (sandbox_id == NULL || strcmp(sb->id, sandbox_id) == 0)
+            sbx_sandbox_metrics_timer(sb);
+done:
+    free(s);
+    ei_x_free(&ref);
+    return rc;
+}
+
+/* Unlinks and frees the subscriptions for which match() holds. */
+static int remove_where(struct sbx_core *core, int (*match)(const struct sbx_sub *, const void *),
+                        const void *arg, int demonitor) {
+    int n = 0;
+    struct sbx_sub **pp = &core->subs;
+    while (*pp != NULL) {
+        struct sbx_sub *s = *pp;
+        if (match(s, arg)) {
+            *pp = s->next;
+            if (demonitor)
+                sbx_core_demonitor(core, &s->pid, s->ref, s->ref_len);
+            sub_free(s);
+            core->sub_count--;
+            n++;
+        } else {
+            pp = &s->next;
+        }
+    }
+    return n;
+}
+
+struct ref_arg {
+    const char *ref;
+    size_t len;
+};
+
+static int match_ref(const struct sbx_sub *s, const void *arg) {
+    const struct ref_arg *r = arg;
+    return sbx_ref_equal(s->ref, s->ref_len, r->ref, r->len);
+}
+
+int sbx_subs_remove(struct sbx_core *core, const char *ref, size_t ref_len, int demonitor) {
+    struct ref_arg r = {ref, ref_len};
+    return remove_where(core, match_ref, &r, demonitor) > 0;
+}
+
+static int match_conn(const struct sbx_sub *s, const void *arg) {
+    return s->pid.conn_id == *(const uint64_t *)arg;
+}
+
+void sbx_subs_conn_down(struct sbx_core *core, uint64_t conn_id) {
+    remove_where(core, match_conn, &conn_id, 0);
+}
+
+static int match_sandbox(const struct sbx_sub *s, const void *arg) {
+    return strcmp(s->sandbox_id, (const char *)arg) == 0;
+}
+
+void sbx_subs_sandbox_gone(struct sbx_core *core, const char *sandbox_id) {
+    remove_where(core, match_sandbox, sandbox_id, 1);
+}
+
+static int applies(const struct sbx_sub *s, const struct sbx_sandbox *sb, enum sbx_topic topic) {
+    return (s->topics & (1u << topic)) && (s->sandbox_id[0] == '\0' || strcmp(s->sandbox_id, sb->id) == 0);
+}
+
+int sbx_subs_wanted(const struct sbx_core *core, const struct sbx_sandbox *sb, enum sbx_topic topic) {
+    for (const struct sbx_sub *s = core->subs; s != NULL; s = s->next)
+        if (applies(s, sb, topic))
+            return 1;
+    return 0;
+}
+
+void sbx_subs_publish(struct sbx_core *core, const struct sbx_sandbox *sb, enum sbx_topic topic,
+                      const char *payload, size_t payload_len, int payload_pairs) {
+    for (struct sbx_sub *s = core->subs; s != NULL; s = s->next) {
+        if (!applies(s, sb, topic))
+            continue;
+        struct sbx_conn *c = sbx_node_conn_by_id(core->node, s->pid.conn_id);
+        if (c == NULL)
+            continue;
+        /* A subscriber whose connection is this far behind loses the event. */
+        if (evbuffer_get_length(bufferevent_get_output(c->bev)) > SBX_SUB_MAX_BACKLOG) {
+            s->dropped++;
+            core->events_dropped++;
+            continue;
+        }
+        ei_x_buff m;
+        ei_x_new_with_version(&m);
+        ei_x_encode_tuple_header(&m, 4);
+        ei_x_encode_atom(&m, "sandbox_event");
+        ei_x_encode_binary(&m, sb->id, (int)strlen(sb->id));
+        ei_x_encode_atom(&m, topic_names[topic]);
+        if (s->dropped > 0 && payload_pairs >= 0) {
+            /* The map with one more pair: dropped => N. */
+            int idx = 0, arity;
+            ei_decode_map_header(payload, &idx, &arity);
+            ei_x_encode_map_header(&m, arity + 1);
+            ei_x_append_buf(&m, payload + idx, (int)(payload_len - (size_t)idx));
+            ei_x_encode_atom(&m, "dropped");
+            ei_x_encode_ulonglong(&m, s->dropped);
+            s->dropped = 0;
+        } else {
+            ei_x_append_buf(&m, payload, (int)payload_len);
+        }
+        if (sbx_node_send_msg(core->node, core->proc, &s->pid, NULL, 0, &m) == 0)
+            s->sent++;
+        ei_x_free(&m);
+    }
+}

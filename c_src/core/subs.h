@@ -1,0 +1,54 @@
+/* Subscriptions: which remote processes get which events of which sandboxes, and the
+ * bounds that keep a slow subscriber from growing sandboxd's memory. */
+#ifndef SBX_CORE_SUBS_H
+#define SBX_CORE_SUBS_H
+
+#include <ei.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/config.h"
+#include "dist/proc.h"
+
+struct sbx_core;
+struct sbx_sandbox;
+
+/* Bytes of events allowed to wait in a subscriber's connection before further events
+ * for it are dropped (and counted). */
+#define SBX_SUB_MAX_BACKLOG (4u << 20)
+
+struct sbx_sub {
+    struct sbx_sub *next;
+    char sandbox_id[SBX_ID_MAX + 1]; /* "" = all sandboxes */
+    unsigned topics;                 /* bits of enum sbx_topic */
+    struct sbx_rpid pid;
+    char *ref;                       /* the SubRef, also the monitor's reference */
+    size_t ref_len;
+    uint64_t dropped;                /* not yet reported */
+    uint64_t sent;
+};
+
+/* Adds a subscription for pid (sandbox_id NULL = all) and monitors pid. ref_out
+ * receives the SubRef. 0, or -1: no memory, pid's node not connected, or the limit. */
+int sbx_subs_add(struct sbx_core *core, const char *sandbox_id, const struct sbx_rpid *pid,
+                 unsigned topics, ei_x_buff *ref_out, const char **why);
+
+/* Removes the subscription with that reference (encoded). 1 if one existed. */
+int sbx_subs_remove(struct sbx_core *core, const char *ref, size_t ref_len, int demonitor);
+
+/* Removes every subscription held through a connection that went down. */
+void sbx_subs_conn_down(struct sbx_core *core, uint64_t conn_id);
+
+/* Removes the subscriptions of a sandbox that is gone. */
+void sbx_subs_sandbox_gone(struct sbx_core *core, const char *sandbox_id);
+
+/* 1 if some subscriber wants topic events of sb. */
+int sbx_subs_wanted(const struct sbx_core *core, const struct sbx_sandbox *sb, enum sbx_topic topic);
+
+/* Sends {sandbox_event, Id, Topic, Payload} to each subscriber of sb and topic. payload
+ * is a map (encoded, no version byte) whose header is its first bytes: a `dropped => N`
+ * pair is added for subscribers that lost events. */
+void sbx_subs_publish(struct sbx_core *core, const struct sbx_sandbox *sb, enum sbx_topic topic,
+                      const char *payload, size_t payload_len, int payload_pairs);
+
+#endif
