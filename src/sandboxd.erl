@@ -9,8 +9,37 @@
 -include("sandboxd.hrl").
 
 -export([ping/1, info/1, net_ping/2, call/3, call/4]).
+-export([create/4, destroy/2, stop/2, start/2, restart/2, get/2, list/1, list/2,
+         exec/3, exec/4, logs/2, logs/3, metrics/2, processes/2, subscribe/4,
+         unsubscribe/2, copy_to/4, copy_from/3, shell/2]).
 
--export_type([backend/0, info/0]).
+-export_type([backend/0, info/0, id/0, sandbox/0, status/0, error/0, config/0]).
+
+-type id() :: binary() | atom() | string().
+-type status() :: starting | running | stopping | stopped | exited | error.
+-type sandbox() :: #{id := binary(),
+                     type := backend(),
+                     status := status(),
+                     node := node(),
+                     created_at := integer(),
+                     started_at := integer() | undefined,
+                     config := map(),
+                     ref := term(),
+                     ports := list(),
+                     labels := #{binary() => binary()},
+                     exit_status := integer() | {signal, atom()} | undefined,
+                     restart_count := non_neg_integer()}.
+-type config() :: #{atom() | binary() => term()}.
+-type error() :: {error, not_found | already_exists | timeout | unsupported | limit_reached
+                  | not_running
+                  | {badarg, term(), atom()}
+                  | {unavailable, backend(), term()}
+                  | {backend, backend(), term()}
+                  | {badrpc, term()}}.
+-type exec_result() :: #{exit_code := integer(), stdout := binary(), stderr := binary(),
+                         duration_ms := non_neg_integer(), truncated := boolean()}.
+-type log_line() :: #{ts := integer(), stream := stdout | stderr, data := binary()}.
+-type topic() :: status | log | metrics | processes | trace.
 
 -type backend() :: process | docker | beam_node | vm.
 -type info() :: #{node := node(),
@@ -40,6 +69,78 @@ info(Node) ->
 -spec net_ping(node(), node()) -> pong | pang | {error, term()}.
 net_ping(Node, Target) ->
     call(Node, net_ping, [Target]).
+
+%% @doc Creates a sandbox and returns once it is running (and healthy, when the config
+%% has a health_check).
+-spec create(node(), id(), backend(), config()) -> {ok, sandbox()} | error().
+create(Node, Id, Type, Config) -> call(Node, create, [Id, Type, Config]).
+
+%% @doc Destroys a sandbox: returns `ok' once everything it owned is gone.
+-spec destroy(node(), id()) -> ok | error().
+destroy(Node, Id) -> call(Node, destroy, [Id]).
+
+-spec stop(node(), id()) -> {ok, sandbox()} | error().
+stop(Node, Id) -> call(Node, stop, [Id]).
+
+-spec start(node(), id()) -> {ok, sandbox()} | error().
+start(Node, Id) -> call(Node, start, [Id]).
+
+-spec restart(node(), id()) -> {ok, sandbox()} | error().
+restart(Node, Id) -> call(Node, restart, [Id]).
+
+-spec get(node(), id()) -> {ok, sandbox()} | error().
+get(Node, Id) -> call(Node, get, [Id]).
+
+-spec list(node()) -> [sandbox()] | error().
+list(Node) -> call(Node, list, []).
+
+%% @doc Sandboxes matching `#{type, status, labels}' (each key optional).
+-spec list(node(), map()) -> [sandbox()] | error().
+list(Node, Filter) -> call(Node, list, [Filter]).
+
+%% @doc Runs a command in the sandbox: a list of binaries (argv, no shell) or one
+%% binary (run by /bin/sh -c).
+-spec exec(node(), id(), [binary()] | binary()) -> {ok, exec_result()} | error().
+exec(Node, Id, Cmd) -> call(Node, exec, [Id, Cmd]).
+
+%% @doc As exec/3 with options `timeout_ms', `env', `cwd', `stdin', `max_output_bytes'.
+%% The rpc waits a little longer than the command's own timeout.
+-spec exec(node(), id(), [binary()] | binary(), map()) -> {ok, exec_result()} | error().
+exec(Node, Id, Cmd, Opts) when is_map(Opts) ->
+    Timeout = maps:get(timeout_ms, Opts, 30000) + 5000,
+    call(Node, exec, [Id, Cmd, Opts], Timeout).
+
+-spec logs(node(), id()) -> {ok, [log_line()]} | error().
+logs(Node, Id) -> call(Node, logs, [Id, #{}]).
+
+%% @doc Output lines; options `tail' (default 100) and `since' (ms since the epoch).
+-spec logs(node(), id(), map()) -> {ok, [log_line()]} | error().
+logs(Node, Id, Opts) -> call(Node, logs, [Id, Opts]).
+
+-spec metrics(node(), id()) -> {ok, map()} | error().
+metrics(Node, Id) -> call(Node, metrics, [Id]).
+
+-spec processes(node(), id()) -> {ok, [map()]} | error().
+processes(Node, Id) -> call(Node, processes, [Id]).
+
+%% @doc Sends `{sandbox_event, Id, Topic, Payload}' to `Pid' for the sandbox (or `all');
+%% the subscription ends by itself when `Pid' dies.
+-spec subscribe(node(), id() | all, pid(), [topic()]) -> {ok, reference()} | error().
+subscribe(Node, Id, Pid, Topics) -> call(Node, subscribe, [Id, Pid, Topics]).
+
+-spec unsubscribe(node(), reference()) -> ok | error().
+unsubscribe(Node, Ref) -> call(Node, unsubscribe, [Ref]).
+
+%% @doc Writes a file inside the sandbox's workspace (Path relative to it).
+-spec copy_to(node(), id(), iodata(), binary()) -> ok | error().
+copy_to(Node, Id, Path, Data) -> call(Node, copy_to, [Id, Path, Data]).
+
+-spec copy_from(node(), id(), iodata()) -> {ok, binary()} | error().
+copy_from(Node, Id, Path) -> call(Node, copy_from, [Id, Path]).
+
+%% @doc How to open an interactive shell in the sandbox.
+-spec shell(node(), id()) -> {ok, map()} | error().
+shell(Node, Id) -> call(Node, shell, [Id]).
 
 %% @doc `sandbox:Function(Args...)' on the node, with the default timeout.
 -spec call(node(), atom(), [term()]) -> term().

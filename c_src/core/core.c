@@ -70,7 +70,7 @@ static void core_message(struct sbx_proc *p, const struct sbx_rpid *from, const 
         arity != 5 || sbx_decode_atom(msg, &idx, atom) != 0 || strcmp(atom, "DOWN") != 0 ||
         sbx_term_span(msg, &idx, &ref, &ref_len) != 0)
         return;
-    if (sbx_subs_remove(core, ref, ref_len, 0))
+    if (sbx_subs_check_answer(core, msg) || sbx_subs_remove(core, ref, ref_len, 0))
         return;
     for (struct sbx_sandbox *sb = core->first; sb != NULL; sb = sb->next) {
         if (sb->has_owner && sbx_ref_equal(sb->owner_ref, (size_t)sb->owner_ref_len, ref, ref_len)) {
@@ -217,12 +217,7 @@ void sbx_core_stop(struct sbx_core *core) {
             sbx_sandbox_detach(sb);
         }
     }
-    while (core->subs != NULL) {
-        struct sbx_sub *s = core->subs;
-        core->subs = s->next;
-        free(s->ref);
-        free(s);
-    }
+    sbx_subs_free_all(core);
     if (core->sigchld != NULL)
         event_free(core->sigchld);
     core->sigchld = NULL;

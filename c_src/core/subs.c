@@ -12,12 +12,66 @@
 #include "dist/conn.h"
 #include "dist/control.h"
 #include "dist/node.h"
+#include "rpc/rcall.h"
+#include "util/clock.h"
 
 static const char *const topic_names[] = {"status", "log", "metrics", "processes", "trace"};
 
 static void sub_free(struct sbx_sub *s) {
     free(s->ref);
+    free(s->check_ref);
     free(s);
+}
+
+/* Asks the subscriber's node for the subscriber's message queue length. */
+static void ask_queue(struct sbx_core *core, struct sbx_sub *s) {
+    int64_t now = sbx_mono_ms();
+    if (s->check_ref != NULL || now < s->next_check_ms)
+        return;
+    ei_x_buff args, ref;
+    ei_x_new(&args);
+    ei_x_new(&ref);
+    ei_x_encode_list_header(&args, 2);
+    sbx_node_encode_rpid(core->node, &args, &s->pid);
+    ei_x_encode_atom(&args, "message_queue_len");
+    ei_x_encode_empty_list(&args);
+    if (sbx_rcall(core->node, core->proc, s->pid.conn_id, "erlang", "process_info", args.buff,
+                  (size_t)args.index, &ref) == 0) {
+        s->check_ref = malloc((size_t)ref.index);
+        if (s->check_ref != NULL) {
+            memcpy(s->check_ref, ref.buff, (size_t)ref.index);
+            s->check_ref_len = (size_t)ref.index;
+        }
+    }
+    s->next_check_ms = now + SBX_SUB_RECHECK_MS;
+    ei_x_free(&args);
+    ei_x_free(&ref);
+}
+
+int sbx_subs_check_answer(struct sbx_core *core, const char *msg) {
+    const char *ref;
+    size_t ref_len;
+    int vidx;
+    if (sbx_rcall_result(msg, &ref, &ref_len, &vidx) < 0)
+        return 0;
+    for (struct sbx_sub *s = core->subs; s != NULL; s = s->next) {
+        if (s->check_ref == NULL || !sbx_ref_equal(s->check_ref, s->check_ref_len, ref, ref_len))
+            continue;
+        free(s->check_ref);
+        s->check_ref = NULL;
+        /* {message_queue_len, N}; anything else (the process is gone) stops delivery. */
+        int arity;
+        char atom[MAXATOMLEN_UTF8];
+        long len = -1;
+        if (vidx >= 0 && ei_decode_tuple_header(msg, &vidx, &arity) == 0 && arity == 2 &&
+            sbx_decode_atom(msg, &vidx, atom) == 0 && ei_decode_long(msg, &vidx, &len) == 0 &&
+            len >= 0 && len <= SBX_SUB_MAX_QUEUE)
+            s->credit = SBX_SUB_WINDOW;
+        else
+            s->credit = 0;
+        return 1;
+    }
+    return 0;
 }
 
 int sbx_subs_add(struct sbx_core *core, const char *sandbox_id, const struct sbx_rpid *pid,
@@ -37,6 +91,7 @@ int sbx_subs_add(struct sbx_core *core, const char *sandbox_id, const struct sbx
     snprintf(s->sandbox_id, sizeof s->sandbox_id, "%s", sandbox_id != NULL ? sandbox_id : "");
     s->topics = topics;
     s->pid = *pid;
+    s->credit = SBX_SUB_WINDOW;
     *why = "noconnection";
     if (sbx_core_monitor(core, pid, &ref) != 0)
         goto done;
@@ -107,6 +162,15 @@ void sbx_subs_conn_down(struct sbx_core *core, uint64_t conn_id) {
     remove_where(core, match_conn, &conn_id, 0);
 }
 
+void sbx_subs_free_all(struct sbx_core *core) {
+    while (core->subs != NULL) {
+        struct sbx_sub *s = core->subs;
+        core->subs = s->next;
+        sub_free(s);
+    }
+    core->sub_count = 0;
+}
+
 static int match_sandbox(const struct sbx_sub *s, const void *arg) {
     return strcmp(s->sandbox_id, (const char *)arg) == 0;
 }
@@ -134,8 +198,8 @@ void sbx_subs_publish(struct sbx_core *core, const struct sbx_sandbox *sb, enum 
         struct sbx_conn *c = sbx_node_conn_by_id(core->node, s->pid.conn_id);
         if (c == NULL)
             continue;
-        /* A subscriber whose connection is this far behind loses the event. */
-        if (evbuffer_get_length(bufferevent_get_output(c->bev)) > SBX_SUB_MAX_BACKLOG) {
+        if (s->credit <= 0 || evbuffer_get_length(bufferevent_get_output(c->bev)) > SBX_SUB_MAX_BACKLOG) {
+            ask_queue(core, s);
             s->dropped++;
             core->events_dropped++;
             continue;
@@ -158,8 +222,12 @@ void sbx_subs_publish(struct sbx_core *core, const struct sbx_sandbox *sb, enum 
         } else {
             ei_x_append_buf(&m, payload, (int)payload_len);
         }
-        if (sbx_node_send_msg(core->node, core->proc, &s->pid, NULL, 0, &m) == 0)
+        if (sbx_node_send_msg(core->node, core->proc, &s->pid, NULL, 0, &m) == 0) {
             s->sent++;
+            s->credit -= m.index;
+            if (s->credit < SBX_SUB_WINDOW / 2)
+                ask_queue(core, s);
+        }
         ei_x_free(&m);
     }
 }

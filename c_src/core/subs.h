@@ -13,9 +13,21 @@
 struct sbx_core;
 struct sbx_sandbox;
 
-/* Bytes of events allowed to wait in a subscriber's connection before further events
- * for it are dropped (and counted). */
-#define SBX_SUB_MAX_BACKLOG (4u << 20)
+/* Bounds on a subscriber.
+ *
+ * Each subscriber has a credit of SBX_SUB_WINDOW bytes of events. Once it has used half,
+ * sandboxd asks the subscriber's node for the subscriber's message queue length
+ * (erlang:process_info/2 through erpc); a queue of at most SBX_SUB_MAX_QUEUE messages
+ * renews the credit, a longer one stops delivery, and the question is asked again at
+ * most every SBX_SUB_RECHECK_MS while events keep coming. Events that find no credit, or
+ * a connection already holding SBX_SUB_MAX_BACKLOG bytes, are dropped and counted; the
+ * next event delivered carries dropped => N. A subscriber that keeps up never loses an
+ * event; one that stops reading costs at most a window of its own node's memory and
+ * nothing of sandboxd's. */
+#define SBX_SUB_WINDOW (8 << 20)
+#define SBX_SUB_MAX_QUEUE 1000
+#define SBX_SUB_RECHECK_MS 100
+#define SBX_SUB_MAX_BACKLOG (16u << 20)
 
 struct sbx_sub {
     struct sbx_sub *next;
@@ -26,6 +38,10 @@ struct sbx_sub {
     size_t ref_len;
     uint64_t dropped;                /* not yet reported */
     uint64_t sent;
+    int64_t credit;                  /* bytes it may still be sent */
+    char *check_ref;                 /* the queue-length question in flight, or NULL */
+    size_t check_ref_len;
+    int64_t next_check_ms;
 };
 
 /* Adds a subscription for pid (sandbox_id NULL = all) and monitors pid. ref_out
@@ -39,8 +55,15 @@ int sbx_subs_remove(struct sbx_core *core, const char *ref, size_t ref_len, int 
 /* Removes every subscription held through a connection that went down. */
 void sbx_subs_conn_down(struct sbx_core *core, uint64_t conn_id);
 
+/* Frees every subscription without telling anyone (shutdown). */
+void sbx_subs_free_all(struct sbx_core *core);
+
 /* Removes the subscriptions of a sandbox that is gone. */
 void sbx_subs_sandbox_gone(struct sbx_core *core, const char *sandbox_id);
+
+/* A 'DOWN' message that answers a queue-length question: updates the subscriber's
+ * credit and returns 1; 0 if msg is not such an answer. */
+int sbx_subs_check_answer(struct sbx_core *core, const char *msg);
 
 /* 1 if some subscriber wants topic events of sb. */
 int sbx_subs_wanted(const struct sbx_core *core, const struct sbx_sandbox *sb, enum sbx_topic topic);

@@ -15,6 +15,8 @@
  *   22,23  SEND_SENDER(_TT) {22,From,To} + Msg    as SEND
  *   24-28  PAYLOAD_* (exit reason as message)     as 3, 8, 21
  *   29,30  SPAWN_REQUEST(_TT) + Args              to the rpc layer's spawn handler
+ *   31,32  SPAWN_REPLY(_TT) {31,ReqId,To,Flags,R} a refusal (R an atom) reaches To as
+ *                                                {'DOWN', ReqId, process, R, spawn_failed}
  *   33,34  ALIAS_SEND(_TT) {33,From,Alias} + Msg  dropped: this node creates no aliases
  *   35  UNLINK_ID {35,Id,From,To}                 unlink, answer UNLINK_ID_ACK
  *   36  UNLINK_ID_ACK                             ignored
@@ -350,6 +352,35 @@ static int on_monitor_exit(struct sbx_node *node, const char *b, int idx,
     return 0;
 }
 
+/* {31, ReqId, To, Flags, PidOrAtom}: only a refusal needs telling (the monitor's DOWN
+ * answers an accepted request). */
+static int on_spawn_reply(struct sbx_node *node, const char *b, int idx) {
+    struct who to;
+    const char *req, *res;
+    size_t req_len, res_len;
+    int type, size;
+    if (sbx_term_span(b, &idx, &req, &req_len) != 0 || decode_who(node, b, &idx, &to) != 0 ||
+        ei_skip_term(b, &idx) != 0 || ei_get_type(b, &idx, &type, &size) != 0 ||
+        sbx_term_span(b, &idx, &res, &res_len) != 0)
+        return -1;
+    if (type == ERL_PID_EXT || type == ERL_NEW_PID_EXT)
+        return 0;
+    struct sbx_proc *p = local_proc(node, &to);
+    if (p == NULL || p->ops == NULL || p->ops->message == NULL)
+        return 0;
+    ei_x_buff m;
+    ei_x_new_with_version(&m);
+    ei_x_encode_tuple_header(&m, 5);
+    ei_x_encode_atom(&m, "DOWN");
+    ei_x_append_buf(&m, req, (int)req_len);
+    ei_x_encode_atom(&m, "process");
+    ei_x_append_buf(&m, res, (int)res_len);
+    ei_x_encode_atom(&m, "spawn_failed");
+    p->ops->message(p, NULL, m.buff, (size_t)m.index);
+    ei_x_free(&m);
+    return 0;
+}
+
 int sbx_control_dispatch(struct sbx_node *node, struct sbx_conn *c,
                          const struct sbx_dist_packet *pkt) {
     const char *b = pkt->ctl;
@@ -380,6 +411,8 @@ int sbx_control_dispatch(struct sbx_node *node, struct sbx_conn *c,
     case 28: return arity == 4 ? on_monitor_exit(node, b, idx, pkt, 1) : -1;
     case 29: return arity == 6 ? on_spawn_request(node, c, b, idx, pkt) : -1;
     case 30: return arity == 7 ? on_spawn_request(node, c, b, idx, pkt) : -1;
+    case 31: return arity == 5 ? on_spawn_reply(node, b, idx) : -1;
+    case 32: return arity == 6 ? on_spawn_reply(node, b, idx) : -1;
     case 35: return arity == 4 ? on_unlink_id(node, c, b, idx) : -1;
     default:
         SBX_DEBUG("ignored control message", "peer=%s op=%ld", c->peer_name, op);
