@@ -16,14 +16,16 @@ enum sbx_cg_version { SBX_CG_NONE = 0, SBX_CG_V1, SBX_CG_V2 };
 /* What this host offers, detected once. */
 struct sbx_cg_host {
     enum sbx_cg_version version;
-    /* v1: mount points of each controller ("" if absent); v2: the unified root. */
+    /* v1: mount points of each controller ("" if absent), unified "".
+     * v2: unified is the cgroup2 root; the per-controller fields are "" (see can_*). */
     char memory[SBX_CG_PATH_MAX];
     char pids[SBX_CG_PATH_MAX];
     char cpu[SBX_CG_PATH_MAX];
     char cpuacct[SBX_CG_PATH_MAX];
     char freezer[SBX_CG_PATH_MAX];
     char unified[SBX_CG_PATH_MAX];
-    int can_memory, can_pids, can_cpu, can_track; /* usable (exists and writable) */
+    int can_memory, can_pids, can_cpu, can_track; /* usable (exists and writable);
+                                                     can_track: groups can be made at all */
 };
 
 /* One sandbox's groups (absolute paths, "" where not created). */
@@ -38,16 +40,21 @@ struct sbx_cgroup {
 };
 
 /* Reads /proc/self/mountinfo and fills *host. Never fails: a host without cgroups gives
- * version SBX_CG_NONE and every can_* 0. On v2 it enables the memory, pids and cpu
- * controllers for the sandboxd subtree where it can. */
+ * version SBX_CG_NONE and every can_* 0. v1 is chosen when a v1 memory or pids hierarchy
+ * is mounted (hybrid hosts), else a cgroup2 mount (one with controllers first). On v2 it
+ * enables the memory, pids and cpu controllers for the sandboxd subtree where it can
+ * (in the root's cgroup.subtree_control; sbx_cgroup_create does the intermediates). */
 void sbx_cgroup_detect(struct sbx_cg_host *host);
 
 /* Creates the groups for name (a relative path like "sandboxd/node/id") below every
- * usable controller, or reuses existing ones (adoption after a restart). 0, or -1 with
- * errno; on failure nothing is left created. */
+ * usable controller, or reuses existing ones (adoption after a restart). Groups are made
+ * below the mount root, not below sandboxd's own group, so that a name maps to the same
+ * directory after a restart. 0, or -1 with errno (EINVAL for an absolute name or one
+ * with empty, "." or ".." components); on failure nothing is left created. */
 int sbx_cgroup_create(const struct sbx_cg_host *host, const char *name, struct sbx_cgroup *out);
 
-/* Re-derives the paths of an existing group without creating anything (adoption). */
+/* Re-derives the paths of an existing group without creating anything (adoption); the
+ * directories are not checked. A bad name gives every path "". */
 void sbx_cgroup_paths(const struct sbx_cg_host *host, const char *name, struct sbx_cgroup *out);
 
 /* Applies limits; 0 means unset. memory_mb: hard limit (v1 memory.limit_in_bytes and
@@ -64,7 +71,9 @@ int sbx_cgroup_attach(const struct sbx_cgroup *cg, pid_t pid);
 int sbx_cgroup_pids(const struct sbx_cgroup *cg, pid_t *out, size_t cap);
 
 /* Sends sig to every process in the group, freezing it first where a freezer exists so
- * that nothing forks in between. Returns the number signalled, or -1. */
+ * that nothing forks in between (v2 SIGKILL: cgroup.kill). Never signals the caller. For
+ * SIGKILL it also waits, about a second at most, for the group to empty. Returns the
+ * number signalled, or -1. */
 int sbx_cgroup_kill(const struct sbx_cgroup *cg, int sig);
 
 /* Memory usage and limit in bytes (limit 0 if none); OOM kills counted so far. 0 or -1. */
@@ -74,7 +83,9 @@ int sbx_cgroup_memory(const struct sbx_cgroup *cg, uint64_t *usage, uint64_t *li
 /* Total CPU time used by the group in nanoseconds (cpuacct.usage / cpu.stat usage_usec). */
 int sbx_cgroup_cpu_ns(const struct sbx_cgroup *cg, uint64_t *ns);
 
-/* Removes the (empty) groups. 0, or -1 if a group still has processes. */
+/* Removes the (empty) leaf groups, not their shared parents; a group already gone counts
+ * as removed, EBUSY is retried for about 200 ms while tasks exit. 0, or -1 if a group
+ * still has processes. */
 int sbx_cgroup_remove(const struct sbx_cgroup *cg);
 
 #endif

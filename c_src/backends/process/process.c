@@ -306,8 +306,11 @@ static int ps_start(struct sbx_sandbox *sb, struct sbx_err *err) {
     spec.envp = envp;
     spec.cwd = sb->cfg.cwd != NULL ? sb->cfg.cwd : sb->workspace;
     spec.stdin_fd = -1;
-    spec.stdout_fd = ps->wr[0];
-    spec.stderr_fd = ps->wr[1];
+    char out_path[600], err_path[600];
+    snprintf(out_path, sizeof out_path, "%s/stdout.fifo", sb->dir);
+    snprintf(err_path, sizeof err_path, "%s/stderr.fifo", sb->dir);
+    spec.stdout_path = out_path;
+    spec.stderr_path = err_path;
     spec.cg = ps->has_cg ? &ps->cg : NULL;
     spec.new_namespaces = sb->cfg.isolation == SBX_ISOLATION_NAMESPACES;
     spec.hostname = sb->id;
@@ -323,7 +326,6 @@ static int ps_start(struct sbx_sandbox *sb, struct sbx_err *err) {
         }
         spec.set_user = 1;
     }
-    /* The child opens the FIFOs read-write itself: pass our write ends, which it dups. */
     pid_t pid = sbx_spawn(&spec, &e, &stage);
     if (pid < 0) {
         err->reason_atom = "backend";

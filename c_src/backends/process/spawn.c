@@ -85,8 +85,8 @@ static int join_namespaces(pid_t pid) {
 /* Child: the part that runs in the final process, just before exec. */
 static void exec_child(const struct sbx_spawn_spec *s, int errfd) {
     int in = fd_or_null(s->stdin_fd, O_RDONLY);
-    int out = fd_or_null(s->stdout_fd, O_WRONLY);
-    int er = fd_or_null(s->stderr_fd, O_WRONLY);
+    int out = s->stdout_path != NULL ? open(s->stdout_path, O_RDWR) : fd_or_null(s->stdout_fd, O_WRONLY);
+    int er = s->stderr_path != NULL ? open(s->stderr_path, O_RDWR) : fd_or_null(s->stderr_fd, O_WRONLY);
     if (in < 0 || out < 0 || er < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(er, 2) < 0)
         fail(errfd, ST_FDS);
     if (s->rlimit_as_bytes > 0) {

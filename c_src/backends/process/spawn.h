@@ -16,6 +16,8 @@ struct sbx_spawn_spec {
     int stdin_fd;                 /* -1: /dev/null */
     int stdout_fd;                /* -1: /dev/null */
     int stderr_fd;                /* -1: /dev/null */
+    const char *stdout_path;      /* set: opened read-write in the child instead (a FIFO */
+    const char *stderr_path;      /* the child keeps open both ways: no SIGPIPE ever) */
     const struct sbx_cgroup *cg;  /* NULL: none */
     int new_namespaces;           /* own pid, mount, ipc, uts and network namespaces */
     const char *hostname;         /* with new_namespaces */
