@@ -17,7 +17,18 @@ From another terminal on this machine, as the same user:
   iex> :rpc.call(:"$NODE", :sandbox, :info, [])              # node, version, uptime, backends
   iex> GenServer.call({:sandboxd, :"$NODE"}, {:info})        # the same through gen_server
 
+A process sandbox (the default backend), a command run in it, and its output:
+
+  iex> n = :"$NODE"
+  iex> {:ok, sb} = :rpc.call(n, :sandbox, :create, ["web1", :process, %{cmd: ["sh", "-c", "while true; do date; sleep 1; done"]}])
+  iex> :rpc.call(n, :sandbox, :exec, ["web1", ["uname", "-a"]])
+  iex> :rpc.call(n, :sandbox, :logs, ["web1", %{tail: 5}])
+  iex> :rpc.call(n, :sandbox, :subscribe, ["web1", self(), [:status, :log]]); flush()
+  iex> :rpc.call(n, :sandbox, :destroy, ["web1"])
+
 Stop with Ctrl-C (peers see nodedown). Extra flags: SANDBOXD_ARGS="--log-level debug" make run
 MSG
 # shellcheck disable=SC2086
-exec priv/sandboxd --sname "$SNAME" ${SANDBOXD_ARGS:-}
+STATE_DIR=${SANDBOXD_STATE_DIR:-$PWD/_build/run-state}
+echo "State (journal, logs, workspaces): $STATE_DIR"
+exec priv/sandboxd --sname "$SNAME" --state-dir "$STATE_DIR" ${SANDBOXD_ARGS:-}

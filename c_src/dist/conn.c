@@ -238,9 +238,10 @@ static void on_alive_answer(struct sbx_conn *c, const unsigned char *body, size_
         sbx_conn_close(c, "peer withdrew (already connected)");
         return;
     }
+    /* The old connection goes only once this one has proven the cookie: a stranger who
+     * merely knows a peer's name must not be able to disconnect it. */
     struct sbx_conn *other = same_peer(c);
-    if (other != NULL)
-        sbx_conn_close(other, "peer reconnected");
+    c->replaces = other != NULL ? other->id : 0;
     send_challenge(c);
 }
 
@@ -257,6 +258,11 @@ static void on_challenge_reply(struct sbx_conn *c, const unsigned char *body, si
     if (digest_of(c, c->peer_challenge, ack) != 0) {
         sbx_conn_close(c, "digest unavailable");
         return;
+    }
+    if (c->replaces != 0) {
+        for (struct sbx_conn *o = c->node->conns; o != NULL; o = o->next)
+            if (o->id == c->replaces && o != c)
+                sbx_conn_close(o, "peer reconnected");
     }
     hs_write(c, buf, sbx_hs_encode_ack(buf, sizeof buf, ack));
     became_up(c);

@@ -45,6 +45,8 @@ struct sbx_conn {
     int initiator;
     int flush_then_close;
     int was_up; /* the handshake completed at some point */
+    uint64_t replaces; /* "alive" answered true: the connection this one replaces once the
+                          peer has proven the cookie (0: none) */
     struct bufferevent *bev;
     struct bufferevent *epmd_bev;
     struct event *timer;
