@@ -96,7 +96,7 @@ int sbx_config_decode(const char *buf, int *idx, enum sbx_type type, struct sbx_
 void sbx_config_free(struct sbx_config *c);
 
 /* A command: a list of binaries/charlists (argv, at least one element) or a single
- * binary (run with /bin/sh -c). field names the argument in errors. */
+ * binary or charlist (run with /bin/sh -c). field names the argument in errors. */
 int sbx_decode_cmd(const char *buf, int *idx, const char *field, struct sbx_strv *out,
                    struct sbx_badarg *err);
 
