@@ -200,6 +200,16 @@ static struct pstate *pstate_new(void) {
     return ps;
 }
 
+/* The working directory: cwd as given when absolute, else relative to the workspace. */
+static const char *work_dir(const struct sbx_sandbox *sb, const char *cwd, char *buf, size_t cap) {
+    if (cwd == NULL)
+        return sb->workspace;
+    if (cwd[0] == '/')
+        return cwd;
+    snprintf(buf, cap, "%s/%s", sb->workspace, cwd);
+    return buf;
+}
+
 static void cgroup_name(const struct sbx_sandbox *sb, char *out, size_t cap) {
     snprintf(out, cap, "sandboxd/%s/%s", sb->core->node->name, sb->id);
 }
@@ -304,7 +314,8 @@ static int ps_start(struct sbx_sandbox *sb, struct sbx_err *err) {
     memset(&spec, 0, sizeof spec);
     spec.argv = sb->cfg.cmd.v;
     spec.envp = envp;
-    spec.cwd = sb->cfg.cwd != NULL ? sb->cfg.cwd : sb->workspace;
+    char cwd_buf[5200];
+    spec.cwd = work_dir(sb, sb->cfg.cwd, cwd_buf, sizeof cwd_buf);
     spec.stdin_fd = -1;
     char out_path[600], err_path[600];
     snprintf(out_path, sizeof out_path, "%s/stdout.fifo", sb->dir);
@@ -627,7 +638,8 @@ static int ps_exec(struct sbx_sandbox *sb, const struct sbx_strv *cmd,
     memset(&spec, 0, sizeof spec);
     spec.argv = cmd->v;
     spec.envp = envp;
-    spec.cwd = opts->cwd != NULL ? opts->cwd : sb->cfg.cwd != NULL ? sb->cfg.cwd : sb->workspace;
+    char cwd_buf[5200];
+    spec.cwd = work_dir(sb, opts->cwd != NULL ? opts->cwd : sb->cfg.cwd, cwd_buf, sizeof cwd_buf);
     spec.stdin_fd = in[0];
     spec.stdout_fd = out[1];
     spec.stderr_fd = errp[1];
