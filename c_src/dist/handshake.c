@@ -135,7 +135,7 @@ int sbx_hs_encode_challenge(unsigned char *out, size_t cap, uint64_t flags,
 
 int sbx_hs_encode_status(unsigned char *out, size_t cap, const char *status) {
     size_t slen = strlen(status);
-    if (cap < slen + 3)
+    if (slen + 1 > 0xffff || cap < slen + 3)
         return -1;
     put16(out, (uint32_t)(slen + 1));
     out[2] = 's';

@@ -43,7 +43,9 @@ static int check_atom(const unsigned char *buf, size_t len, size_t *ppos) {
     } else {
         return -1;
     }
-    if (n > 255 * 4)
+    /* 255 characters: 255 bytes of Latin-1 (up to 510 once ei converts them to UTF-8),
+     * or up to 1020 bytes of UTF-8. */
+    if (n > ((tag == TAG_ATOM || tag == TAG_SMALL_ATOM) ? 255 : 255 * 4))
         return -1;
     NEED(n);
     *ppos = pos + n;
@@ -78,20 +80,28 @@ static int check_int(const unsigned char *buf, size_t len, size_t *ppos) {
     return 0;
 }
 
-int sbx_term_check(const unsigned char *buf, size_t len, size_t *used) {
-    /* pending[d] = how many terms are still to be read at depth d. */
+/* Funs nest through their free variables by recursion: at most this deep. */
+#define MAX_FUN_DEPTH 8
+
+/* Checks `count` consecutive terms in buf[0..len) that sit `base` levels deep; sets
+ * *used to their total size. */
+static int check_terms(const unsigned char *buf, size_t len, uint32_t count, int fun_depth,
+                       int base, size_t *used) {
+    /* pending[d - base] = how many terms are still to be read at depth d. */
     uint32_t pending[SBX_TERM_MAX_DEPTH + 1];
-    int depth = 0;
+    int depth = base;
     size_t pos = 0;
     size_t n;
 
-    pending[0] = 1;
-    while (depth >= 0) {
-        if (pending[depth] == 0) {
+    if (base > SBX_TERM_MAX_DEPTH)
+        return -1;
+    pending[0] = count;
+    while (depth >= base) {
+        if (pending[depth - base] == 0) {
             depth--;
             continue;
         }
-        pending[depth]--;
+        pending[depth - base]--;
         NEED(1);
         unsigned char tag = buf[pos];
         uint64_t children = 0;
@@ -99,7 +109,8 @@ int sbx_term_check(const unsigned char *buf, size_t len, size_t *used) {
         case TAG_SMALL_INT: NEED(2); pos += 2; break;
         case TAG_INT: NEED(5); pos += 5; break;
         case TAG_NEW_FLOAT: NEED(9); pos += 9; break;
-        case TAG_FLOAT: NEED(32); pos += 32; break;
+        /* FLOAT_EXT (99, text parsed by sscanf in ei) is refused: peers that have the
+         * mandatory NEW_FLOATS flag never send it. */
         case TAG_ATOM: case TAG_ATOM_UTF8: case TAG_SMALL_ATOM: case TAG_SMALL_ATOM_UTF8:
             if (check_atom(buf, len, &pos) != 0)
                 return -1;
@@ -200,18 +211,27 @@ int sbx_term_check(const unsigned char *buf, size_t len, size_t *used) {
                 return -1;
             break;
         case TAG_NEW_FUN: {
-            NEED(5);
-            size_t size = be32(buf + pos + 1);
-            size_t start = pos;
-            /* Size, Arity, Uniq[16], Index, NumFree, Module, OldIndex, OldUniq, Pid, Free... */
+            /* Size (which counts itself), Arity, Uniq[16], Index, NumFree, Module,
+             * OldIndex, OldUniq, Pid, then NumFree terms: ei skips the fun by Size, so
+             * the free terms must end exactly where Size says. */
             NEED(1 + 4 + 1 + 16 + 4 + 4);
-            children = be32(buf + pos + 1 + 4 + 1 + 16 + 4);
+            size_t start = pos;
+            size_t size = be32(buf + pos + 1);
+            uint32_t nfree = be32(buf + pos + 1 + 4 + 1 + 16 + 4);
+            if (size > len - start - 1 || fun_depth >= MAX_FUN_DEPTH)
+                return -1;
+            size_t end = start + 1 + size;
             pos += 1 + 4 + 1 + 16 + 4 + 4;
-            if (check_atom(buf, len, &pos) != 0 || check_int(buf, len, &pos) != 0 ||
-                check_int(buf, len, &pos) != 0 || check_pid(buf, len, &pos) != 0)
+            if (pos > end || check_atom(buf, end, &pos) != 0 || check_int(buf, end, &pos) != 0 ||
+                check_int(buf, end, &pos) != 0 || check_pid(buf, end, &pos) != 0)
                 return -1;
-            if (size < pos - start - 1 || size > len - start - 1)
+            size_t free_used = 0;
+            if (nfree > 0 && check_terms(buf + pos, end - pos, nfree, fun_depth + 1, depth + 1,
+                                         &free_used) != 0)
                 return -1;
+            if (pos + free_used != end)
+                return -1;
+            pos = end;
             break;
         }
         default:
@@ -222,9 +242,14 @@ int sbx_term_check(const unsigned char *buf, size_t len, size_t *used) {
                 return -1;
             if (depth >= SBX_TERM_MAX_DEPTH)
                 return -1;
-            pending[++depth] = (uint32_t)children;
+            depth++;
+            pending[depth - base] = (uint32_t)children;
         }
     }
     *used = pos;
     return 0;
+}
+
+int sbx_term_check(const unsigned char *buf, size_t len, size_t *used) {
+    return check_terms(buf, len, 1, 0, 0, used);
 }

@@ -908,7 +908,7 @@ static void test_config_cpus(void **state) {
         const char *why;
     } rows[] = {
         {"1", 1.0, NULL},          {"0.5", 0.5, NULL},         {"1024", 1024.0, NULL},
-        {"1024.0", 1024.0, NULL},  {"0.001", 0.001, NULL},     {"@oldfloat", 1.5, NULL},
+        {"1024.0", 1024.0, NULL},  {"0.001", 0.001, NULL},
         {"0", 0, "out_of_range"},  {"0.0", 0, "out_of_range"}, {"-1", 0, "out_of_range"},
         {"-0.5", 0, "out_of_range"}, {"1024.5", 0, "out_of_range"},
         {"1025", 0, "out_of_range"}, {"100000000000000000000000", 0, "out_of_range"},
