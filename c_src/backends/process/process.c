@@ -76,6 +76,7 @@ struct pstate {
     struct event *out_ev[2];
     struct event *watch;
     int ending;               /* the main process ended or stop was asked: draining */
+    int poll_ms;              /* while ending: the next poll, growing from 1 ms to WATCH_MS */
     int64_t kill_at;          /* mono ms when SIGKILL follows SIGTERM */
     int killed;
     struct pexec *execs;
@@ -413,7 +414,8 @@ static void watch_cb(evutil_socket_t fd, short what, void *arg) {
             ps->killed = 1;
             signal_all(ps, SIGKILL);
         }
-        arm_watch(sb, WATCH_MS);
+        ps->poll_ms = ps->poll_ms * 2 < WATCH_MS ? ps->poll_ms * 2 : WATCH_MS;
+        arm_watch(sb, ps->poll_ms);
         return;
     }
     if (ps->adopted)
@@ -432,7 +434,9 @@ static void begin_ending(struct sbx_sandbox *sb, int grace_ms) {
     signal_all(ps, grace_ms > 0 ? SIGTERM : SIGKILL);
     if (ps->pid > 0 && !ps->main_done)
         kill(ps->pid, grace_ms > 0 ? SIGTERM : SIGKILL);
-    arm_watch(sb, WATCH_MS);
+    /* Most workloads end at once: look again soon, then less and less often. */
+    ps->poll_ms = 1;
+    arm_watch(sb, ps->poll_ms);
 }
 
 static void ps_stop(struct sbx_sandbox *sb, int grace_ms) {

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -45,6 +46,20 @@ static void fail(int fd, int st) {
     ssize_t n = write(fd, msg, sizeof msg);
     (void)n;
     _exit(127);
+}
+
+/* Child: closes every descriptor from `from` up, except keep (-1: none). */
+static void close_from(int from, int keep) {
+    long max = sysconf(_SC_OPEN_MAX);
+    if (keep >= from) {
+        if (keep > from && syscall(SYS_close_range, (unsigned)from, (unsigned)(keep - 1), 0) != 0)
+            for (int fd = from; fd < keep; fd++)
+                close(fd);
+        from = keep + 1;
+    }
+    if (syscall(SYS_close_range, (unsigned)from, ~0u, 0) != 0)
+        for (long fd = from; fd < (max > 0 ? max : 65536); fd++)
+            close((int)fd);
 }
 
 static int fd_or_null(int fd, int flags) { return fd >= 0 ? fd : open("/dev/null", flags); }
@@ -104,9 +119,7 @@ static void exec_child(const struct sbx_spawn_spec *s, int errfd) {
     if (s->set_user && (setgroups(0, NULL) != 0 || setgid(s->gid) != 0 || setuid(s->uid) != 0))
         fail(errfd, ST_USER);
     /* Close every other descriptor except the error pipe (close-on-exec). */
-    for (int fd = 3; fd < 1024; fd++)
-        if (fd != errfd)
-            close(fd);
+    close_from(3, errfd);
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
@@ -131,9 +144,7 @@ static void namespaced_child(const struct sbx_spawn_spec *s, int errfd) {
             fail(errfd, ST_HOSTNAME);
         exec_child(s, errfd);
     }
-    close(errfd);
-    for (int fd = 0; fd < 1024; fd++)
-        close(fd);
+    close_from(0, -1);
     int status;
     while (waitpid(init, &status, 0) < 0 && errno == EINTR)
         ;
