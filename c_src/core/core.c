@@ -218,6 +218,15 @@ void sbx_core_stop(struct sbx_core *core) {
         }
     }
     sbx_subs_free_all(core);
+    /* The node's own group (sandboxd/<node>) goes when no sandbox is left in it; a
+     * non-empty one (keep policy) stays for the next start. */
+    if (core->cg.version != SBX_CG_NONE) {
+        char name[400];
+        struct sbx_cgroup cg;
+        snprintf(name, sizeof name, "sandboxd/%s", core->node->name);
+        sbx_cgroup_paths(&core->cg, name, &cg);
+        (void)sbx_cgroup_remove(&cg);
+    }
     if (core->sigchld != NULL)
         event_free(core->sigchld);
     core->sigchld = NULL;
