@@ -56,7 +56,7 @@ erl_suites() {
   tally "$out"
 }
 
-SUITES=(sbx_dist_tests sbx_fault_tests)
+SUITES=(sbx_dist_tests sbx_fault_tests sbx_process_tests)
 erl_suites erl-release "$ROOT/priv/sandboxd" "${SUITES[@]}"
 
 # The same suites against the ASan+UBSan build; any sanitizer report fails the run.

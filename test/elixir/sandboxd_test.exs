@@ -6,7 +6,8 @@ defmodule SandboxdTest do
   use ExUnit.Case
 
   setup_all do
-    sbx = :sbx_test_util.start()
+    # A state directory of its own, and sandboxes destroyed when the node stops.
+    sbx = :sbx_test_util.start_isolated()
     on_exit(fn -> :sbx_test_util.cleanup() end)
     {:ok, node: sbx[:node], sbx: sbx}
   end
@@ -61,5 +62,62 @@ defmodule SandboxdTest do
 
     {:ok, pid} = GenServer.start_link(Caller, n)
     assert Enum.all?(1..100, fn _ -> GenServer.call(pid, :go) == :pong end)
+  end
+
+  defmodule LiveViewLike do
+    # What a Phoenix LiveView does with sandbox events: subscribes its own pid in init and
+    # keeps what arrives through handle_info.
+    use GenServer
+
+    def start(node, id), do: GenServer.start(__MODULE__, {node, id})
+    def events(pid), do: GenServer.call(pid, :events)
+
+    @impl true
+    def init({node, id}) do
+      {:ok, ref} = :rpc.call(node, :sandbox, :subscribe, [id, self(), [:status, :log, :metrics]])
+      {:ok, %{ref: ref, events: []}}
+    end
+
+    @impl true
+    def handle_info({:sandbox_event, id, topic, payload}, state),
+      do: {:noreply, %{state | events: [{id, topic, payload} | state.events]}}
+
+    @impl true
+    def handle_call(:events, _from, state), do: {:reply, Enum.reverse(state.events), state}
+  end
+
+  defp wait_for(fun, ms \\ 10_000), do: assert(:sbx_test_util.wait_until(fun, ms) == :ok)
+
+  test "a GenServer subscribed to a process sandbox gets status, log and metrics events, and its subscription goes when it stops",
+       %{node: n} do
+    cmd = "while true; do echo tick; sleep 0.2; done"
+    assert {:ok, %{id: "lv1", status: :running}} =
+             :rpc.call(n, :sandbox, :create, [:lv1, :process, %{cmd: cmd, metrics_interval_ms: 200}])
+
+    {:ok, pid} = LiveViewLike.start(n, "lv1")
+    assert %{subscribers: 1} = :rpc.call(n, :sandbox, :info, [])
+
+    wait_for(fn -> Enum.any?(LiveViewLike.events(pid), &match?({"lv1", :log, _}, &1)) end)
+    {_, :log, log} = Enum.find(LiveViewLike.events(pid), &match?({"lv1", :log, _}, &1))
+    assert %{ts: ts, stream: :stdout, data: data} = log
+    assert is_integer(ts) and data =~ "tick"
+
+    wait_for(fn -> Enum.any?(LiveViewLike.events(pid), &match?({"lv1", :metrics, _}, &1)) end)
+    {_, :metrics, m} = Enum.find(LiveViewLike.events(pid), &match?({"lv1", :metrics, _}, &1))
+    assert %{cpu_percent: _, memory_bytes: _, memory_limit_bytes: _, pids: p, ts: _} = m
+    assert p >= 1
+
+    assert {:ok, %{status: :stopped}} = :rpc.call(n, :sandbox, :stop, [:lv1])
+    wait_for(fn -> Enum.any?(LiveViewLike.events(pid), &match?({"lv1", :status, %{to: :stopped}}, &1)) end)
+    statuses = for {"lv1", :status, st} <- LiveViewLike.events(pid), do: st
+    assert Enum.all?(statuses, &match?(%{from: _, to: _, ts: _, reason: _}, &1))
+    assert Enum.map(statuses, & &1.to) == [:stopping, :stopped]
+
+    # The LiveView goes away (the user closed the tab): so does its subscription.
+    :ok = GenServer.stop(pid)
+    wait_for(fn -> :rpc.call(n, :sandbox, :info, [])[:subscribers] == 0 end)
+
+    assert :ok = :rpc.call(n, :sandbox, :destroy, [:lv1])
+    assert :rpc.call(n, :sandbox, :get, [:lv1]) == {:error, :not_found}
   end
 end

@@ -4,7 +4,9 @@
 
 -export([bin/0, cookie/0, host/0, log_dir/0, start/0, start/1, stop/1, os_kill/2,
          info/1, counts/1, start_peer/1, start_peer/2, stop_peer/1, peer_os_pid/1,
-         wait_until/2, wait_until/3, cleanup/0, unique/1, log_text/1, port_of/1]).
+         wait_until/2, wait_until/3, cleanup/0, unique/1, log_text/1, port_of/1,
+         state_dir/1, start_isolated/0, start_isolated/1, os_pids_matching/1, zombies_of/1,
+         vm_hwm/1]).
 
 -define(TABLE, sbx_test_util_started).
 
@@ -51,6 +53,71 @@ start(Opts) ->
         false ->
             S
     end.
+
+%% A fresh, empty state directory (absolute) under log_dir(), for one sandboxd instance.
+state_dir(Name) ->
+    D = filename:absname(filename:join([log_dir(), "state", unique(Name)])),
+    ok = filelib:ensure_dir(filename:join(D, "x")),
+    D.
+
+%% As start/1, with a state directory of its own (Opts state_dir, else a fresh one) and
+%% `--shutdown-policy destroy` (Opts policy), so that sandboxes a test leaves behind go
+%% with the instance at cleanup. The result also holds state_dir and sname.
+start_isolated() -> start_isolated(#{}).
+start_isolated(Opts) ->
+    SName = maps:get(sname, Opts, unique("sbx")),
+    Dir = case maps:get(state_dir, Opts, undefined) of
+              undefined -> state_dir(SName);
+              D -> D
+          end,
+    Policy = maps:get(policy, Opts, "destroy"),
+    Args = ["--state-dir", Dir, "--shutdown-policy", Policy] ++ maps:get(args, Opts, []),
+    S = start(Opts#{sname => SName, args => Args}),
+    S#{state_dir => Dir, sname => SName}.
+
+%% OS pids whose command line (arguments joined by spaces) contains Marker.
+os_pids_matching(Marker) ->
+    M = iolist_to_binary(Marker),
+    [P || P <- all_os_pids(), P =/= list_to_integer(os:getpid()),
+          case file:read_file("/proc/" ++ integer_to_list(P) ++ "/cmdline") of
+              {ok, C} -> binary:match(binary:replace(C, <<0>>, <<" ">>, [global]), M) =/= nomatch;
+              _ -> false
+          end].
+
+%% Zombie processes (state Z) whose parent is OsPid: [{Pid, Comm}].
+zombies_of(OsPid) ->
+    lists:filtermap(
+      fun(P) ->
+              case file:read_file("/proc/" ++ integer_to_list(P) ++ "/stat") of
+                  {ok, Stat} ->
+                      [Left, Rest] = string:split(Stat, <<") ">>, trailing),
+                      [_, Comm] = binary:split(Left, <<" (">>),
+                      case binary:split(Rest, <<" ">>, [global]) of
+                          [<<"Z">>, PPid | _] ->
+                              case binary_to_integer(PPid) =:= OsPid of
+                                  true -> {true, {P, Comm}};
+                                  false -> false
+                              end;
+                          _ -> false
+                      end;
+                  _ -> false
+              end
+      end, all_os_pids()).
+
+%% The peak resident set size (VmHWM) of an OS process, in bytes; undefined if gone.
+vm_hwm(OsPid) ->
+    case file:read_file("/proc/" ++ integer_to_list(OsPid) ++ "/status") of
+        {ok, B} ->
+            case re:run(B, "VmHWM:\\s+(\\d+) kB", [{capture, all_but_first, binary}]) of
+                {match, [K]} -> binary_to_integer(K) * 1024;
+                _ -> undefined
+            end;
+        _ -> undefined
+    end.
+
+all_os_pids() ->
+    {ok, Names} = file:list_dir("/proc"),
+    [list_to_integer(N) || N <- Names, lists:all(fun(C) -> C >= $0 andalso C =< $9 end, N)].
 
 %% SIGTERM, wait for exit; returns the exit status.
 stop(#{os_pid := OsPid, port := Port}) ->
