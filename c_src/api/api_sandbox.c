@@ -73,6 +73,13 @@ static void create_cancel(struct sbx_call *call) {
     cancel_plain(call);
 }
 
+/* The unhealthy sandbox is gone: only now does the creator learn of the timeout. */
+static void create_gone(struct sbx_sandbox *sb, uint64_t key, int ok) {
+    (void)sb;
+    (void)ok;
+    answer_waiter(NULL, key, 0, "timeout");
+}
+
 static void create_health_done(struct sbx_sandbox *sb, uint64_t key, int healthy) {
     struct sbx_call *call = sbx_call_from_key(sbx_core_get()->node, key);
     if (healthy) {
@@ -81,9 +88,15 @@ static void create_health_done(struct sbx_sandbox *sb, uint64_t key, int healthy
         return;
     }
     SBX_WARN("health check failed: destroying", "id=%s", sb->id);
-    sbx_sandbox_destroy(sb, "unhealthy");
-    if (call != NULL)
+    if (call != NULL && !sb->destroying) {
+        /* Nothing to cancel any more: the destroy below finishes on its own. */
+        call->cancel = cancel_plain;
+        if (sbx_sandbox_wait(sb, SBX_WAIT_GONE, key, create_gone) != 0)
+            answer_waiter(NULL, key, 0, "timeout");
+    } else if (call != NULL) {
         answer_waiter(NULL, key, 0, "timeout");
+    }
+    sbx_sandbox_destroy(sb, "unhealthy");
 }
 
 enum sbx_api_status sbx_api_create(struct sbx_call *call) {
