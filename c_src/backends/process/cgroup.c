@@ -885,41 +885,41 @@ static int seen_add(pid_t **seen, size_t *n, size_t *cap, pid_t pid) {
 }
 
 /* Signals every process of cg once (never the caller itself). v2 with SIGKILL uses
- * cgroup.kill. Otherwise the group is frozen (where a freezer exists) for the first pass
- * over cgroup.procs, then thawed; passes repeat (bounded, about a second) until no new
- * process appears and, for SIGKILL, until the group is empty, so forks racing the kill
- * and the exits of the killed are waited for. Returns how many processes were signalled,
- * or -1 with errno (some may have been signalled). The group is left thawed. */
+ * cgroup.kill. Otherwise the group is frozen (where a freezer exists and the caller is
+ * not in the group) for the first pass over cgroup.procs, then thawed; passes repeat
+ * (bounded, about a second) until no new process appears and, for SIGKILL, until the
+ * group holds no other process, so forks racing the kill and the exits of the killed
+ * are waited for. Returns how many processes were signalled, or -1 with errno (some may
+ * have been signalled). The group is left thawed. */
 int sbx_cgroup_kill(const struct sbx_cgroup *cg, int sig) {
     const char *dir = track_dir(cg);
     pid_t *seen = NULL, *pids = NULL;
     size_t nseen = 0, seen_cap = 0, n = 0;
     pid_t self = getpid();
-    int frozen = 0, rc = -1, err = 0, kill_file = 0;
+    int frozen = 0, rc = -1, err = 0, kill_file = 0, self_in = 0;
 
     if (dir == NULL) {
         errno = ENOENT;
         goto out;
     }
-    if (cg->version == SBX_CG_V2 && sig == SIGKILL && file_exists(dir, "cgroup.kill")) {
+    /* Is the caller in the group? Then neither cgroup.kill nor freezing (which would
+     * stop the caller itself) can be used. */
+    if (read_procs(dir, &pids, &n) != 0)
+        goto out;
+    for (size_t i = 0; i < n; i++)
+        self_in |= pids[i] == self;
+    if (!self_in && cg->version == SBX_CG_V2 && sig == SIGKILL && file_exists(dir, "cgroup.kill")) {
         /* The kernel kills the whole group, forks included; count what was there. */
-        if (read_procs(dir, &pids, &n) != 0)
-            goto out;
-        kill_file = 1;
-        for (size_t i = 0; i < n && kill_file; i++) {
-            if (pids[i] == self)
-                kill_file = 0; /* never kill ourselves: use the loop below */
-            else if (seen_add(&seen, &nseen, &seen_cap, pids[i]) != 0)
+        for (size_t i = 0; i < n; i++)
+            if (seen_add(&seen, &nseen, &seen_cap, pids[i]) != 0)
                 goto out;
-        }
-        free(pids);
-        pids = NULL;
-        if (!kill_file || write_str(dir, "cgroup.kill", "1") != 0) {
-            kill_file = 0;
+        kill_file = write_str(dir, "cgroup.kill", "1") == 0;
+        if (!kill_file)
             nseen = 0;
-        }
     }
-    if (!kill_file)
+    free(pids);
+    pids = NULL;
+    if (!kill_file && !self_in)
         frozen = freeze(cg);
     for (int pass = 0; pass < KILL_PASSES; pass++) {
         int fresh = 0;
