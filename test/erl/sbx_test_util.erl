@@ -38,7 +38,13 @@ start(Opts) ->
                      false -> [];
                      C -> ["--cookie", C]
                  end,
-    Args = ["--sname", SName | CookieArgs] ++ maps:get(args, Opts, []),
+    Extra = maps:get(args, Opts, []),
+    %% Every instance keeps its journal in the test logs, never in $HOME.
+    StateArgs = case lists:member("--state-dir", Extra) of
+                    true -> [];
+                    false -> ["--state-dir", state_dir(SName)]
+                end,
+    Args = ["--sname", SName | CookieArgs] ++ StateArgs ++ Extra,
     Cmd = "exec \"$0\" \"$@\" 2>>" ++ Log,
     Port = open_port({spawn_executable, "/bin/sh"},
                      [{args, ["-c", Cmd, bin() | Args]}, exit_status, {env, maps:get(env, Opts, [])}]),
