@@ -333,10 +333,15 @@ destroy_double_fork() ->
                             " & sleep ", M]),
     #{ref := Ref} = create_ok(S, df, #{cmd => Cmd}),
     %% The shell's own command line holds the marker too: 1 + 4 sleeps.
-    ok = ?U:wait_until(fun() -> length(?U:os_pids_matching(M)) >= 5 end, 5000),
+    %% Forked shells carry the marker in their command line until they exec sleep: wait
+    %% for the four sleeps themselves.
+    SleepsNow = fun() ->
+                        {ok, Ps} = call(S, processes, [df]),
+                        [P || #{name := <<"sleep">>, pid := P} <- Ps]
+                end,
+    ok = ?U:wait_until(fun() -> length(SleepsNow()) >= 4 end, 5000),
+    Sleeps = SleepsNow(),
     Before = ?U:os_pids_matching(M),
-    {ok, Procs} = call(S, processes, [df]),
-    Sleeps = [P || #{name := <<"sleep">>, pid := P} <- Procs],
     ?assert(length(Sleeps) >= 4),
     %% The setsid'd sleep is outside the session but still the sandbox's.
     [Setsid | _] = [P || P <- Sleeps, session_of(P) =/= session_of(Ref)],
