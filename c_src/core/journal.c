@@ -8,6 +8,8 @@
 #define _GNU_SOURCE
 #include "core/journal.h"
 
+#include "util/fdio.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -152,22 +154,6 @@ int sbx_journal_dir(const char *state_dir, const char *id, int create, char *out
     return sandbox_dir(state_dir, id, create, out, cap, NULL);
 }
 
-/* Writes buf[0..len) fully to fd. 0, or -1 (errno). */
-static int write_all(int fd, const char *buf, size_t len) {
-    while (len > 0) {
-        ssize_t n = write(fd, buf, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            if (n == 0)
-                errno = EIO;
-            return -1;
-        }
-        buf += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
 
 /* Replaces id's record (the caller keeps buf). On failure the old record, if any, is
  * left as it was and no record.tmp remains (the folder may have been created). */
@@ -188,7 +174,7 @@ int sbx_journal_save(const char *state_dir, const char *id, const char *buf, siz
     if (fd < 0)
         goto done;
     tmp_made = 1;
-    if (write_all(fd, buf, len) != 0 || fsync(fd) != 0)
+    if (sbx_write_all(fd, buf, len) != 0 || fsync(fd) != 0)
         goto done;
     int close_rc = close(fd);
     fd = -1;

@@ -42,6 +42,8 @@
 #define _GNU_SOURCE
 #include "core/logbuf.h"
 
+#include "util/fdio.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -181,23 +183,6 @@ static uint32_t get32(const unsigned char *p) {
 
 /* ---- file output --------------------------------------------------------------------- */
 
-/* Writes buf[0..len) fully to fd. 0, or -1 (errno; part of it may have been written). */
-static int write_all(int fd, const void *buf, size_t len) {
-    const char *p = buf;
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            if (n == 0)
-                errno = EIO;
-            return -1;
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
 
 /* Makes room for n more bytes in lb->wbuf. 0, or -1 (ENOMEM) leaving it unchanged. */
 static int wbuf_reserve(struct sbx_logbuf *lb, size_t n) {
@@ -246,7 +231,7 @@ static int wbuf_flush(struct sbx_logbuf *lb) {
         errno = EIO;
         goto done;
     }
-    if (write_all(lb->fd, lb->wbuf, lb->wlen) != 0) {
+    if (sbx_write_all(lb->fd, lb->wbuf, lb->wlen) != 0) {
         int saved = errno;
         (void)!ftruncate(lb->fd, (off_t)lb->file_size);
         lb->resync = 1;
@@ -383,14 +368,14 @@ static int compact(struct sbx_logbuf *lb) {
                0600);
     if (tfd < 0)
         goto done;
-    if (write_all(tfd, FILE_MAGIC, FILE_HDR) != 0)
+    if (sbx_write_all(tfd, FILE_MAGIC, FILE_HDR) != 0)
         goto done;
     for (size_t i = 0; i < lb->count; i++) {
         const struct rec *r = rec_at(lb, i);
         if (wbuf_add(lb, r->ts, (int)rec_stream(r), lb->arena + r->off, rec_len(r)) != 0)
             goto done;
         if (lb->wlen >= WBUF_FLUSH || i + 1 == lb->count) {
-            if (write_all(tfd, lb->wbuf, lb->wlen) != 0)
+            if (sbx_write_all(tfd, lb->wbuf, lb->wlen) != 0)
                 goto done;
             lb->wlen = 0;
         }
@@ -548,7 +533,7 @@ struct sbx_logbuf *sbx_logbuf_open(const char *path, size_t max_bytes) {
             errno = EINVAL;
             goto err;
         }
-        if (ftruncate(lb->fd, 0) != 0 || write_all(lb->fd, FILE_MAGIC, FILE_HDR) != 0)
+        if (ftruncate(lb->fd, 0) != 0 || sbx_write_all(lb->fd, FILE_MAGIC, FILE_HDR) != 0)
             goto err;
         lb->file_size = FILE_HDR;
     } else {

@@ -318,6 +318,27 @@ static int on_spawn_request(struct sbx_node *node, struct sbx_conn *c, const cha
     return 0;
 }
 
+/* Hands {'DOWN', Ref, process, Target, Reason} to local process p; each part is an
+ * encoded term (no version byte); reason_atom stands for Reason when reason is NULL. */
+static void deliver_down(struct sbx_proc *p, const char *ref, size_t rlen, const char *target,
+                         size_t tlen, const char *reason, size_t reason_len, const char *reason_atom) {
+    if (p == NULL || p->ops == NULL || p->ops->message == NULL)
+        return;
+    ei_x_buff m;
+    ei_x_new_with_version(&m);
+    ei_x_encode_tuple_header(&m, 5);
+    ei_x_encode_atom(&m, "DOWN");
+    ei_x_append_buf(&m, ref, (int)rlen);
+    ei_x_encode_atom(&m, "process");
+    ei_x_append_buf(&m, target, (int)tlen);
+    if (reason != NULL)
+        ei_x_append_buf(&m, reason, (int)reason_len);
+    else
+        ei_x_encode_atom(&m, reason_atom);
+    p->ops->message(p, NULL, m.buff, (size_t)m.index);
+    ei_x_free(&m);
+}
+
 /* MONITOR_P_EXIT for a monitor one of our processes holds: {21,Target,Watcher,Ref,Reason}
  * is handed to the watcher as the message {'DOWN', Ref, process, Target, Reason}. */
 static int on_monitor_exit(struct sbx_node *node, const char *b, int idx,
@@ -336,19 +357,7 @@ static int on_monitor_exit(struct sbx_node *node, const char *b, int idx,
     } else if (sbx_term_span(b, &idx, &reason, &reason_len) != 0) {
         return -1;
     }
-    struct sbx_proc *p = local_proc(node, &watcher);
-    if (p == NULL || p->ops == NULL || p->ops->message == NULL)
-        return 0;
-    ei_x_buff m;
-    ei_x_new_with_version(&m);
-    ei_x_encode_tuple_header(&m, 5);
-    ei_x_encode_atom(&m, "DOWN");
-    ei_x_append_buf(&m, ref, (int)rlen);
-    ei_x_encode_atom(&m, "process");
-    ei_x_append_buf(&m, target, (int)tlen);
-    ei_x_append_buf(&m, reason, (int)reason_len);
-    p->ops->message(p, NULL, m.buff, (size_t)m.index);
-    ei_x_free(&m);
+    deliver_down(local_proc(node, &watcher), ref, rlen, target, tlen, reason, reason_len, NULL);
     return 0;
 }
 
@@ -365,19 +374,7 @@ static int on_spawn_reply(struct sbx_node *node, const char *b, int idx) {
         return -1;
     if (type == ERL_PID_EXT || type == ERL_NEW_PID_EXT)
         return 0;
-    struct sbx_proc *p = local_proc(node, &to);
-    if (p == NULL || p->ops == NULL || p->ops->message == NULL)
-        return 0;
-    ei_x_buff m;
-    ei_x_new_with_version(&m);
-    ei_x_encode_tuple_header(&m, 5);
-    ei_x_encode_atom(&m, "DOWN");
-    ei_x_append_buf(&m, req, (int)req_len);
-    ei_x_encode_atom(&m, "process");
-    ei_x_append_buf(&m, res, (int)res_len);
-    ei_x_encode_atom(&m, "spawn_failed");
-    p->ops->message(p, NULL, m.buff, (size_t)m.index);
-    ei_x_free(&m);
+    deliver_down(local_proc(node, &to), req, req_len, res, res_len, NULL, 0, "spawn_failed");
     return 0;
 }
 
