@@ -29,6 +29,7 @@ static void conn_write_cb(struct bufferevent *bev, void *arg);
 static void conn_event_cb(struct bufferevent *bev, short what, void *arg);
 static void conn_timer_cb(evutil_socket_t fd, short what, void *arg);
 
+/* A challenge value from getrandom; falls back to a weak clock-derived value if that fails. */
 static uint32_t random32(void) {
     uint32_t v = 0;
     if (getrandom(&v, sizeof v, 0) != (ssize_t)sizeof v)
@@ -36,6 +37,7 @@ static uint32_t random32(void) {
     return v;
 }
 
+/* The deferred destroy queued by sbx_conn_close: runs from the loop, outside c's callbacks. */
 static void reaper_cb(evutil_socket_t fd, short what, void *arg) {
     (void)fd;
     (void)what;
@@ -84,6 +86,8 @@ static void run_waiters(struct sbx_conn *c, uint64_t conn_id, const char *why) {
     }
 }
 
+/* See conn.h. Frees c and all it holds. If c was up, sbx_node_conn_down runs first
+ * (processes may be killed); then the remaining waiters' callbacks run with conn_id 0. */
 void sbx_conn_destroy(struct sbx_conn *c) {
     struct sbx_node *node = c->node;
     int was_up = c->was_up;
@@ -113,6 +117,8 @@ void sbx_conn_destroy(struct sbx_conn *c) {
     free(c);
 }
 
+/* See conn.h. After a reject, waits for the output to drain
+ * (conn_write_cb) before the reaper runs. */
 void sbx_conn_close(struct sbx_conn *c, const char *why) {
     if (c->state == SBX_CONN_CLOSING)
         return;
@@ -139,12 +145,15 @@ static void reject(struct sbx_conn *c, const char *status, const char *why) {
     sbx_conn_close(c, why);
 }
 
+/* Queues an encoded handshake message (nothing when the
+ * encoder returned n <= 0) and counts it as a write. */
 static void hs_write(struct sbx_conn *c, const unsigned char *buf, int n) {
     if (n > 0)
         bufferevent_write(c->bev, buf, (size_t)n);
     c->last_write_ms = sbx_mono_ms();
 }
 
+/* Turns c's one-shot handshake timer into the persistent 250 ms tick and liveness timer. */
 static void arm_tick_timer(struct sbx_conn *c) {
     struct timeval tv = {0, 250000};
     event_del(c->timer);
@@ -152,6 +161,8 @@ static void arm_tick_timer(struct sbx_conn *c) {
     evtimer_add(c->timer, &tv);
 }
 
+/* Handshake done: c is up with the agreed flags and ticking;
+ * its waiters run now, inside c's read callback. */
 static void became_up(struct sbx_conn *c) {
     c->state = SBX_CONN_UP;
     c->was_up = 1;
@@ -163,10 +174,12 @@ static void became_up(struct sbx_conn *c) {
     run_waiters(c, c->id, NULL);
 }
 
+/* md5(our cookie ++ challenge) into d: 0, or -1 if MD5 failed (d unspecified). */
 static int digest_of(const struct sbx_conn *c, uint32_t challenge, unsigned char d[16]) {
     return sbx_hs_digest(c->node->cookie, challenge, d);
 }
 
+/* Accepting side: sends our name and a fresh random challenge; waits for the reply. */
 static void send_challenge(struct sbx_conn *c) {
     unsigned char buf[300];
     c->my_challenge = random32();
@@ -184,6 +197,9 @@ static struct sbx_conn *same_peer(struct sbx_conn *c) {
     return NULL;
 }
 
+/* Accepting side, first message: checks the peer's name and flags, settles a clash with
+ * another connection to the same peer (an up one is kept until this one proves the cookie),
+ * then answers a status and our challenge. May close c or the losing connection (deferred). */
 static void on_send_name(struct sbx_conn *c, const unsigned char *body, size_t len) {
     struct sbx_hs_name nm;
     unsigned char buf[64];
@@ -232,6 +248,8 @@ static void on_send_name(struct sbx_conn *c, const unsigned char *body, size_t l
     send_challenge(c);
 }
 
+/* Accepting side after we answered 'alive': 'true' marks the old connection
+ * for replacement once the cookie is proven; anything else closes c. */
 static void on_alive_answer(struct sbx_conn *c, const unsigned char *body, size_t len) {
     char status[16];
     if (sbx_hs_parse_status(body, len, status, sizeof status) != 0 || strcmp(status, "true") != 0) {
@@ -245,6 +263,8 @@ static void on_alive_answer(struct sbx_conn *c, const unsigned char *body, size_
     send_challenge(c);
 }
 
+/* Accepting side: checks the peer's digest of our challenge; on success closes
+ * the connection c replaces, sends the ack and brings c up. Any failure closes c. */
 static void on_challenge_reply(struct sbx_conn *c, const unsigned char *body, size_t len) {
     unsigned char got[16], want[16], ack[16], buf[32];
     if (sbx_hs_parse_reply(body, len, &c->peer_challenge, got) != 0) {
@@ -268,6 +288,8 @@ static void on_challenge_reply(struct sbx_conn *c, const unsigned char *body, si
     became_up(c);
 }
 
+/* Initiating side: acts on the peer's status. On 'nok' our waiters move
+ * to the peer's own incoming attempt, if there is one; refusals close c. */
 static void on_status(struct sbx_conn *c, const unsigned char *body, size_t len) {
     char status[32];
     unsigned char buf[16];
@@ -296,6 +318,8 @@ static void on_status(struct sbx_conn *c, const unsigned char *body, size_t len)
     }
 }
 
+/* Initiating side: checks the peer's name and flags, then answers
+ * with our digest and our own challenge. Failures close c. */
 static void on_challenge(struct sbx_conn *c, const unsigned char *body, size_t len) {
     struct sbx_hs_challenge ch;
     unsigned char d[16], buf[32];
@@ -323,6 +347,8 @@ static void on_challenge(struct sbx_conn *c, const unsigned char *body, size_t l
     c->state = SBX_CONN_I_WAIT_ACK;
 }
 
+/* Initiating side: checks the peer's digest of our challenge
+ * and brings c up; closes c otherwise. */
 static void on_ack(struct sbx_conn *c, const unsigned char *body, size_t len) {
     unsigned char got[16], want[16];
     if (sbx_hs_parse_ack(body, len, got) != 0) {
@@ -359,6 +385,8 @@ static void on_packet(struct sbx_conn *c, const unsigned char *body, size_t len)
         sbx_conn_close(c, "invalid control message");
 }
 
+/* Routes one message body (valid only during the call) by c's
+ * state. May start closing c, never frees it. */
 static void dispatch(struct sbx_conn *c, const unsigned char *body, size_t len) {
     switch (c->state) {
     case SBX_CONN_A_WAIT_NAME: on_send_name(c, body, len); break;
@@ -372,6 +400,8 @@ static void dispatch(struct sbx_conn *c, const unsigned char *body, size_t len) 
     }
 }
 
+/* Dispatches every whole message in the input until c starts closing; a frame over max_packet
+ * or an empty handshake frame closes c. Closing is deferred, so c stays valid throughout. */
 static void conn_read_cb(struct bufferevent *bev, void *arg) {
     struct sbx_conn *c = arg;
     struct evbuffer *in = bufferevent_get_input(bev);
@@ -407,6 +437,7 @@ static void conn_read_cb(struct bufferevent *bev, void *arg) {
     }
 }
 
+/* Output drained: completes a flush-then-close by queuing the reaper. */
 static void conn_write_cb(struct bufferevent *bev, void *arg) {
     struct sbx_conn *c = arg;
     if (c->state == SBX_CONN_CLOSING && c->flush_then_close &&
@@ -414,6 +445,7 @@ static void conn_write_cb(struct bufferevent *bev, void *arg) {
         event_active(c->reaper, 0, 0);
 }
 
+/* Initiating side, once connected: sends our name and flags; waits for the status. */
 static void send_name(struct sbx_conn *c) {
     unsigned char buf[300];
     hs_write(c, buf, sbx_hs_encode_name(buf, sizeof buf, c->node->flags, c->node->creation,
@@ -421,6 +453,7 @@ static void send_name(struct sbx_conn *c) {
     c->state = SBX_CONN_I_WAIT_STATUS;
 }
 
+/* Best-effort TCP_NODELAY on bev's socket; a failure is ignored. */
 static void set_nodelay(struct bufferevent *bev) {
     int one = 1;
     evutil_socket_t fd = bufferevent_getfd(bev);
@@ -428,6 +461,8 @@ static void set_nodelay(struct bufferevent *bev) {
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
+/* Socket events: an outgoing connect completing starts our handshake;
+ * EOF or an error closes c (a no-op if it is already closing). */
 static void conn_event_cb(struct bufferevent *bev, short what, void *arg) {
     struct sbx_conn *c = arg;
     (void)bev;
@@ -442,6 +477,9 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg) {
         sbx_conn_close(c, "socket error");
 }
 
+/* Before up: the handshake timeout closes c. Once up (every 250 ms): runs
+ * waiters queued by sbx_conn_connect, closes c after too long a silence (the
+ * peer's shorter tick honoured) and sends a tick when we have been quiet. */
 static void conn_timer_cb(evutil_socket_t fd, short what, void *arg) {
     struct sbx_conn *c = arg;
     int64_t now = sbx_mono_ms();
@@ -478,6 +516,8 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg) {
     }
 }
 
+/* See conn.h. The parts are copied. c is never freed here, but it may start
+ * closing (out of memory, backlog over the limit), which also returns -1. */
 int sbx_conn_write_packet(struct sbx_conn *c, const char *a, size_t alen, const char *b,
                           size_t blen, const char *d, size_t dlen) {
     unsigned char hdr[5];
@@ -503,6 +543,7 @@ int sbx_conn_write_packet(struct sbx_conn *c, const char *a, size_t alen, const 
     return 0;
 }
 
+/* See conn.h. The new connection belongs to node->conns; its handshake timer runs from now. */
 int sbx_conn_accept(struct sbx_node *node, evutil_socket_t fd, const struct sockaddr *sa,
                     int salen) {
     struct sbx_conn *c = conn_new(node, 0);
@@ -536,6 +577,8 @@ static const char *host_of(const char *name) {
     return at != NULL ? at + 1 : NULL;
 }
 
+/* Initiating side: once the peer host's epmd has answered, frees that link and connects
+ * to the node's port; a refusal or failure closes c. Also called by epmd_event_cb on EOF. */
 static void epmd_read_cb(struct bufferevent *bev, void *arg) {
     struct sbx_conn *c = arg;
     struct evbuffer *in = bufferevent_get_input(bev);
@@ -570,6 +613,8 @@ static void epmd_read_cb(struct bufferevent *bev, void *arg) {
         sbx_conn_close(c, "cannot connect to the peer");
 }
 
+/* epmd link events: once connected sends PORT_PLEASE2; on EOF or
+ * error uses what arrived, and closes c if no whole answer did. */
 static void epmd_event_cb(struct bufferevent *bev, short what, void *arg) {
     struct sbx_conn *c = arg;
     if (what & BEV_EVENT_CONNECTED) {
@@ -589,6 +634,8 @@ static void epmd_event_cb(struct bufferevent *bev, short what, void *arg) {
     }
 }
 
+/* See conn.h. The waiter (cb, key) belongs to the connection until cb runs. Once a connection
+ * exists, even one failing at once, 0 is returned and the failure reaches cb from the loop. */
 int sbx_conn_connect(struct sbx_node *node, const char *peer_name, sbx_connect_cb cb,
                      uint64_t key) {
     struct sbx_conn_waiter *w = calloc(1, sizeof *w);

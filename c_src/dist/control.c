@@ -32,12 +32,15 @@
 
 static sbx_spawn_handler spawn_handler;
 
+/* See control.h. Process-wide; with no handler, spawn requests are dropped unanswered. */
 void sbx_control_set_spawn_handler(sbx_spawn_handler h) { spawn_handler = h; }
 
+/* See control.h. Writes a NUL-terminated UTF-8 name; buf must have passed sbx_term_check. */
 int sbx_decode_atom(const char *buf, int *index, char out[MAXATOMLEN_UTF8]) {
     return ei_decode_atom_as(buf, index, out, MAXATOMLEN_UTF8, ERLANG_UTF8, NULL, NULL);
 }
 
+/* See control.h. Byte-identical encodings match without decoding; both must be validated terms. */
 int sbx_ref_equal(const char *a, size_t alen, const char *b, size_t blen) {
     erlang_ref ra, rb;
     int ia = 0, ib = 0;
@@ -48,6 +51,7 @@ int sbx_ref_equal(const char *a, size_t alen, const char *b, size_t blen) {
     return ei_cmp_refs(&ra, &rb) == 0;
 }
 
+/* See control.h. *start points into buf; *index moves past the term. Validated buffers only. */
 int sbx_term_span(const char *buf, int *index, const char **start, size_t *len) {
     int s = *index;
     if (ei_skip_term(buf, index) != 0)
@@ -64,11 +68,13 @@ struct who {
     struct sbx_rpid remote;
 };
 
+/* Decodes a pid at *idx into *w (zeroed first): 0, or -1 if the term is not a pid. */
 static int decode_who(struct sbx_node *node, const char *buf, int *idx, struct who *w) {
     memset(w, 0, sizeof *w);
     return sbx_node_decode_pid(node, buf, idx, &w->is_local, &w->num, &w->serial, &w->remote);
 }
 
+/* The live local process w names, or NULL (remote, gone, or from an older incarnation). */
 static struct sbx_proc *local_proc(struct sbx_node *node, const struct who *w) {
     return w->is_local ? sbx_proc_find(&node->procs, w->num, w->serial) : NULL;
 }
@@ -93,6 +99,8 @@ static void send_exit_atom(struct sbx_node *node, const struct who *me, const st
     ei_x_free(&ctl);
 }
 
+/* LINK: links a remote From to our To, or answers EXIT noproc
+ * if To is gone. -1 if From is local or To remote. */
 static int on_link(struct sbx_node *node, const char *b, int idx) {
     struct who from, to;
     if (decode_who(node, b, &idx, &from) != 0 || decode_who(node, b, &idx, &to) != 0 ||
@@ -106,6 +114,8 @@ static int on_link(struct sbx_node *node, const char *b, int idx) {
     return 0;
 }
 
+/* Hands the message term (with version byte) to p's message op; dropped
+ * if p is NULL, has no handler, or the packet carries no message. */
 static void deliver(struct sbx_node *node, struct sbx_proc *p, const struct sbx_rpid *from,
                     const struct sbx_dist_packet *pkt) {
     (void)node;
@@ -113,6 +123,7 @@ static void deliver(struct sbx_node *node, struct sbx_proc *p, const struct sbx_
         p->ops->message(p, from, pkt->msg, pkt->msg_len);
 }
 
+/* SEND and SEND_TT: delivers to a local pid; the sender is unknown. */
 static int on_send(struct sbx_node *node, const char *b, int idx, const struct sbx_dist_packet *pkt) {
     struct who to;
     if (ei_skip_term(b, &idx) != 0 || decode_who(node, b, &idx, &to) != 0)
@@ -121,6 +132,7 @@ static int on_send(struct sbx_node *node, const char *b, int idx, const struct s
     return 0;
 }
 
+/* SEND_SENDER(_TT): delivers to a local pid with the remote sender known. */
 static int on_send_sender(struct sbx_node *node, const char *b, int idx,
                           const struct sbx_dist_packet *pkt) {
     struct who from, to;
@@ -130,6 +142,7 @@ static int on_send_sender(struct sbx_node *node, const char *b, int idx,
     return 0;
 }
 
+/* REG_SEND(_TT): delivers to a registered name; a message to an unknown name is dropped. */
 static int on_reg_send(struct sbx_node *node, const char *b, int idx,
                        const struct sbx_dist_packet *pkt) {
     struct who from;
@@ -158,6 +171,7 @@ static void exit_signal(struct sbx_node *node, const struct who *from, const str
     sbx_node_proc_kill(node, p, reason, reason_len);
 }
 
+/* EXIT, EXIT2 and their _TT forms (has_token): the reason is in the control term. */
 static int on_exit(struct sbx_node *node, const char *b, int idx, int has_token, int is_link) {
     struct who from, to;
     const char *reason;
@@ -169,6 +183,7 @@ static int on_exit(struct sbx_node *node, const char *b, int idx, int has_token,
     return 0;
 }
 
+/* PAYLOAD_EXIT(2)(_TT): the reason is the message term; -1 if there is none. */
 static int on_payload_exit(struct sbx_node *node, const char *b, int idx,
                            const struct sbx_dist_packet *pkt, int is_link) {
     struct who from, to;
@@ -179,6 +194,7 @@ static int on_payload_exit(struct sbx_node *node, const char *b, int idx,
     return 0;
 }
 
+/* UNLINK: removes the link from a remote process, if there is one. */
 static int on_unlink(struct sbx_node *node, const char *b, int idx) {
     struct who from, to;
     if (decode_who(node, b, &idx, &from) != 0 || decode_who(node, b, &idx, &to) != 0)
@@ -189,6 +205,7 @@ static int on_unlink(struct sbx_node *node, const char *b, int idx) {
     return 0;
 }
 
+/* UNLINK_ID: removes the link and always answers UNLINK_ID_ACK over c. */
 static int on_unlink_id(struct sbx_node *node, struct sbx_conn *c, const char *b, int idx) {
     struct who from, to;
     const char *id;
@@ -378,6 +395,8 @@ static int on_spawn_reply(struct sbx_node *node, const char *b, int idx) {
     return 0;
 }
 
+/* See control.h. Handlers run process ops re-entrantly (message, kill, the spawn
+ * handler); they may send on c or start closing any connection, c included. */
 int sbx_control_dispatch(struct sbx_node *node, struct sbx_conn *c,
                          const struct sbx_dist_packet *pkt) {
     const char *b = pkt->ctl;

@@ -24,6 +24,7 @@ extern char **environ;
 #define PORT_PLEASE2_REQ 122
 #define PORT2_RESP 119
 
+/* See epmd.h. Sends the part before '@' (the whole name if there is none); out untouched on -1. */
 int sbx_epmd_encode_port_please(unsigned char *out, size_t cap, const char *node_name) {
     const char *at = strchr(node_name, '@');
     size_t alen = at != NULL ? (size_t)(at - node_name) : strlen(node_name);
@@ -36,6 +37,7 @@ int sbx_epmd_encode_port_please(unsigned char *out, size_t cap, const char *node
     return (int)(alen + 3);
 }
 
+/* See epmd.h. Reads at most buf[0..10); *port is written only when 1 is returned. */
 int sbx_epmd_parse_port_reply(const unsigned char *buf, size_t len, uint16_t *port,
                               const char **why) {
     if (len < 2)
@@ -60,6 +62,8 @@ int sbx_epmd_parse_port_reply(const unsigned char *buf, size_t len, uint16_t *po
     return 1;
 }
 
+/* See epmd.h. *creation is written only when 1 is returned
+ * (widened from 16 bits for an ALIVE2_RESP). */
 int sbx_epmd_parse_alive_reply(const unsigned char *buf, size_t len, uint32_t *creation,
                                const char **why) {
     if (len < 2)
@@ -84,6 +88,8 @@ int sbx_epmd_parse_alive_reply(const unsigned char *buf, size_t len, uint32_t *c
     return 1;
 }
 
+/* Blocking connect to 127.0.0.1:4369. Returns a close-on-exec
+ * fd the caller owns, or -1 with nothing open. */
 static int connect_epmd(void) {
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(EPMD_PORT)};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -105,6 +111,8 @@ static void start_epmd(void) {
         waitpid(pid, NULL, 0);
 }
 
+/* See epmd.h. The 5 s bound is on the answer: reaching a freshly
+ * started epmd may first take up to 50 retries of 100 ms. */
 int sbx_epmd_register(const char *alive, uint16_t port, int *fd_out, uint32_t *creation,
                       const char **why) {
     unsigned char req[600];

@@ -3,6 +3,7 @@
 
 #include "dist/term_check.h"
 
+/* See frame.h. Consumes nothing; *body_len is written only on READY. */
 enum sbx_frame_status sbx_frame_peek(const unsigned char *buf, size_t avail, int prefix_bytes,
                                      size_t max, size_t *body_len) {
     size_t n = 0;
@@ -29,6 +30,8 @@ static int versioned_term(const unsigned char *body, size_t len, size_t pos, siz
     return 0;
 }
 
+/* See frame.h. out's pointers alias body, which the caller keeps
+ * alive while using them; out may be partly written on -1. */
 int sbx_frame_split(const unsigned char *body, size_t len, struct sbx_dist_packet *out) {
     size_t ctl_len, msg_len;
     if (len < 2 || body[0] != 112)

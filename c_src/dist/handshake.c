@@ -5,11 +5,13 @@
 #include <stdio.h>
 #include <string.h>
 
+/* Writes the low 16 bits of v big-endian at p; the caller has checked the room. */
 static void put16(unsigned char *p, uint32_t v) {
     p[0] = (unsigned char)(v >> 8);
     p[1] = (unsigned char)v;
 }
 
+/* Writes v big-endian at p[0..4); the caller has checked the room. */
 static void put32(unsigned char *p, uint32_t v) {
     p[0] = (unsigned char)(v >> 24);
     p[1] = (unsigned char)(v >> 16);
@@ -17,19 +19,24 @@ static void put32(unsigned char *p, uint32_t v) {
     p[3] = (unsigned char)v;
 }
 
+/* Writes v big-endian at p[0..8); the caller has checked the room. */
 static void put64(unsigned char *p, uint64_t v) {
     put32(p, (uint32_t)(v >> 32));
     put32(p + 4, (uint32_t)v);
 }
 
+/* Reads a big-endian 16-bit value; the caller has checked that 2 bytes are there. */
 static uint32_t get16(const unsigned char *p) { return (uint32_t)p[0] << 8 | p[1]; }
 
+/* Reads a big-endian 32-bit value; the caller has checked that 4 bytes are there. */
 static uint32_t get32(const unsigned char *p) {
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
+/* Reads a big-endian 64-bit value; the caller has checked that 8 bytes are there. */
 static uint64_t get64(const unsigned char *p) { return (uint64_t)get32(p) << 32 | get32(p + 4); }
 
+/* See handshake.h. Reads exactly len bytes; name need not be NUL-terminated. */
 int sbx_node_name_valid(const char *name, size_t len) {
     const char *at = NULL;
     if (len == 0 || len > SBX_NODE_NAME_MAX)
@@ -55,6 +62,7 @@ static int take_name(const unsigned char *src, size_t len, char *out) {
     return 0;
 }
 
+/* See handshake.h. Bytes after the name are ignored; out may be partly written on -1. */
 int sbx_hs_parse_name(const unsigned char *body, size_t len, struct sbx_hs_name *out) {
     if (len < 15 || body[0] != 'N')
         return -1;
@@ -66,6 +74,7 @@ int sbx_hs_parse_name(const unsigned char *body, size_t len, struct sbx_hs_name 
     return take_name(body + 15, nlen, out->name);
 }
 
+/* See handshake.h. Bytes after the name are ignored; out may be partly written on -1. */
 int sbx_hs_parse_challenge(const unsigned char *body, size_t len, struct sbx_hs_challenge *out) {
     if (len < 19 || body[0] != 'N')
         return -1;
@@ -78,6 +87,7 @@ int sbx_hs_parse_challenge(const unsigned char *body, size_t len, struct sbx_hs_
     return take_name(body + 19, nlen, out->name);
 }
 
+/* See handshake.h. Fails on an embedded NUL; out may have been written on -1. */
 int sbx_hs_parse_status(const unsigned char *body, size_t len, char *out, size_t cap) {
     if (len < 2 || body[0] != 's' || len - 1 >= cap)
         return -1;
@@ -86,6 +96,7 @@ int sbx_hs_parse_status(const unsigned char *body, size_t len, char *out, size_t
     return strlen(out) == len - 1 ? 0 : -1;
 }
 
+/* See handshake.h. The body must be exactly 21 bytes; outputs untouched on -1. */
 int sbx_hs_parse_reply(const unsigned char *body, size_t len, uint32_t *challenge,
                        unsigned char digest[16]) {
     if (len != 21 || body[0] != 'r')
@@ -95,6 +106,7 @@ int sbx_hs_parse_reply(const unsigned char *body, size_t len, uint32_t *challeng
     return 0;
 }
 
+/* See handshake.h. The body must be exactly 17 bytes; digest untouched on -1. */
 int sbx_hs_parse_ack(const unsigned char *body, size_t len, unsigned char digest[16]) {
     if (len != 17 || body[0] != 'a')
         return -1;
@@ -102,6 +114,7 @@ int sbx_hs_parse_ack(const unsigned char *body, size_t len, unsigned char digest
     return 0;
 }
 
+/* See handshake.h. name is not validated here; out untouched on -1. */
 int sbx_hs_encode_name(unsigned char *out, size_t cap, uint64_t flags, uint32_t creation,
                        const char *name) {
     size_t nlen = strlen(name);
@@ -117,6 +130,7 @@ int sbx_hs_encode_name(unsigned char *out, size_t cap, uint64_t flags, uint32_t 
     return (int)(body + 2);
 }
 
+/* See handshake.h. name is not validated here; out untouched on -1. */
 int sbx_hs_encode_challenge(unsigned char *out, size_t cap, uint64_t flags,
                             uint32_t challenge, uint32_t creation, const char *name) {
     size_t nlen = strlen(name);
@@ -133,6 +147,7 @@ int sbx_hs_encode_challenge(unsigned char *out, size_t cap, uint64_t flags,
     return (int)(body + 2);
 }
 
+/* See handshake.h. out untouched on -1. */
 int sbx_hs_encode_status(unsigned char *out, size_t cap, const char *status) {
     size_t slen = strlen(status);
     if (slen + 1 > 0xffff || cap < slen + 3)
@@ -143,6 +158,7 @@ int sbx_hs_encode_status(unsigned char *out, size_t cap, const char *status) {
     return (int)(slen + 3);
 }
 
+/* See handshake.h. out untouched on -1. */
 int sbx_hs_encode_reply(unsigned char *out, size_t cap, uint32_t challenge,
                         const unsigned char digest[16]) {
     if (cap < 23)
@@ -154,6 +170,7 @@ int sbx_hs_encode_reply(unsigned char *out, size_t cap, uint32_t challenge,
     return 23;
 }
 
+/* See handshake.h. out untouched on -1. */
 int sbx_hs_encode_ack(unsigned char *out, size_t cap, const unsigned char digest[16]) {
     if (cap < 19)
         return -1;
@@ -163,6 +180,7 @@ int sbx_hs_encode_ack(unsigned char *out, size_t cap, const unsigned char digest
     return 19;
 }
 
+/* See handshake.h. Allocates and frees its own MD5 context; never logs the cookie. */
 int sbx_hs_digest(const char *cookie, uint32_t challenge, unsigned char digest[16]) {
     char num[16];
     unsigned int dlen = 16;
@@ -182,6 +200,7 @@ done:
     return rc;
 }
 
+/* See handshake.h. Time does not depend on where the digests differ. */
 int sbx_hs_digest_equal(const unsigned char a[16], const unsigned char b[16]) {
     unsigned char diff = 0;
     for (int i = 0; i < 16; i++)

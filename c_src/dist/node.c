@@ -22,18 +22,22 @@
 
 enum { OP_LINK = 1, OP_SEND = 2, OP_EXIT = 3, OP_MONITOR_P_EXIT = 21, OP_ALIAS_SEND = 33 };
 
+/* Listener callback: sbx_conn_accept takes the accepted fd (and closes it if it fails). */
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
                       int salen, void *arg) {
     (void)l;
     sbx_conn_accept(arg, fd, sa, salen);
 }
 
+/* Listener error (for example EMFILE): logged only; the listener stays enabled. */
 static void accept_error_cb(struct evconnlistener *l, void *arg) {
     (void)l;
     (void)arg;
     SBX_WARN("accept failed", "errno=%d", EVUTIL_SOCKET_ERROR());
 }
 
+/* epmd only ever closes the registration socket: on EOF or error
+ * stop watching it; the fd itself stays open until sbx_node_stop. */
 static void epmd_closed_cb(evutil_socket_t fd, short what, void *arg) {
     struct sbx_node *node = arg;
     char buf[64];
@@ -45,6 +49,8 @@ static void epmd_closed_cb(evutil_socket_t fd, short what, void *arg) {
     }
 }
 
+/* See node.h. Zeroes *node first, so after a failure it is
+ * safe to sbx_node_stop; cfg's strings are copied, not kept. */
 int sbx_node_start(struct sbx_node *node, struct event_base *base,
                    const struct sbx_node_config *cfg, const char **why) {
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = 0};
@@ -114,6 +120,8 @@ static void stop_one(struct sbx_proc *p, void *arg) {
     }
 }
 
+/* See node.h. Processes with a kill op release their work without sending signals;
+ * waiters of connections fail (their callbacks run here). Wipes the cookie copy. */
 void sbx_node_stop(struct sbx_node *node) {
     if (node->procs.buckets != NULL)
         sbx_proc_each(&node->procs, stop_one, node);
@@ -135,6 +143,7 @@ void sbx_node_stop(struct sbx_node *node) {
     memset(node->cookie, 0, sizeof node->cookie);
 }
 
+/* See node.h. The node keeps ownership; valid until the connection is destroyed. */
 struct sbx_conn *sbx_node_conn_by_id(const struct sbx_node *node, uint64_t id) {
     for (struct sbx_conn *c = node->conns; c != NULL; c = c->next)
         if (c->id == id)
@@ -142,6 +151,7 @@ struct sbx_conn *sbx_node_conn_by_id(const struct sbx_node *node, uint64_t id) {
     return NULL;
 }
 
+/* See node.h. The node keeps ownership; valid until the connection is destroyed. */
 struct sbx_conn *sbx_node_conn_by_name(const struct sbx_node *node, const char *name) {
     for (struct sbx_conn *c = node->conns; c != NULL; c = c->next)
         if (c->state == SBX_CONN_UP && strcmp(c->peer_name, name) == 0)
@@ -149,6 +159,7 @@ struct sbx_conn *sbx_node_conn_by_name(const struct sbx_node *node, const char *
     return NULL;
 }
 
+/* See node.h. Counts only connections that are up. */
 size_t sbx_node_conn_count(const struct sbx_node *node) {
     size_t n = 0;
     for (struct sbx_conn *c = node->conns; c != NULL; c = c->next)
@@ -156,6 +167,7 @@ size_t sbx_node_conn_count(const struct sbx_node *node) {
     return n;
 }
 
+/* See node.h. */
 size_t sbx_node_proc_count(const struct sbx_node *node) { return node->procs.count; }
 
 struct conn_down_ctx {
@@ -182,11 +194,14 @@ static void conn_down_one(struct sbx_proc *p, void *arg) {
         p->ops->conn_down(p, ctx->conn_id);
 }
 
+/* See node.h. Unregistered processes linked through the connection are killed
+ * with noconnection (their kill op runs); the others get their conn_down op. */
 void sbx_node_conn_down(struct sbx_node *node, uint64_t conn_id) {
     struct conn_down_ctx ctx = {node, conn_id};
     sbx_proc_each(&node->procs, conn_down_one, &ctx);
 }
 
+/* See node.h. p is only read. */
 int sbx_node_encode_self_pid(const struct sbx_node *node, ei_x_buff *x, const struct sbx_proc *p) {
     erlang_pid pid;
     memcpy(pid.node, node->name, strlen(node->name) + 1);
@@ -196,6 +211,7 @@ int sbx_node_encode_self_pid(const struct sbx_node *node, ei_x_buff *x, const st
     return ei_x_encode_pid(x, &pid);
 }
 
+/* See node.h. -1, with x unchanged, if the pid's connection is not up. */
 int sbx_node_encode_rpid(const struct sbx_node *node, ei_x_buff *x, const struct sbx_rpid *rp) {
     const struct sbx_conn *c = sbx_node_conn_by_id(node, rp->conn_id);
     erlang_pid pid;
@@ -208,6 +224,7 @@ int sbx_node_encode_rpid(const struct sbx_node *node, ei_x_buff *x, const struct
     return ei_x_encode_pid(x, &pid);
 }
 
+/* See node.h. Advances the node's reference counter, which starts at a random value. */
 int sbx_node_make_ref(struct sbx_node *node, ei_x_buff *x) {
     erlang_ref ref;
     if (++node->ref_counter[0] == 0 && ++node->ref_counter[1] == 0)
@@ -221,6 +238,8 @@ int sbx_node_make_ref(struct sbx_node *node, ei_x_buff *x) {
     return ei_x_encode_ref(x, &ref);
 }
 
+/* See node.h. buf must have passed sbx_term_check. *out is written
+ * only for a remote pid, with conn_id 0 if that node is not connected. */
 int sbx_node_decode_pid(const struct sbx_node *node, const char *buf, int *index,
                         int *is_local, uint32_t *local_num, uint32_t *local_serial,
                         struct sbx_rpid *out) {
@@ -244,6 +263,8 @@ int sbx_node_decode_pid(const struct sbx_node *node, const char *buf, int *index
     return 0;
 }
 
+/* See node.h. ctl and msg stay the caller's. Never frees the connection, but
+ * it may start closing it (backlog over the limit), which also gives -1. */
 int sbx_node_send(struct sbx_node *node, uint64_t conn_id, const ei_x_buff *ctl,
                   const ei_x_buff *msg) {
     struct sbx_conn *c = sbx_node_conn_by_id(node, conn_id);
@@ -253,6 +274,7 @@ int sbx_node_send(struct sbx_node *node, uint64_t conn_id, const ei_x_buff *ctl,
                                  msg ? (size_t)msg->index : 0, NULL, 0);
 }
 
+/* See node.h. msg stays the caller's; -1 when the peer is not connected or the write failed. */
 int sbx_node_send_msg(struct sbx_node *node, const struct sbx_proc *from,
                       const struct sbx_rpid *to, const char *alias_ref, size_t alias_ref_len,
                       const ei_x_buff *msg) {
@@ -282,6 +304,8 @@ done:
     return rc;
 }
 
+/* See node.h. p is invalid on return; signals to watchers that
+ * are no longer connected are dropped. */
 void sbx_node_proc_exit(struct sbx_node *node, struct sbx_proc *p, const char *reason,
                         size_t reason_len) {
     for (struct sbx_link *l = p->links; l != NULL; l = l->next) {
@@ -315,6 +339,7 @@ void sbx_node_proc_exit(struct sbx_node *node, struct sbx_proc *p, const char *r
     sbx_proc_free(&node->procs, p);
 }
 
+/* See node.h. p is invalid on return. */
 void sbx_node_proc_kill(struct sbx_node *node, struct sbx_proc *p, const char *reason,
                         size_t reason_len) {
     if (p->ops != NULL && p->ops->kill != NULL)

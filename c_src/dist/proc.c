@@ -6,10 +6,12 @@
 
 #define INITIAL_BUCKETS 64
 
+/* Bucket index for a pid; relies on nbuckets being a power of two. */
 static size_t slot(const struct sbx_proc_table *t, uint32_t num, uint32_t serial) {
     return ((size_t)num * 2654435761u ^ serial) & (t->nbuckets - 1);
 }
 
+/* See proc.h. Overwrites *t without freeing what it held. */
 int sbx_proc_table_init(struct sbx_proc_table *t) {
     memset(t, 0, sizeof *t);
     t->buckets = calloc(INITIAL_BUCKETS, sizeof *t->buckets);
@@ -19,6 +21,8 @@ int sbx_proc_table_init(struct sbx_proc_table *t) {
     return 0;
 }
 
+/* Frees p's links and monitors (with their ref copies),
+ * leaving both lists empty; p and p->data are left. */
 static void free_links_monitors(struct sbx_proc *p) {
     while (p->links != NULL) {
         struct sbx_link *l = p->links;
@@ -33,6 +37,8 @@ static void free_links_monitors(struct sbx_proc *p) {
     }
 }
 
+/* See proc.h. p->data of remaining processes is not released.
+ * Accepts a table whose init failed, and leaves t zeroed. */
 void sbx_proc_table_free(struct sbx_proc_table *t) {
     for (size_t i = 0; t->buckets != NULL && i < t->nbuckets; i++) {
         while (t->buckets[i] != NULL) {
@@ -70,6 +76,8 @@ static void maybe_grow(struct sbx_proc_table *t) {
     t->nbuckets = n;
 }
 
+/* See proc.h. data stays owned by ops (released through ops->kill); name starts
+ * NULL. May rehash the table, so never call it from an sbx_proc_each callback. */
 struct sbx_proc *sbx_proc_spawn(struct sbx_proc_table *t, const struct sbx_proc_ops *ops,
                                 void *data) {
     struct sbx_proc *p = calloc(1, sizeof *p);
@@ -92,6 +100,7 @@ struct sbx_proc *sbx_proc_spawn(struct sbx_proc_table *t, const struct sbx_proc_
     return p;
 }
 
+/* See proc.h. The table keeps ownership of the result. */
 struct sbx_proc *sbx_proc_find(const struct sbx_proc_table *t, uint32_t num, uint32_t serial) {
     for (struct sbx_proc *p = t->buckets[slot(t, num, serial)]; p != NULL; p = p->hnext)
         if (p->num == num && p->serial == serial)
@@ -99,6 +108,7 @@ struct sbx_proc *sbx_proc_find(const struct sbx_proc_table *t, uint32_t num, uin
     return NULL;
 }
 
+/* See proc.h. The table keeps ownership of the result. */
 struct sbx_proc *sbx_proc_whereis(const struct sbx_proc_table *t, const char *name) {
     for (size_t i = 0; i < t->nbuckets; i++)
         for (struct sbx_proc *p = t->buckets[i]; p != NULL; p = p->hnext)
@@ -107,6 +117,8 @@ struct sbx_proc *sbx_proc_whereis(const struct sbx_proc_table *t, const char *na
     return NULL;
 }
 
+/* See proc.h. Calls no ops and sends no signals: the caller
+ * has released p->data and told linked peers. */
 void sbx_proc_free(struct sbx_proc_table *t, struct sbx_proc *p) {
     struct sbx_proc **pp = &t->buckets[slot(t, p->num, p->serial)];
     while (*pp != NULL && *pp != p)
@@ -119,6 +131,7 @@ void sbx_proc_free(struct sbx_proc_table *t, struct sbx_proc *p) {
     free(p);
 }
 
+/* See proc.h. p is unchanged on -1. */
 int sbx_proc_link(struct sbx_proc *p, const struct sbx_rpid *pid) {
     for (struct sbx_link *l = p->links; l != NULL; l = l->next)
         if (sbx_rpid_eq(&l->pid, pid))
@@ -132,6 +145,7 @@ int sbx_proc_link(struct sbx_proc *p, const struct sbx_rpid *pid) {
     return 0;
 }
 
+/* See proc.h. Frees the matching entry; sends nothing. */
 int sbx_proc_unlink(struct sbx_proc *p, const struct sbx_rpid *pid) {
     for (struct sbx_link **pl = &p->links; *pl != NULL; pl = &(*pl)->next) {
         if (sbx_rpid_eq(&(*pl)->pid, pid)) {
@@ -144,6 +158,7 @@ int sbx_proc_unlink(struct sbx_proc *p, const struct sbx_rpid *pid) {
     return 0;
 }
 
+/* See proc.h. Each call adds an entry, duplicates included; p is unchanged on -1. */
 int sbx_proc_monitor(struct sbx_proc *p, const struct sbx_rpid *watcher, const char *ref,
                      size_t ref_len, int by_name) {
     struct sbx_monitor *m = calloc(1, sizeof *m);
@@ -163,6 +178,7 @@ int sbx_proc_monitor(struct sbx_proc *p, const struct sbx_rpid *watcher, const c
     return 0;
 }
 
+/* See proc.h. Frees the first matching entry only; sends nothing and calls no ops. */
 int sbx_proc_demonitor(struct sbx_proc *p, const struct sbx_rpid *watcher, const char *ref,
                        size_t ref_len) {
     for (struct sbx_monitor **pm = &p->monitors; *pm != NULL; pm = &(*pm)->next) {
@@ -178,6 +194,7 @@ int sbx_proc_demonitor(struct sbx_proc *p, const struct sbx_rpid *watcher, const
     return 0;
 }
 
+/* See proc.h. Only frees entries: sends nothing and calls no ops. */
 size_t sbx_proc_drop_conn(struct sbx_proc *p, uint64_t conn_id) {
     size_t n = 0;
     for (struct sbx_link **pl = &p->links; *pl != NULL;) {
@@ -204,6 +221,7 @@ size_t sbx_proc_drop_conn(struct sbx_proc *p, uint64_t conn_id) {
     return n;
 }
 
+/* See proc.h. fn must not spawn: that may rehash the buckets being walked. */
 void sbx_proc_each(struct sbx_proc_table *t, void (*fn)(struct sbx_proc *p, void *arg), void *arg) {
     for (size_t i = 0; i < t->nbuckets; i++) {
         struct sbx_proc *p = t->buckets[i];

@@ -13,10 +13,12 @@ enum {
     TAG_ATOM_UTF8 = 118, TAG_SMALL_ATOM_UTF8 = 119, TAG_V4_PORT = 120
 };
 
+/* Reads a big-endian 32-bit value; the caller has checked (NEED) that 4 bytes are there. */
 static uint32_t be32(const unsigned char *p) {
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
+/* Reads a big-endian 16-bit value; the caller has checked (NEED) that 2 bytes are there. */
 static uint16_t be16(const unsigned char *p) { return (uint16_t)(p[0] << 8 | p[1]); }
 
 /* Is there room for n more bytes at pos? */
@@ -250,6 +252,8 @@ static int check_terms(const unsigned char *buf, size_t len, uint32_t count, int
     return 0;
 }
 
+/* See term_check.h. Bounded stack use: depth is tracked in an array, and
+ * recursion happens only into fun free variables, at most MAX_FUN_DEPTH deep. */
 int sbx_term_check(const unsigned char *buf, size_t len, size_t *used) {
     return check_terms(buf, len, 1, 0, 0, used);
 }
