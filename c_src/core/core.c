@@ -24,12 +24,17 @@
 
 static struct sbx_core *the_core;
 
+/* See core.h. NULL before sbx_core_start has succeeded and after sbx_core_stop. */
 struct sbx_core *sbx_core_get(void) { return the_core; }
 
+/* See backend.h. Only the process backend exists: NULL for
+ * every other type, which callers must check. */
 const struct sbx_backend *sbx_backend_for(enum sbx_type type) {
     return type == SBX_TYPE_PROCESS ? &sbx_backend_process : NULL;
 }
 
+/* Sends MONITOR_P (op 19) or DEMONITOR_P (op 20) from the core's process to
+ * who; dropped silently if who's node is not connected. ref stays the caller's. */
 static void send_monitor(struct sbx_core *core, int op, const struct sbx_rpid *who,
                          const char *ref, size_t ref_len) {
     ei_x_buff ctl;
@@ -44,6 +49,7 @@ static void send_monitor(struct sbx_core *core, int op, const struct sbx_rpid *w
     ei_x_free(&ctl);
 }
 
+/* See core.h. ref_out is appended to only on success. */
 int sbx_core_monitor(struct sbx_core *core, const struct sbx_rpid *who, ei_x_buff *ref_out) {
     if (sbx_node_conn_by_id(core->node, who->conn_id) == NULL)
         return -1;
@@ -52,6 +58,7 @@ int sbx_core_monitor(struct sbx_core *core, const struct sbx_rpid *who, ei_x_buf
     return 0;
 }
 
+/* See core.h. Fire and forget: nothing is sent if who's node is gone. */
 void sbx_core_demonitor(struct sbx_core *core, const struct sbx_rpid *who, const char *ref,
                         size_t ref_len) {
     send_monitor(core, 20, who, ref, ref_len);
@@ -81,6 +88,9 @@ static void core_message(struct sbx_proc *p, const struct sbx_rpid *from, const 
     }
 }
 
+/* The core process's conn_down op: drops the subscriptions held through
+ * the connection and destroys the sandboxes whose owner was behind it.
+ * Runs inside sbx_node_conn_down's walk of the process table. */
 static void core_conn_down(struct sbx_proc *p, uint64_t conn_id) {
     struct sbx_core *core = p->data;
     sbx_subs_conn_down(core, conn_id);
@@ -96,6 +106,8 @@ static void core_conn_down(struct sbx_proc *p, uint64_t conn_id) {
 
 static const struct sbx_proc_ops core_ops = {.message = core_message, .conn_down = core_conn_down};
 
+/* SIGCHLD, as a loop event (and once at start): reaps every exited child,
+ * adopted orphans included, and hands each to the process backend. */
 static void sigchld_cb(evutil_socket_t fd, short what, void *arg) {
     struct sbx_core *core = arg;
     int status;
@@ -166,6 +178,9 @@ static void adopt_one(void *arg, const char *id, const char *buf, size_t len) {
     sbx_sandbox_journal(sb);
 }
 
+/* See core.h. the_core is set only once the monitoring process and the
+ * SIGCHLD event exist. After -1 the process stays in the node's table
+ * (freed with it); sbx_core_stop is safe to call and frees the event. */
 int sbx_core_start(struct sbx_core *core, struct sbx_node *node,
                    const struct sbx_core_config *cfg, const char **why) {
     memset(core, 0, sizeof *core);
@@ -199,6 +214,8 @@ int sbx_core_start(struct sbx_core *core, struct sbx_node *node,
     return 0;
 }
 
+/* See core.h. Every sandbox's waiters fail first (their calls are answered). Safe on a
+ * zeroed core and after a failed start; the core's process is freed with the node's table. */
 void sbx_core_stop(struct sbx_core *core) {
     if (core->node == NULL)
         return;

@@ -29,6 +29,7 @@ struct health {
 
 static struct health *probes;
 
+/* The probe under way for sb, or NULL: at most one per sandbox. */
 static struct health *find(struct sbx_sandbox *sb) {
     for (struct health *h = probes; h != NULL; h = h->next)
         if (h->sb == sb)
@@ -36,6 +37,8 @@ static struct health *find(struct sbx_sandbox *sb) {
     return NULL;
 }
 
+/* Takes h off the probe list and frees it, cancelling its connection,
+ * timer and exec (whose done then never runs). Tells no one. */
 static void unlink_free(struct health *h) {
     for (struct health **pp = &probes; *pp != NULL; pp = &(*pp)->next) {
         if (*pp == h) {
@@ -52,6 +55,8 @@ static void unlink_free(struct health *h) {
     free(h);
 }
 
+/* Ends the probe and tells its owner, once. h is freed before
+ * done runs, so done may start or cancel probes. */
 static void finish(struct health *h, int healthy) {
     struct sbx_sandbox *sb = h->sb;
     uint64_t key = h->key;
@@ -60,6 +65,8 @@ static void finish(struct health *h, int healthy) {
     done(sb, key, healthy);
 }
 
+/* After a failed attempt: the next one in interval_ms, or, past the
+ * deadline or once sb is not running, finish unhealthy (h is freed). */
 static void schedule(struct health *h) {
     const struct sbx_health_check *hc = &h->sb->cfg.health;
     if (h->bev != NULL) {
@@ -74,6 +81,8 @@ static void schedule(struct health *h) {
     evtimer_add(h->timer, &tv);
 }
 
+/* The first response line decides: the expected status is healthy, anything
+ * else retries. Nothing bounds how long that line may take to come. */
 static void http_read_cb(struct bufferevent *bev, void *arg) {
     struct health *h = arg;
     struct evbuffer *in = bufferevent_get_input(bev);
@@ -89,6 +98,7 @@ static void http_read_cb(struct bufferevent *bev, void *arg) {
         schedule(h);
 }
 
+/* Connected: tcp is healthy at once, http sends its GET. A connect error or EOF retries. */
 static void conn_event_cb(struct bufferevent *bev, short what, void *arg) {
     struct health *h = arg;
     if (what & BEV_EVENT_CONNECTED) {
@@ -105,6 +115,7 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg) {
     schedule(h);
 }
 
+/* Exec probe answered: exit code 0 within its timeout is healthy, anything else retries. */
 static void exec_done(uint64_t key, const struct sbx_exec_result *r, const struct sbx_err *err) {
     struct health *h = (struct health *)(uintptr_t)key;
     h->exec_running = 0;
@@ -114,6 +125,7 @@ static void exec_done(uint64_t key, const struct sbx_exec_result *r, const struc
         schedule(h);
 }
 
+/* The probe timer: one attempt of the configured kind; failing to even start one retries. */
 static void probe(evutil_socket_t fd, short what, void *arg) {
     struct health *h = arg;
     struct sbx_sandbox *sb = h->sb;
@@ -145,6 +157,8 @@ static void probe(evutil_socket_t fd, short what, void *arg) {
         schedule(h);
 }
 
+/* See health.h. The first attempt runs from the loop, never inside this call; done runs
+ * once unless the probe is cancelled. sbx_sandbox_free aborts a probe, so sb outlives it. */
 int sbx_health_start(struct sbx_sandbox *sb, uint64_t key, sbx_health_fn done) {
     struct health *h = calloc(1, sizeof *h);
     if (h == NULL)
@@ -164,12 +178,14 @@ int sbx_health_start(struct sbx_sandbox *sb, uint64_t key, sbx_health_fn done) {
     return 0;
 }
 
+/* See health.h. An exec probe under way is killed; done is not called. */
 void sbx_health_cancel(struct sbx_sandbox *sb) {
     struct health *h = find(sb);
     if (h != NULL)
         unlink_free(h);
 }
 
+/* See health.h. done runs here, re-entrantly, with healthy 0. */
 void sbx_health_abort(struct sbx_sandbox *sb) {
     struct health *h = find(sb);
     if (h != NULL)

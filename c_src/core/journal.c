@@ -212,6 +212,7 @@ struct rm_ctx {
     int err;            /* first errno, 0 if all went well */
 };
 
+/* Records e (EIO when e is 0) as the removal's error, unless one is recorded already. */
 static void rm_fail(struct rm_ctx *c, int e) {
     if (c->err == 0)
         c->err = e != 0 ? e : EIO;
@@ -490,6 +491,7 @@ done:
     return rc;
 }
 
+/* qsort comparator over an array of C strings. */
 static int cmp_names(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }

@@ -170,6 +170,7 @@ static uint32_t crc32c_soft(uint32_t crc, const unsigned char *p, size_t n) {
     return ~crc;
 }
 
+/* Writes v little-endian (the log file's byte order) at p[0..4). */
 static void put32(unsigned char *p, uint32_t v) {
     p[0] = (unsigned char)v;
     p[1] = (unsigned char)(v >> 8);
@@ -177,6 +178,7 @@ static void put32(unsigned char *p, uint32_t v) {
     p[3] = (unsigned char)(v >> 24);
 }
 
+/* Reads a little-endian 32-bit value at p[0..4). */
 static uint32_t get32(const unsigned char *p) {
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
@@ -251,8 +253,10 @@ static struct rec *rec_at(const struct sbx_logbuf *lb, size_t i) {
     return &lb->recs[(lb->rfirst + i) & (lb->rcap - 1)];
 }
 
+/* A record's data length (the stream bit masked off). */
 static size_t rec_len(const struct rec *r) { return r->len_stream & ~STREAM_BIT; }
 
+/* The stream a record came from. */
 static enum sbx_stream rec_stream(const struct rec *r) {
     return (r->len_stream & STREAM_BIT) ? SBX_STREAM_STDERR : SBX_STREAM_STDOUT;
 }
@@ -685,6 +689,8 @@ size_t sbx_logbuf_query(const struct sbx_logbuf *lb, size_t tail, int64_t since,
     return passed;
 }
 
+/* See logbuf.h. 0 for NULL. */
 size_t sbx_logbuf_bytes(const struct sbx_logbuf *lb) { return lb != NULL ? lb->bytes : 0; }
 
+/* See logbuf.h. 0 for NULL. */
 size_t sbx_logbuf_count(const struct sbx_logbuf *lb) { return lb != NULL ? lb->count : 0; }

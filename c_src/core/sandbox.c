@@ -24,9 +24,12 @@ static const char *const status_names[] = {"starting", "running", "stopping",
                                            "stopped",  "exited",  "error"};
 static const char *const type_names[] = {"process", "docker", "beam_node", "vm"};
 
+/* See sandbox.h. A static string; st must be a valid status. */
 const char *sbx_status_name(enum sbx_status st) { return status_names[st]; }
+/* See sandbox.h. A static string; t must be a valid type. */
 const char *sbx_type_name(enum sbx_type t) { return type_names[t]; }
 
+/* FNV-1a of id, reduced to an index into core->buckets. */
 static unsigned hash_id(const char *id) {
     unsigned h = 2166136261u;
     for (; *id != '\0'; id++)
@@ -34,6 +37,7 @@ static unsigned hash_id(const char *id) {
     return h % SBX_ID_BUCKETS;
 }
 
+/* See sandbox.h. The core keeps ownership; sandboxes being destroyed are found too. */
 struct sbx_sandbox *sbx_sandbox_find(struct sbx_core *core, const char *id) {
     for (struct sbx_sandbox *sb = core->buckets[hash_id(id)]; sb != NULL; sb = sb->hnext)
         if (strcmp(sb->id, id) == 0)
@@ -41,8 +45,10 @@ struct sbx_sandbox *sbx_sandbox_find(struct sbx_core *core, const char *id) {
     return NULL;
 }
 
+/* See sandbox.h. Sandboxes being destroyed are counted too. */
 size_t sbx_sandbox_count(const struct sbx_core *core) { return core->count; }
 
+/* Links sb into the id hash and at the tail of the creation-order list. */
 static void registry_add(struct sbx_core *core, struct sbx_sandbox *sb) {
     unsigned h = hash_id(sb->id);
     sb->hnext = core->buckets[h];
@@ -56,6 +62,7 @@ static void registry_add(struct sbx_core *core, struct sbx_sandbox *sb) {
     core->count++;
 }
 
+/* Unlinks sb from the id hash and the creation-order list; frees nothing. */
 static void registry_remove(struct sbx_core *core, struct sbx_sandbox *sb) {
     for (struct sbx_sandbox **pp = &core->buckets[hash_id(sb->id)]; *pp != NULL; pp = &(*pp)->hnext) {
         if (*pp == sb) {
@@ -74,12 +81,16 @@ static void registry_remove(struct sbx_core *core, struct sbx_sandbox *sb) {
     core->count--;
 }
 
+/* The ttl expired: destroys the sandbox with reason ttl (it may be freed before this returns). */
 static void ttl_cb(evutil_socket_t fd, short what, void *arg) {
     (void)fd;
     (void)what;
     sbx_sandbox_destroy(arg, "ttl");
 }
 
+/* See sandbox.h. sb->backend is NULL for a type without a backend. A
+ * failure after the folder exists removes the folder and record again.
+ * If sb itself cannot be allocated, *cfg is neither freed nor zeroed. */
 struct sbx_sandbox *sbx_sandbox_new(struct sbx_core *core, const char *id,
                                     struct sbx_config *cfg, const char **why) {
     struct sbx_sandbox *sb = calloc(1, sizeof *sb);
@@ -132,6 +143,8 @@ err:
     return NULL;
 }
 
+/* Frees sb's timers, log buffer, config and sb itself. Registry,
+ * backend state, waiters, journal and folder are the caller's business. */
 static void free_memory_only(struct sbx_sandbox *sb) {
     if (sb->ttl_timer != NULL)
         event_free(sb->ttl_timer);
@@ -144,6 +157,9 @@ static void free_memory_only(struct sbx_sandbox *sb) {
     free(sb);
 }
 
+/* See sandbox.h. Callbacks run here: a health probe under way is
+ * told unhealthy, and the backend's release answers pending execs.
+ * sb->waiters must already be empty (they are not freed here). */
 void sbx_sandbox_free(struct sbx_sandbox *sb) {
     struct sbx_core *core = sb->core;
     sb->destroying = 1;
@@ -158,6 +174,7 @@ void sbx_sandbox_free(struct sbx_sandbox *sb) {
     free_memory_only(sb);
 }
 
+/* See sandbox.h. Tells no waiter or subscriber: sb->waiters must already be empty. */
 void sbx_sandbox_detach(struct sbx_sandbox *sb) {
     registry_remove(sb->core, sb);
     if (sb->backend != NULL && sb->backend->detach != NULL)
@@ -191,6 +208,7 @@ void sbx_sandbox_journal(struct sbx_sandbox *sb) {
     ei_x_free(&x);
 }
 
+/* The lower-case atom of a common signal; 'signal' for any other. */
 static const char *signal_atom(int sig) {
     switch (sig) {
     case SIGHUP: return "sighup";
@@ -211,6 +229,7 @@ static const char *signal_atom(int sig) {
     }
 }
 
+/* Appends exit_status: the exit code, {signal, Atom}, or undefined. */
 static void encode_exit(ei_x_buff *x, const struct sbx_exit *ex) {
     if (ex->kind == 1) {
         ei_x_encode_long(x, ex->value);
@@ -223,6 +242,7 @@ static void encode_exit(ei_x_buff *x, const struct sbx_exit *ex) {
     }
 }
 
+/* See sandbox.h. Appends without a version byte; sb is only read. */
 void sbx_sandbox_encode(const struct sbx_sandbox *sb, ei_x_buff *x) {
     ei_x_encode_map_header(x, 12);
     ei_x_encode_atom(x, "id");
@@ -261,6 +281,8 @@ void sbx_sandbox_encode(const struct sbx_sandbox *sb, ei_x_buff *x) {
     ei_x_encode_long(x, sb->restart_count);
 }
 
+/* See sandbox.h. 0, or -1 when out of memory (nothing added). fn runs
+ * once, from a later status change or destroy, never inside this call. */
 int sbx_sandbox_wait(struct sbx_sandbox *sb, unsigned mask, uint64_t key, sbx_waiter_fn fn) {
     struct sbx_waiter *w = calloc(1, sizeof *w);
     if (w == NULL)
@@ -288,8 +310,11 @@ static void wake(struct sbx_sandbox *sb, unsigned bit, int ok) {
     }
 }
 
+/* See sandbox.h. The callbacks run here, re-entrantly. */
 void sbx_sandbox_fail_waiters(struct sbx_sandbox *sb) { wake(sb, ~0u, 0); }
 
+/* See sandbox.h. reason stays the caller's. While destroying the
+ * journal is not rewritten. Waiter callbacks run last, re-entrantly. */
 void sbx_sandbox_set_status(struct sbx_sandbox *sb, enum sbx_status to, const char *reason,
                             size_t reason_len) {
     enum sbx_status from = sb->status;
@@ -326,6 +351,7 @@ void sbx_sandbox_set_status(struct sbx_sandbox *sb, enum sbx_status to, const ch
     wake(sb, 1u << to, 1);
 }
 
+/* sbx_sandbox_set_status with a bare atom as the reason. */
 static void set_status_atom(struct sbx_sandbox *sb, enum sbx_status to, const char *atom) {
     ei_x_buff r;
     ei_x_new(&r);
@@ -334,6 +360,8 @@ static void set_status_atom(struct sbx_sandbox *sb, enum sbx_status to, const ch
     ei_x_free(&r);
 }
 
+/* See sandbox.h. Needs a backend (sb->backend not NULL).
+ * Status changes run waiter callbacks inside this call. */
 int sbx_sandbox_start(struct sbx_sandbox *sb, struct sbx_err *err) {
     if (sb->status != SBX_ST_STARTING)
         set_status_atom(sb, SBX_ST_STARTING, "start");
@@ -353,6 +381,8 @@ int sbx_sandbox_start(struct sbx_sandbox *sb, struct sbx_err *err) {
     return 0;
 }
 
+/* Restart-policy timer: starts the workload again, unless the
+ * sandbox is being destroyed or is no longer exited. */
 static void restart_cb(evutil_socket_t fd, short what, void *arg) {
     struct sbx_sandbox *sb = arg;
     struct sbx_err err;
@@ -386,6 +416,8 @@ static void maybe_restart(struct sbx_sandbox *sb) {
         evtimer_add(sb->restart_timer, &tv);
 }
 
+/* The last step of destroy: wakes the SBX_WAIT_GONE waiters,
+ * fails the others, frees sb. sb is invalid on return. */
 static void finish_destroy(struct sbx_sandbox *sb) {
     SBX_INFO("sandbox destroyed", "id=%s reason=%s", sb->id, sb->stop_reason ? sb->stop_reason : "destroyed");
     wake(sb, SBX_WAIT_GONE, 1);
@@ -393,6 +425,7 @@ static void finish_destroy(struct sbx_sandbox *sb) {
     sbx_sandbox_free(sb);
 }
 
+/* See sandbox.h. Runs waiter callbacks; when destroying, sb is freed before this returns. */
 void sbx_sandbox_ended(struct sbx_sandbox *sb, const struct sbx_exit *ex, int oom) {
     if (ex->kind != 0)
         sb->exit = *ex;
@@ -435,6 +468,8 @@ void sbx_sandbox_ended(struct sbx_sandbox *sb, const struct sbx_exit *ex, int oo
     maybe_restart(sb);
 }
 
+/* See sandbox.h. Needs a backend. If alive() says the workload is gone, its end is handled
+ * here at once: waiters run and, when destroying, sb is freed before this returns. */
 void sbx_sandbox_stop(struct sbx_sandbox *sb, const char *reason) {
     sb->stop_requested = 1;
     sb->stop_reason = reason;
@@ -449,6 +484,8 @@ void sbx_sandbox_stop(struct sbx_sandbox *sb, const char *reason) {
     sb->backend->stop(sb, sb->destroying ? sb->core->stop_grace_ms : sb->core->stop_grace_ms);
 }
 
+/* See sandbox.h. Idempotent. sb may be freed before this returns
+ * (workload already gone), else once the backend reports the end. */
 void sbx_sandbox_destroy(struct sbx_sandbox *sb, const char *reason) {
     if (sb->destroying)
         return;
@@ -464,6 +501,7 @@ struct out_ctx {
     int n;
 };
 
+/* Logbuf emit callback: appends the line and its newline to the pending log event. */
 static void collect_line(void *arg, int64_t ts, enum sbx_stream stream, const char *data, size_t len) {
     struct out_ctx *c = arg;
     (void)ts;
@@ -473,6 +511,8 @@ static void collect_line(void *arg, int64_t ts, enum sbx_stream stream, const ch
     c->n++;
 }
 
+/* See sandbox.h. data stays the caller's. A log event goes out
+ * only if a subscriber wants logs and the chunk completed a line. */
 void sbx_sandbox_output(struct sbx_sandbox *sb, int stream, const char *data, size_t len) {
     int64_t ts = sbx_wall_ms();
     int wanted = sbx_subs_wanted(sb->core, sb, SBX_TOPIC_LOG);
@@ -495,6 +535,8 @@ void sbx_sandbox_output(struct sbx_sandbox *sb, int stream, const char *data, si
     ei_x_free(&c.data);
 }
 
+/* Metrics timer: publishes a metrics event, and a processes event
+ * when the list changed, to whoever wants them; then re-arms. */
 static void metrics_cb(evutil_socket_t fd, short what, void *arg) {
     struct sbx_sandbox *sb = arg;
     struct sbx_err err;
@@ -526,6 +568,7 @@ static void metrics_cb(evutil_socket_t fd, short what, void *arg) {
     sbx_sandbox_metrics_timer(sb);
 }
 
+/* See sandbox.h. Armed only while running and wanted; a pending timer is left as it is. */
 void sbx_sandbox_metrics_timer(struct sbx_sandbox *sb) {
     int want = sb->status == SBX_ST_RUNNING &&
                (sbx_subs_wanted(sb->core, sb, SBX_TOPIC_METRICS) ||

@@ -17,6 +17,7 @@
 
 static const char *const topic_names[] = {"status", "log", "metrics", "processes", "trace"};
 
+/* Frees s and its copied references; sends nothing (no demonitor). */
 static void sub_free(struct sbx_sub *s) {
     free(s->ref);
     free(s->check_ref);
@@ -48,6 +49,8 @@ static void ask_queue(struct sbx_core *core, struct sbx_sub *s) {
     ei_x_free(&ref);
 }
 
+/* See subs.h. msg must be validated. A matching answer that is
+ * not a short enough queue sets the credit to 0. */
 int sbx_subs_check_answer(struct sbx_core *core, const char *msg) {
     const char *ref;
     size_t ref_len;
@@ -74,6 +77,8 @@ int sbx_subs_check_answer(struct sbx_core *core, const char *msg) {
     return 0;
 }
 
+/* See subs.h. ref_out is appended to only on success; on -1, *why is the atom name
+ * limit_reached, no_memory or noconnection. Re-arms the metrics timers concerned. */
 int sbx_subs_add(struct sbx_core *core, const char *sandbox_id, const struct sbx_rpid *pid,
                  unsigned topics, ei_x_buff *ref_out, const char **why) {
     struct sbx_sub *s = NULL;
@@ -144,24 +149,30 @@ struct ref_arg {
     size_t len;
 };
 
+/* remove_where predicate: the SubRef equals arg (a struct ref_arg). */
 static int match_ref(const struct sbx_sub *s, const void *arg) {
     const struct ref_arg *r = arg;
     return sbx_ref_equal(s->ref, s->ref_len, r->ref, r->len);
 }
 
+/* See subs.h. ref stays the caller's; with demonitor,
+ * DEMONITOR_P goes out for the removed subscription. */
 int sbx_subs_remove(struct sbx_core *core, const char *ref, size_t ref_len, int demonitor) {
     struct ref_arg r = {ref, ref_len};
     return remove_where(core, match_ref, &r, demonitor) > 0;
 }
 
+/* remove_where predicate: the subscriber is behind connection *arg. */
 static int match_conn(const struct sbx_sub *s, const void *arg) {
     return s->pid.conn_id == *(const uint64_t *)arg;
 }
 
+/* See subs.h. Sends nothing: the monitors went with the connection. */
 void sbx_subs_conn_down(struct sbx_core *core, uint64_t conn_id) {
     remove_where(core, match_conn, &conn_id, 0);
 }
 
+/* See subs.h. Leaves the list empty and sub_count 0. */
 void sbx_subs_free_all(struct sbx_core *core) {
     while (core->subs != NULL) {
         struct sbx_sub *s = core->subs;
@@ -171,18 +182,22 @@ void sbx_subs_free_all(struct sbx_core *core) {
     core->sub_count = 0;
 }
 
+/* remove_where predicate: subscribed to exactly that sandbox (not to all). */
 static int match_sandbox(const struct sbx_sub *s, const void *arg) {
     return strcmp(s->sandbox_id, (const char *)arg) == 0;
 }
 
+/* See subs.h. Subscriptions to all sandboxes stay; the removed ones are demonitored. */
 void sbx_subs_sandbox_gone(struct sbx_core *core, const char *sandbox_id) {
     remove_where(core, match_sandbox, sandbox_id, 1);
 }
 
+/* 1 if s wants topic events of sb. */
 static int applies(const struct sbx_sub *s, const struct sbx_sandbox *sb, enum sbx_topic topic) {
     return (s->topics & (1u << topic)) && (s->sandbox_id[0] == '\0' || strcmp(s->sandbox_id, sb->id) == 0);
 }
 
+/* See subs.h. */
 int sbx_subs_wanted(const struct sbx_core *core, const struct sbx_sandbox *sb, enum sbx_topic topic) {
     for (const struct sbx_sub *s = core->subs; s != NULL; s = s->next)
         if (applies(s, sb, topic))
@@ -190,6 +205,9 @@ int sbx_subs_wanted(const struct sbx_core *core, const struct sbx_sandbox *sb, e
     return 0;
 }
 
+/* See subs.h. payload stays the caller's. A subscriber without credit, or behind a
+ * backlogged connection, loses the event (counted) and is asked for its queue length.
+ * payload_pairs < 0 marks a payload that is not a map and cannot carry dropped. */
 void sbx_subs_publish(struct sbx_core *core, const struct sbx_sandbox *sb, enum sbx_topic topic,
                       const char *payload, size_t payload_len, int payload_pairs) {
     for (struct sbx_sub *s = core->subs; s != NULL; s = s->next) {

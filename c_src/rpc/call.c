@@ -12,6 +12,8 @@
 
 #define MAX_ARGS 255
 
+/* Frees the call and the copies it holds; leaves its process and call->state
+ * alone (state is released by the API's cancel or on completion). */
 static void call_free(struct sbx_call *call) {
     free(call->tag);
     free(call->alias);
@@ -21,6 +23,8 @@ static void call_free(struct sbx_call *call) {
     free(call);
 }
 
+/* Process kill op: a pending call's cancel releases its work (it must
+ * not reply), then the call is freed; the caller ends and frees p. */
 static void call_kill(struct sbx_proc *p) {
     struct sbx_call *call = p->data;
     if (call->pending && call->cancel != NULL)
@@ -29,6 +33,8 @@ static void call_kill(struct sbx_proc *p) {
     p->data = NULL;
 }
 
+/* Process conn_down op: if the caller's connection went down, the call
+ * is killed with noconnection (cancel runs, call and process are freed). */
 static void call_conn_down(struct sbx_proc *p, uint64_t conn_id) {
     struct sbx_call *call = p->data;
     if (call->conn_id == conn_id) {
@@ -53,6 +59,8 @@ static void call_demonitored(struct sbx_proc *p) {
     }
 }
 
+/* Process message op: passes msg to the API function's
+ * on_message, if it set one; the sender is ignored. */
 static void call_message(struct sbx_proc *p, const struct sbx_rpid *from, const char *msg,
                          size_t len) {
     struct sbx_call *call = p->data;
@@ -67,6 +75,8 @@ static const struct sbx_proc_ops call_ops = {
     .conn_down = call_conn_down,
     .demonitored = call_demonitored};
 
+/* A malloc'ed copy of src[0..len) (1 byte allocated when len
+ * is 0); the caller frees it. NULL when out of memory. */
 static char *dup_bytes(const char *src, size_t len) {
     char *d = malloc(len > 0 ? len : 1);
     if (d != NULL && len > 0)
@@ -74,6 +84,7 @@ static char *dup_bytes(const char *src, size_t len) {
     return d;
 }
 
+/* See call.h. spec's tag and alias are copied; nothing stays allocated when NULL is returned. */
 struct sbx_call *sbx_call_new(struct sbx_node *node, const struct sbx_call_spec *spec) {
     struct sbx_call *call = calloc(1, sizeof *call);
     if (call == NULL)
@@ -157,6 +168,7 @@ static void finish(struct sbx_call *call, const ei_x_buff *r) {
     call_free(call);
 }
 
+/* Ends the call's process with reason normal and frees the call. */
 static void finish_normal(struct sbx_call *call) {
     ei_x_buff r;
     ei_x_new(&r);
@@ -185,6 +197,8 @@ static void reply(struct sbx_call *call, const char *value, size_t value_len) {
     ei_x_free(&msg);
 }
 
+/* See call.h. call is invalid on return; an answer to a caller
+ * that is no longer connected is dropped. */
 void sbx_call_done(struct sbx_call *call) {
     ei_x_buff r;
     call->pending = 0;
@@ -210,6 +224,8 @@ void sbx_call_done(struct sbx_call *call) {
     finish_normal(call);
 }
 
+/* See call.h. reason stays the caller's; call is invalid on return.
+ * A cast just exits normal; a spawn exits with reason itself. */
 void sbx_call_fail(struct sbx_call *call, const char *reason, size_t reason_len) {
     ei_x_buff r;
     ei_x_new(&r);
@@ -279,6 +295,8 @@ static void fail_undef(struct sbx_call *call, const char *m, const char *f, cons
     ei_x_free(&r);
 }
 
+/* See call.h. args must be validated and is copied. Once this
+ * returns, reach the call only through its key: it may be gone. */
 void sbx_call_run(struct sbx_call *call, const char *module, const char *function,
                   const char *args, size_t args_len) {
     int argc = unpack_args(call, args);
@@ -303,15 +321,18 @@ void sbx_call_run(struct sbx_call *call, const char *module, const char *functio
         sbx_call_done(call);
 }
 
+/* See call.h. The call's process owns the result: do not keep it across loop iterations. */
 struct sbx_call *sbx_call_find(struct sbx_node *node, uint32_t num, uint32_t serial) {
     struct sbx_proc *p = sbx_proc_find(&node->procs, num, serial);
     return p != NULL && p->ops == &call_ops ? p->data : NULL;
 }
 
+/* See call.h. The key outlives the call: once the call ends it finds nothing. */
 uint64_t sbx_call_key(const struct sbx_call *call) {
     return (uint64_t)call->proc->num << 32 | call->proc->serial;
 }
 
+/* See call.h. NULL once the call has ended. */
 struct sbx_call *sbx_call_from_key(struct sbx_node *node, uint64_t key) {
     return sbx_call_find(node, (uint32_t)(key >> 32), (uint32_t)key);
 }

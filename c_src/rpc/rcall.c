@@ -6,6 +6,8 @@
 #include "dist/control.h"
 #include "dist/node.h"
 
+/* See rcall.h. m, f and args stay the caller's; ref_out is appended
+ * to only on success. Nothing is queued for a later retry. */
 int sbx_rcall(struct sbx_node *node, const struct sbx_proc *from, uint64_t conn_id,
               const char *m, const char *f, const char *args, size_t args_len, ei_x_buff *ref_out) {
     ei_x_buff ctl, msg, ref;
@@ -43,6 +45,7 @@ int sbx_rcall(struct sbx_node *node, const struct sbx_proc *from, uint64_t conn_
     return rc;
 }
 
+/* See rcall.h. msg must be validated; *ref points into msg and is set for any 'DOWN'. */
 int sbx_rcall_result(const char *msg, const char **ref, size_t *ref_len, int *value_idx) {
     int idx = 0, version, arity;
     char atom[MAXATOMLEN_UTF8];

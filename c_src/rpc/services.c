@@ -61,6 +61,8 @@ static int parse_gen_call(struct sbx_node *node, const char *msg, struct gen_cal
     return 0;
 }
 
+/* A call answering g's caller from replier; g's tag and alias
+ * are copied. NULL when out of memory. */
 static struct sbx_call *new_call(struct sbx_node *node, struct sbx_proc *replier,
                                  const struct gen_call *g, enum sbx_call_kind kind) {
     struct sbx_call_spec spec = {.kind = kind,
@@ -115,6 +117,9 @@ static int parse_mfa_request(const char *b, int idx, char *op, char *m, char *f,
     return 0;
 }
 
+/* rex: {'$gen_call', From, {call|block_call, M, F, A, GL}}, or erl_call's legacy
+ * {Pid, {call, M, F, A, GL}}, runs M:F(A) as a call. Another gen request is answered
+ * error, a bad legacy one dropped; out of memory drops the request unanswered. */
 static void rex_message(struct sbx_proc *p, const struct sbx_rpid *from, const char *msg,
                         size_t len) {
     struct sbx_node *node = p->data;
@@ -266,6 +271,9 @@ static void spawn_reply(struct sbx_node *node, const struct sbx_spawn_request *r
     ei_x_free(&ctl);
 }
 
+/* The spawn handler: the request becomes a call whose process is linked
+ * and monitored as asked. SPAWN_REPLY goes out before the call runs
+ * (system_limit when out of memory); req is used only during this call. */
 static void on_spawn(struct sbx_node *node, const struct sbx_spawn_request *req) {
     enum sbx_call_kind kind = SBX_CALL_SPAWN;
     int flags = 0;
@@ -294,6 +302,8 @@ static void on_spawn(struct sbx_node *node, const struct sbx_spawn_request *req)
     }
 }
 
+/* Spawns a process registered under name (a static string, not
+ * copied) with node as its data; -1 when out of memory. */
 static int register_proc(struct sbx_node *node, const char *name, const struct sbx_proc_ops *ops) {
     struct sbx_proc *p = sbx_proc_spawn(&node->procs, ops, node);
     if (p == NULL)
@@ -302,6 +312,8 @@ static int register_proc(struct sbx_node *node, const char *name, const struct s
     return 0;
 }
 
+/* See services.h. Contrary to the header, processes registered before an allocation
+ * failure stay registered. Call once: a second call registers duplicates. */
 int sbx_services_start(struct sbx_node *node) {
     if (register_proc(node, "net_kernel", &net_kernel_ops) != 0 ||
         register_proc(node, "rex", &rex_ops) != 0 ||

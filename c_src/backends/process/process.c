@@ -82,8 +82,10 @@ struct pstate {
     struct pexec *execs;
 };
 
+/* sb's backend state: NULL before the first start or adopt, and after release or detach. */
 static struct pstate *ps_of(struct sbx_sandbox *sb) { return sb->bstate; }
 
+/* Fills err as a backend error; fmt takes a, then strerror(e). */
 static void set_err(struct sbx_err *err, const char *fmt, const char *a, int e) {
     err->reason_atom = "backend";
     snprintf(err->detail, sizeof err->detail, fmt, a, strerror(e));
@@ -98,6 +100,8 @@ static int list_pids(struct pstate *ps, pid_t *out, size_t cap) {
     return sbx_procfs_tree(ps->pid, ps->sid, out, cap);
 }
 
+/* Backend alive: the main process is not yet reaped, or something is left in the cgroup
+ * or tree. Can be 0 while an end is still to be reported (ps->ending, watch_cb pending). */
 static int ps_alive(struct sbx_sandbox *sb) {
     struct pstate *ps = ps_of(sb);
     pid_t pids[8];
@@ -108,6 +112,8 @@ static int ps_alive(struct sbx_sandbox *sb) {
     return list_pids(ps, pids, 8) > 0;
 }
 
+/* Sends sig to all of the sandbox: through the cgroup (sbx_cgroup_kill, which blocks up
+ * to about a second for SIGKILL), else to each process of the tree and to the session. */
 static void signal_all(struct pstate *ps, int sig) {
     pid_t pids[MAX_PIDS];
     if (ps->has_cg) {
@@ -135,6 +141,7 @@ static void drain_fifo(struct sbx_sandbox *sb, int stream) {
     }
 }
 
+/* A FIFO is readable: its output goes to the sandbox's log and log events. */
 static void fifo_cb(evutil_socket_t fd, short what, void *arg) {
     struct sbx_sandbox *sb = arg;
     struct pstate *ps = ps_of(sb);
@@ -142,6 +149,7 @@ static void fifo_cb(evutil_socket_t fd, short what, void *arg) {
     drain_fifo(sb, fd == ps->rd[0] ? 0 : 1);
 }
 
+/* Closes both FIFO read ends, our keep-alive writers and their events; idempotent. */
 static void close_fifos(struct pstate *ps) {
     for (int i = 0; i < 2; i++) {
         if (ps->out_ev[i] != NULL)
@@ -185,6 +193,7 @@ static int open_fifos(struct sbx_sandbox *sb, struct sbx_err *err) {
 
 static void watch_cb(evutil_socket_t fd, short what, void *arg);
 
+/* (Re)arms the watch timer to fire in ms, creating it on first use: 0, or -1 when out of memory. */
 static int arm_watch(struct sbx_sandbox *sb, int ms) {
     struct pstate *ps = ps_of(sb);
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
@@ -193,6 +202,7 @@ static int arm_watch(struct sbx_sandbox *sb, int ms) {
     return ps->watch != NULL ? evtimer_add(ps->watch, &tv) : -1;
 }
 
+/* A zeroed backend state with every FIFO fd -1, for sb->bstate; NULL when out of memory. */
 static struct pstate *pstate_new(void) {
     struct pstate *ps = calloc(1, sizeof *ps);
     if (ps == NULL)
@@ -211,6 +221,7 @@ static const char *work_dir(const struct sbx_sandbox *sb, const char *cwd, char 
     return buf;
 }
 
+/* The sandbox's group name below each controller root: sandboxd/<node>/<id>. */
 static void cgroup_name(const struct sbx_sandbox *sb, char *out, size_t cap) {
     snprintf(out, cap, "sandboxd/%s/%s", sb->core->node->name, sb->id);
 }
@@ -261,12 +272,16 @@ err:
     return NULL;
 }
 
+/* Frees an envp made by build_env; NULL is fine. */
 static void free_env(char **envp) {
     for (size_t i = 0; envp != NULL && envp[i] != NULL; i++)
         free(envp[i]);
     free(envp);
 }
 
+/* Backend start: creates the cgroup and applies limits, opens the
+ * FIFOs, spawns the main process in its own session. On -1 a cgroup
+ * left empty is removed; the state and FIFOs stay for a later start. */
 static int ps_start(struct sbx_sandbox *sb, struct sbx_err *err) {
     struct pstate *ps = ps_of(sb);
     struct sbx_core *core = sb->core;
@@ -422,6 +437,8 @@ static void watch_cb(evutil_socket_t fd, short what, void *arg) {
         arm_watch(sb, 500);
 }
 
+/* Starts or hurries the end: SIGTERM now (SIGKILL when grace_ms is 0), SIGKILL once kill_at
+ * passes, and polling from 1 ms until nothing is left, when finish_ending reports it. */
 static void begin_ending(struct sbx_sandbox *sb, int grace_ms) {
     struct pstate *ps = ps_of(sb);
     if (!ps->ending) {
@@ -439,6 +456,8 @@ static void begin_ending(struct sbx_sandbox *sb, int grace_ms) {
     arm_watch(sb, ps->poll_ms);
 }
 
+/* Backend stop: with nothing alive and no end under way, reports the end at
+ * once (sbx_sandbox_ended runs here and may free sb); otherwise begins ending. */
 static void ps_stop(struct sbx_sandbox *sb, int grace_ms) {
     struct pstate *ps = ps_of(sb);
     if (ps == NULL || (!ps_alive(sb) && !ps->ending)) {
@@ -453,6 +472,8 @@ static void ps_stop(struct sbx_sandbox *sb, int grace_ms) {
 
 static void exec_finish(struct pexec *x);
 
+/* Frees an exec with its buffers, fds and events; the caller
+ * has unlinked it. Neither signals nor waits for its process. */
 static void exec_free(struct pexec *x) {
     for (int i = 0; i < 2; i++) {
         if (x->ev[i] != NULL)
@@ -471,6 +492,7 @@ static void exec_free(struct pexec *x) {
     free(x);
 }
 
+/* Removes x from its sandbox's exec list (a no-op if it is not there); frees nothing. */
 static void exec_unlink(struct pexec *x) {
     struct pstate *ps = ps_of(x->sb);
     for (struct pexec **pp = &ps->execs; *pp != NULL; pp = &(*pp)->next) {
@@ -481,6 +503,9 @@ static void exec_unlink(struct pexec *x) {
     }
 }
 
+/* Backend release: SIGKILLs what is left, answers pending execs with an error
+ * (their done callbacks run here), removes the cgroup and frees the state.
+ * Can block the loop while a group will not empty (kill and remove retries). */
 static void ps_release(struct sbx_sandbox *sb) {
     struct pstate *ps = ps_of(sb);
     struct sbx_err gone = {.reason_atom = "backend", .detail = "the sandbox was destroyed"};
@@ -548,12 +573,14 @@ static int exec_read(struct pexec *x, int i) {
     return 0;
 }
 
+/* An exec pipe is readable: collects its output; may finish the exec and free x. */
 static void exec_out_cb(evutil_socket_t fd, short what, void *arg) {
     struct pexec *x = arg;
     (void)what;
     exec_read(x, fd == x->fd[0] ? 0 : 1);
 }
 
+/* Writes stdin_data to the exec; closes its stdin once all is written or the pipe fails. */
 static void exec_in_cb(evutil_socket_t fd, short what, void *arg) {
     struct pexec *x = arg;
     (void)fd;
@@ -587,6 +614,8 @@ static void exec_timeout_cb(evutil_socket_t fd, short what, void *arg) {
     kill(-x->pid, SIGKILL);
 }
 
+/* Answers through done (the result is valid only during that
+ * call), then unlinks and frees x; x is invalid on return. */
 static void exec_finish(struct pexec *x) {
     struct sbx_exec_result r;
     memset(&r, 0, sizeof r);
@@ -608,6 +637,7 @@ static void exec_finish(struct pexec *x) {
     exec_free(x);
 }
 
+/* A close-on-exec pipe with a non-blocking read end: 0, or -1 with errno and nothing open. */
 static int nonblock_pipe(int p[2]) {
     if (pipe2(p, O_CLOEXEC) != 0)
         return -1;
@@ -615,6 +645,9 @@ static int nonblock_pipe(int p[2]) {
     return 0;
 }
 
+/* Backend exec: spawns cmd in the sandbox (its cgroup, cwd, user,
+ * namespaces), keeping up to max_output_bytes per stream; done(key) runs
+ * later, never inside this call. On -1 nothing is left running or open. */
 static int ps_exec(struct sbx_sandbox *sb, const struct sbx_strv *cmd,
                    const struct sbx_exec_opts *opts, uint64_t key, sbx_exec_done_fn done,
                    struct sbx_err *err) {
@@ -705,6 +738,8 @@ done:
     return rc;
 }
 
+/* Backend exec_cancel: SIGKILLs the exec's process group and
+ * frees it without calling done; an unknown key is ignored. */
 static void ps_exec_cancel(struct sbx_sandbox *sb, uint64_t key) {
     struct pstate *ps = ps_of(sb);
     for (struct pexec *x = ps != NULL ? ps->execs : NULL; x != NULL; x = x->next) {
@@ -719,6 +754,8 @@ static void ps_exec_cancel(struct sbx_sandbox *sb, uint64_t key) {
     }
 }
 
+/* See process.h. A reaped exec may be answered here (its done callback
+ * runs, re-entrantly); a main process starts the sandbox's end. */
 int sbx_process_reaped(struct sbx_core *core, pid_t pid, int status) {
     for (struct sbx_sandbox *sb = core->first; sb != NULL; sb = sb->next) {
         struct pstate *ps = sb->backend == &sbx_backend_process ? ps_of(sb) : NULL;
@@ -751,6 +788,7 @@ int sbx_process_reaped(struct sbx_core *core, pid_t pid, int status) {
     return 0;
 }
 
+/* The atom for a /proc state letter. */
 static const char *state_name(char st) {
     switch (st) {
     case 'R': return "running";
@@ -762,6 +800,8 @@ static const char *state_name(char st) {
     }
 }
 
+/* Backend processes: appends one map per live (non-zombie) process;
+ * never fails. cpu_percent is over each process's lifetime. */
 static int ps_processes(struct sbx_sandbox *sb, ei_x_buff *x, struct sbx_err *err) {
     struct pstate *ps = ps_of(sb);
     pid_t pids[MAX_PIDS];
@@ -811,6 +851,8 @@ static int ps_processes(struct sbx_sandbox *sb, ei_x_buff *x, struct sbx_err *er
     return 0;
 }
 
+/* Backend metrics: memory, cpu and pids from the cgroup, else summed over the
+ * tree; cpu_percent is since the previous sample (kept in sb). Never fails. */
 static int ps_metrics(struct sbx_sandbox *sb, ei_x_buff *x, struct sbx_err *err) {
     struct pstate *ps = ps_of(sb);
     pid_t pids[MAX_PIDS];
@@ -892,6 +934,9 @@ static void ps_journal(const struct sbx_sandbox *sb, ei_x_buff *x) {
     ei_x_encode_long(x, ps != NULL ? ps->has_cg : 0);
 }
 
+/* Backend adopt: takes back a journalled workload whose pid and start time
+ * still match (then polled every 500 ms). Otherwise kills leftovers in its
+ * cgroup and returns 0, keeping the state it made for a later start. */
 static int ps_adopt(struct sbx_sandbox *sb, const char *buf, int idx) {
     long pid = 0, has_cg = 0;
     unsigned long long starttime = 0;
@@ -931,6 +976,7 @@ static int ps_adopt(struct sbx_sandbox *sb, const char *buf, int idx) {
     return 0;
 }
 
+/* Backend ref: the main pid, or undefined. */
 static void ps_ref(const struct sbx_sandbox *sb, ei_x_buff *x) {
     const struct pstate *ps = sb->bstate;
     if (ps != NULL && ps->pid > 0)
@@ -939,6 +985,8 @@ static void ps_ref(const struct sbx_sandbox *sb, ei_x_buff *x) {
         ei_x_encode_atom(x, "undefined");
 }
 
+/* Backend detach: frees the state and leaves the workload and its cgroup
+ * running; pending execs are dropped without their done callbacks. */
 static void ps_detach(struct sbx_sandbox *sb) {
     struct pstate *ps = ps_of(sb);
     if (ps == NULL)
@@ -957,6 +1005,7 @@ static void ps_detach(struct sbx_sandbox *sb) {
     sb->bstate = NULL;
 }
 
+/* Backend available: always usable (cgroups are optional). */
 static int ps_available(struct sbx_core *core, const char **why) {
     (void)core;
     (void)why;

@@ -22,6 +22,7 @@ enum stage {
     ST_FDS, ST_RLIMIT, ST_CHDIR, ST_USER, ST_EXEC
 };
 
+/* Static text for a setup stage, for error details. */
 static const char *stage_name(int st) {
     switch (st) {
     case ST_SETSID: return "setsid";
@@ -62,6 +63,7 @@ static void close_from(int from, int keep) {
             close((int)fd);
 }
 
+/* Child: fd itself, or /dev/null opened with flags (-1 if that fails). */
 static int fd_or_null(int fd, int flags) { return fd >= 0 ? fd : open("/dev/null", flags); }
 
 /* Child: enters the namespaces of process `pid` (mount last: it changes /proc). */
@@ -155,6 +157,8 @@ static void namespaced_child(const struct sbx_spawn_spec *s, int errfd) {
     _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 127);
 }
 
+/* See spawn.h. Blocks until the child has exec'd or reported a failure; a failed
+ * child is reaped here. Between fork and exec the child has default signal handlers. */
 pid_t sbx_spawn(const struct sbx_spawn_spec *spec, int *err, const char **stage) {
     int p[2];
     int msg[2];
@@ -226,6 +230,8 @@ done:
     return pid;
 }
 
+/* See spawn.h. A numeric uid without a passwd entry gets gid =
+ * uid. Uses getpw*'s static buffers. */
 int sbx_spawn_lookup_user(const char *user, uid_t *uid, gid_t *gid) {
     char *end;
     struct passwd *pw;
