@@ -33,6 +33,7 @@ struct options {
     int shutdown_destroy;
 };
 
+/* Prints the command-line help to out. */
 static void usage(FILE *out) {
     fputs("usage: sandboxd [options]\n"
           "  --sname NAME          short node name (default sandboxd): NAME@<short host>\n"
@@ -64,6 +65,7 @@ static long parse_num(const char *s, long min, long max) {
     return v;
 }
 
+/* The host name up to its first dot, into out: 0, or -1 if it is unknown or does not fit. */
 static int short_host(char *out, size_t cap) {
     char host[256];
     if (gethostname(host, sizeof host) != 0)
@@ -181,6 +183,7 @@ bad:
     return -1;
 }
 
+/* SIGTERM and SIGINT, as loop events: break the loop, so that main shuts down in order. */
 static void on_signal(evutil_socket_t sig, short what, void *arg) {
     (void)what;
     SBX_INFO("stopping", "signal=%d", (int)sig);
@@ -196,6 +199,9 @@ static void cap_nofile(void) {
     }
 }
 
+/* Exit status 0 after a clean stop (or --help, --version), 2 for bad
+ * arguments, 1 if start-up failed. Shutdown order: the core (its
+ * shutdown policy), the node (connections, epmd), then the loop. */
 int main(int argc, char **argv) {
     struct options opts;
     struct sbx_node node;

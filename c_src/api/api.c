@@ -29,6 +29,7 @@ static const struct sbx_api_entry table[] = {
     {"erlang", "node", 0, sbx_api_erlang_node},
 };
 
+/* See api.h. A linear search of the static table; the entry returned is static. */
 const struct sbx_api_entry *sbx_api_find(const char *module, const char *function, int arity) {
     for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
         if (table[i].arity == arity && strcmp(table[i].function, function) == 0 &&

@@ -18,6 +18,8 @@
 
 #define MAX_COPY_BYTES (64u << 20)
 
+/* openat2 of path beneath dirfd: no '..' or absolute escape, no magic
+ * links, close-on-exec. The caller closes the fd; -1 with errno. */
 static int open_beneath(int dirfd, const char *path, int flags, mode_t mode) {
     struct open_how how;
     memset(&how, 0, sizeof how);
@@ -48,6 +50,7 @@ static int make_parents(int dirfd, const char *rel) {
     return 0;
 }
 
+/* Answers {error, {badarg, path, Why}} for errno e; an errno not listed is eacces. */
 static void reply_errno(struct sbx_call *call, int e) {
     struct sbx_badarg bad = {.field = "path"};
     bad.why = e == ENOENT ? "enoent" : e == EISDIR ? "eisdir" : e == EXDEV ? "outside_workspace" :
@@ -55,6 +58,8 @@ static void reply_errno(struct sbx_call *call, int e) {
     sbx_reply_badarg(&call->result, &bad);
 }
 
+/* See api.h. Writes Data to Path beneath the workspace (parents made 0755,
+ * the file 0644 and truncated). Synchronous: blocking file I/O on the loop. */
 enum sbx_api_status sbx_api_copy_to(struct sbx_call *call) {
     char rel[1100];
     struct sbx_badarg bad = {0};
@@ -112,6 +117,8 @@ done:
     return SBX_API_DONE;
 }
 
+/* See api.h. Reads a regular file of at most 64 MiB beneath
+ * the workspace. Synchronous: blocking file I/O on the loop. */
 enum sbx_api_status sbx_api_copy_from(struct sbx_call *call) {
     char rel[1100];
     struct sbx_badarg bad = {0};

@@ -13,11 +13,13 @@
 #include "dist/node.h"
 #include "util/clock.h"
 
+/* See api.h. Answers pong. */
 enum sbx_api_status sbx_api_ping(struct sbx_call *call) {
     ei_x_encode_atom(&call->result, "pong");
     return SBX_API_DONE;
 }
 
+/* See api.h. This node's name, as erlang:node/0 gives it. */
 enum sbx_api_status sbx_api_erlang_node(struct sbx_call *call) {
     ei_x_encode_atom(&call->result, call->node->name);
     return SBX_API_DONE;
@@ -35,12 +37,14 @@ static long long rss_bytes(void) {
     return resident * sysconf(_SC_PAGESIZE);
 }
 
+/* Appends {unavailable, WhyBinary}. */
 static void encode_unavailable(ei_x_buff *x, const char *why) {
     ei_x_encode_tuple_header(x, 2);
     ei_x_encode_atom(x, "unavailable");
     ei_x_encode_binary(x, why, (int)strlen(why));
 }
 
+/* See api.h. Works without a core too (counts 0, every backend unavailable). */
 enum sbx_api_status sbx_api_info(struct sbx_call *call) {
     struct sbx_node *node = call->node;
     ei_x_buff *x = &call->result;
@@ -96,6 +100,7 @@ struct net_ping {
     size_t ref_len;
 };
 
+/* Frees the ping state with its timer and reference; the call is not touched. */
 static void net_ping_free(struct net_ping *np) {
     if (np->timer != NULL)
         event_free(np->timer);
@@ -103,6 +108,7 @@ static void net_ping_free(struct net_ping *np) {
     free(np);
 }
 
+/* Answers pong or pang and ends the call; call is invalid on return. */
 static void net_ping_answer(struct sbx_call *call, const char *answer) {
     net_ping_free(call->state);
     call->state = NULL;
@@ -110,11 +116,15 @@ static void net_ping_answer(struct sbx_call *call, const char *answer) {
     sbx_call_done(call);
 }
 
+/* Call cancel: frees the ping state. A connect still under way
+ * later finds no call and does nothing. */
 static void net_ping_cancel(struct sbx_call *call) {
     net_ping_free(call->state);
     call->state = NULL;
 }
 
+/* No answer within NET_PING_TIMEOUT_MS: pang. arg is the call itself, which
+ * is safe because the timer is freed with the state when the call ends. */
 static void net_ping_timeout(evutil_socket_t fd, short what, void *arg) {
     (void)fd;
     (void)what;
@@ -137,6 +147,8 @@ static void net_ping_message(struct sbx_call *call, const char *msg, size_t len)
     net_ping_answer(call, strcmp(atom, "yes") == 0 ? "pong" : "pang");
 }
 
+/* Connect callback, with the call looked up by key (it may be gone): sends {is_auth, Us} to
+ * the peer's net_kernel. A failed connect, or a request that cannot be sent, answers pang. */
 static void net_ping_connected(struct sbx_node *node, uint64_t conn_id, const char *why,
                                uint64_t key) {
     struct sbx_call *call = sbx_call_from_key(node, key);
@@ -180,6 +192,8 @@ static void net_ping_connected(struct sbx_node *node, uint64_t conn_id, const ch
         net_ping_answer(call, "pang");
 }
 
+/* See api.h. Pending until the peer answers, the connection
+ * fails or the timeout passes; a caller that leaves cancels it. */
 enum sbx_api_status sbx_api_net_ping(struct sbx_call *call) {
     char peer[MAXATOMLEN_UTF8];
     int idx = call->argv[0];

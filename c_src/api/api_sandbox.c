@@ -35,6 +35,7 @@ static struct sbx_sandbox *find_arg(struct sbx_call *call, int i) {
     return sb;
 }
 
+/* Appends {ok, SandboxMap} to call->result. */
 static void reply_ok_sandbox(struct sbx_call *call, const struct sbx_sandbox *sb) {
     ei_x_encode_tuple_header(&call->result, 2);
     ei_x_encode_atom(&call->result, "ok");
@@ -55,6 +56,8 @@ static void answer_waiter(struct sbx_sandbox *sb, uint64_t key, int ok, const ch
     sbx_call_done(call);
 }
 
+/* Call cancel for waits that have nothing to undo: frees
+ * call->state. A waiter left behind finds no call later. */
 static void cancel_plain(struct sbx_call *call) {
     free(call->state);
     call->state = NULL;
@@ -80,6 +83,8 @@ static void create_gone(struct sbx_sandbox *sb, uint64_t key, int ok) {
     answer_waiter(NULL, key, 0, "timeout");
 }
 
+/* Health verdict for a pending create, whose call may be gone (key lookup). Healthy answers {ok,
+ * Sandbox}; unhealthy destroys the sandbox and answers {error, timeout} only once it is gone. */
 static void create_health_done(struct sbx_sandbox *sb, uint64_t key, int healthy) {
     struct sbx_call *call = sbx_call_from_key(sbx_core_get()->node, key);
     if (healthy) {
@@ -99,6 +104,8 @@ static void create_health_done(struct sbx_sandbox *sb, uint64_t key, int healthy
     sbx_sandbox_destroy(sb, "unhealthy");
 }
 
+/* See api.h. Pending only while a health check runs, and a caller that leaves then destroys
+ * the sandbox. Otherwise answers at once; a sandbox that failed to start is freed again. */
 enum sbx_api_status sbx_api_create(struct sbx_call *call) {
     struct sbx_core *core = sbx_core_get();
     char id[SBX_ID_MAX + 1];
@@ -198,6 +205,8 @@ static void destroy_done(struct sbx_sandbox *sb, uint64_t key, int ok) {
     sbx_call_done(call);
 }
 
+/* See api.h. Answers ok once the sandbox is gone, which may happen before
+ * this returns. No cancel: the destroy completes even if the caller leaves. */
 enum sbx_api_status sbx_api_destroy(struct sbx_call *call) {
     struct sbx_sandbox *sb = find_arg(call, 0);
     if (sb == NULL)
@@ -211,14 +220,19 @@ enum sbx_api_status sbx_api_destroy(struct sbx_call *call) {
     return SBX_API_PENDING;
 }
 
+/* Waiter callback of stop, start and restart: {ok, Sandbox},
+ * or {error, timeout} if the wait failed. */
 static void status_done(struct sbx_sandbox *sb, uint64_t key, int ok) {
     answer_waiter(sb, key, ok, "timeout");
 }
 
+/* Answers a failed start with the backend's error. */
 static void start_failed(struct sbx_call *call, struct sbx_sandbox *sb, const struct sbx_err *err) {
     sbx_reply_err(&call->result, sbx_type_name(sb->cfg.type), err);
 }
 
+/* See api.h. Answers at once when nothing is running; otherwise pending until
+ * stopped or exited. A caller that leaves abandons the wait, not the stop. */
 enum sbx_api_status sbx_api_stop(struct sbx_call *call) {
     struct sbx_sandbox *sb = find_arg(call, 0);
     if (sb == NULL)
@@ -240,6 +254,8 @@ enum sbx_api_status sbx_api_stop(struct sbx_call *call) {
     return SBX_API_PENDING;
 }
 
+/* See api.h. While stopping, pending until the restart that
+ * follows the stop is running; otherwise answers at once. */
 enum sbx_api_status sbx_api_start(struct sbx_call *call) {
     struct sbx_err err = {0};
     struct sbx_sandbox *sb = find_arg(call, 0);
@@ -262,6 +278,8 @@ enum sbx_api_status sbx_api_start(struct sbx_call *call) {
     return SBX_API_DONE;
 }
 
+/* See api.h. Nothing alive: starts at once. Otherwise stops,
+ * then starts again, pending until running. */
 enum sbx_api_status sbx_api_restart(struct sbx_call *call) {
     struct sbx_err err = {0};
     struct sbx_sandbox *sb = find_arg(call, 0);
@@ -282,6 +300,7 @@ enum sbx_api_status sbx_api_restart(struct sbx_call *call) {
     return SBX_API_PENDING;
 }
 
+/* See api.h. A sandbox being destroyed is not_found. */
 enum sbx_api_status sbx_api_get(struct sbx_call *call) {
     struct sbx_sandbox *sb = find_arg(call, 0);
     if (sb != NULL)
@@ -289,6 +308,7 @@ enum sbx_api_status sbx_api_get(struct sbx_call *call) {
     return SBX_API_DONE;
 }
 
+/* 1 if sb has every key => value pair of want. */
 static int label_match(const struct sbx_sandbox *sb, const struct sbx_kvv *want) {
     for (size_t i = 0; i < want->n; i++) {
         int found = 0;
@@ -301,6 +321,8 @@ static int label_match(const struct sbx_sandbox *sb, const struct sbx_kvv *want)
     return 1;
 }
 
+/* Appends the list of sandboxes matching f (NULL: all), in
+ * creation order, leaving out those being destroyed. */
 static void encode_list(struct sbx_call *call, const struct sbx_list_filter *f) {
     struct sbx_core *core = sbx_core_get();
     ei_x_buff items;
@@ -322,11 +344,13 @@ static void encode_list(struct sbx_call *call, const struct sbx_list_filter *f) 
     ei_x_free(&items);
 }
 
+/* See api.h. Every sandbox not being destroyed. */
 enum sbx_api_status sbx_api_list0(struct sbx_call *call) {
     encode_list(call, NULL);
     return SBX_API_DONE;
 }
 
+/* See api.h. A filter that does not decode answers badarg. */
 enum sbx_api_status sbx_api_list1(struct sbx_call *call) {
     struct sbx_list_filter f;
     struct sbx_badarg bad = {0};
@@ -347,6 +371,7 @@ struct exec_state {
     char id[SBX_ID_MAX + 1];
 };
 
+/* Call cancel: kills the exec (its done then never runs) and frees the state. */
 static void exec_cancel(struct sbx_call *call) {
     struct exec_state *st = call->state;
     struct sbx_sandbox *sb = st != NULL ? sbx_sandbox_find(sbx_core_get(), st->id) : NULL;
@@ -355,6 +380,8 @@ static void exec_cancel(struct sbx_call *call) {
     cancel_plain(call);
 }
 
+/* Exec completion, with the call looked up by key (it may be gone): answers {ok,
+ * Result}, {error, timeout} or the backend's error. r is valid only during this call. */
 static void exec_done(uint64_t key, const struct sbx_exec_result *r, const struct sbx_err *err) {
     struct sbx_call *call = sbx_call_from_key(sbx_core_get()->node, key);
     if (call == NULL)
@@ -388,6 +415,8 @@ static void exec_done(uint64_t key, const struct sbx_exec_result *r, const struc
     sbx_call_done(call);
 }
 
+/* exec/2 and exec/3: checks Id, Cmd and Opts, then starts the command,
+ * pending until it finishes. cmd and opts are freed here either way. */
 static enum sbx_api_status do_exec(struct sbx_call *call, int with_opts) {
     struct sbx_strv cmd = {0};
     struct sbx_exec_opts opts;
@@ -439,7 +468,9 @@ done:
     return SBX_API_DONE;
 }
 
+/* See api.h. exec(Id, Cmd) with default options. */
 enum sbx_api_status sbx_api_exec2(struct sbx_call *call) { return do_exec(call, 0); }
+/* See api.h. exec(Id, Cmd, Opts). */
 enum sbx_api_status sbx_api_exec3(struct sbx_call *call) { return do_exec(call, 1); }
 
 /* logs(Id, Opts) */
@@ -448,6 +479,7 @@ struct logs_ctx {
     long n;
 };
 
+/* sbx_logbuf_query callback: appends one #{ts, stream, data} map. */
 static void add_record(void *arg, int64_t ts, enum sbx_stream stream, const char *data, size_t len) {
     struct logs_ctx *c = arg;
     ei_x_encode_map_header(&c->items, 3);
@@ -460,6 +492,8 @@ static void add_record(void *arg, int64_t ts, enum sbx_stream stream, const char
     c->n++;
 }
 
+/* logs/1 and logs/2: answers {ok, Records}, oldest first; the
+ * newest 100 unless Opts says otherwise. */
 static enum sbx_api_status do_logs(struct sbx_call *call, int with_opts) {
     struct sbx_logs_opts opts = {.tail = 100, .since = 0};
     struct sbx_badarg bad = {0};
@@ -484,11 +518,14 @@ static enum sbx_api_status do_logs(struct sbx_call *call, int with_opts) {
     return SBX_API_DONE;
 }
 
+/* See api.h. logs(Id): the newest 100 records. */
 enum sbx_api_status sbx_api_logs1(struct sbx_call *call) { return do_logs(call, 0); }
+/* See api.h. logs(Id, Opts). */
 enum sbx_api_status sbx_api_logs2(struct sbx_call *call) { return do_logs(call, 1); }
 
 typedef int (*query_fn)(struct sbx_sandbox *sb, ei_x_buff *x, struct sbx_err *err);
 
+/* metrics/1 and processes/1: answers {ok, Value} from the backend, or its error. */
 static enum sbx_api_status do_query(struct sbx_call *call, int metrics) {
     struct sbx_err err = {0};
     ei_x_buff v;
@@ -508,9 +545,12 @@ static enum sbx_api_status do_query(struct sbx_call *call, int metrics) {
     return SBX_API_DONE;
 }
 
+/* See api.h. */
 enum sbx_api_status sbx_api_metrics(struct sbx_call *call) { return do_query(call, 1); }
+/* See api.h. */
 enum sbx_api_status sbx_api_processes(struct sbx_call *call) { return do_query(call, 0); }
 
+/* See api.h. {error, unsupported} when the backend has no shell or it fails. */
 enum sbx_api_status sbx_api_shell(struct sbx_call *call) {
     struct sbx_err err = {0};
     struct sbx_sandbox *sb = find_arg(call, 0);
@@ -584,6 +624,7 @@ badarg:
     return SBX_API_DONE;
 }
 
+/* See api.h. ok even when no such subscription exists; one that did exist is demonitored. */
 enum sbx_api_status sbx_api_unsubscribe(struct sbx_call *call) {
     int idx = call->argv[0], type, size;
     ei_get_type(call->args.buff, &idx, &type, &size);

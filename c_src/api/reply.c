@@ -3,12 +3,14 @@
 
 #include <string.h>
 
+/* See reply.h. Appends to x, without a version byte. */
 void sbx_reply_error(ei_x_buff *x, const char *atom) {
     ei_x_encode_tuple_header(x, 2);
     ei_x_encode_atom(x, "error");
     ei_x_encode_atom(x, atom);
 }
 
+/* See reply.h. A missing field or why is sent as argument or invalid. */
 void sbx_reply_badarg(ei_x_buff *x, const struct sbx_badarg *err) {
     ei_x_encode_tuple_header(x, 2);
     ei_x_encode_atom(x, "error");
@@ -21,6 +23,8 @@ void sbx_reply_badarg(ei_x_buff *x, const struct sbx_badarg *err) {
     ei_x_encode_atom(x, err->why != NULL ? err->why : "invalid");
 }
 
+/* See reply.h. A reason other than backend or unavailable is
+ * answered as {error, Reason}; no reason at all counts as backend. */
 void sbx_reply_err(ei_x_buff *x, const char *backend, const struct sbx_err *err) {
     if (err->reason_atom != NULL && strcmp(err->reason_atom, "backend") != 0 &&
         strcmp(err->reason_atom, "unavailable") != 0) {
@@ -35,6 +39,7 @@ void sbx_reply_err(ei_x_buff *x, const char *backend, const struct sbx_err *err)
     ei_x_encode_binary(x, err->detail, (int)strlen(err->detail));
 }
 
+/* See reply.h. Appends to x, without a version byte. */
 void sbx_reply_unavailable(ei_x_buff *x, const char *backend, const char *why) {
     ei_x_encode_tuple_header(x, 2);
     ei_x_encode_atom(x, "error");

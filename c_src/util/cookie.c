@@ -21,6 +21,7 @@ static int take_cookie(const char *src, size_t len, char *out) {
     return 0;
 }
 
+/* $HOME if set and non-empty, else the passwd entry's home, else NULL. Not the caller's to free. */
 static const char *home_dir(void) {
     const char *home = getenv("HOME");
     if (home != NULL && home[0] != '\0')
@@ -53,6 +54,7 @@ done:
     return rc;
 }
 
+/* See cookie.h. Blocking file I/O (start-up only); the cookie is never logged. */
 int sbx_cookie_resolve(const char *explicit_cookie, char *out, const char **why) {
     char path[4096];
     char buf[SBX_COOKIE_MAX + 2];

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <unistd.h>
 
+/* See fdio.h. On a non-blocking fd, EAGAIN ends it with -1 like any other error. */
 int sbx_write_all(int fd, const void *buf, size_t len) {
     const char *p = buf;
     while (len > 0) {

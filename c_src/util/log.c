@@ -9,8 +9,10 @@
 static enum sbx_log_level current_level = SBX_LOG_INFO;
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
+/* See log.h. One level for the whole process. */
 void sbx_log_set_level(enum sbx_log_level level) { current_level = level; }
 
+/* See log.h. Exact, case-sensitive names. */
 int sbx_log_parse_level(const char *s, enum sbx_log_level *out) {
     for (size_t i = 0; i < sizeof level_names / sizeof level_names[0]; i++) {
         if (strcmp(s, level_names[i]) == 0) {
