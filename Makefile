@@ -1,7 +1,8 @@
 # sandboxd — top-level targets. `make run` and `make test` install what is missing.
 #   make            build priv/sandboxd and compile src/ into ebin/
 #   make run        install, build, start sandboxd (process backend) in the foreground
-#   make test       install, build (plain and ASan+UBSan), start epmd, run every suite
+#   make test       install, build (plain and ASan+UBSan), start epmd and Docker, run every suite
+#   make docker-up  install docker.io, start dockerd, build the test image (scripts/docker-up.sh)
 #   make fuzz       libFuzzer over framing/term/handshake parsing (FUZZ_SECONDS, default 120)
 #   make bench      benchmarks against the anchors (bench/rpc)
 
@@ -58,6 +59,9 @@ test: deps-test
 	  { mkdir -p _build; cat _build/make-test-build.log; echo "0 passed, 1 failed"; exit 1; }
 	@scripts/test.sh
 
+docker-up:
+	@scripts/docker-up.sh
+
 fuzz:
 	@scripts/deps.sh fuzz
 	$(MAKE) -C c_src fuzz-bin
@@ -70,4 +74,4 @@ clean:
 	$(MAKE) -C c_src clean
 	rm -rf $(EBIN) _build
 
-.PHONY: all c c-asan c-unit erl test-build deps deps-test run test fuzz bench clean
+.PHONY: all c c-asan c-unit erl test-build deps deps-test run test docker-up fuzz bench clean

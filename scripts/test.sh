@@ -33,6 +33,34 @@ tally() {
 
 epmd -daemon >/dev/null 2>&1 || true
 
+# A Docker engine and the test image for the Docker suites (scripts/docker-up.sh). They see
+# SANDBOXD_DOCKER=1 when it is up and skip themselves otherwise. SANDBOXD_DOCKER=0 leaves Docker
+# alone; with SANDBOXD_REQUIRE_DOCKER=1 (.ci/run) an engine that cannot be brought up fails.
+echo "== Docker"
+if [ "${SANDBOXD_DOCKER:-}" = 0 ] && [ "${SANDBOXD_REQUIRE_DOCKER:-}" != 1 ]; then
+  unset SANDBOXD_DOCKER
+  echo "SANDBOXD_DOCKER=0: Docker suites will be skipped"
+  echo "docker: 0 passed, 0 failed, 1 skipped"
+  add 0 0 1
+else
+  scripts/docker-up.sh 2>&1 | tee "$LOGS/docker-up.out"
+  if [ "${PIPESTATUS[0]}" -eq 0 ]; then
+    export SANDBOXD_DOCKER=1
+    echo "docker: 1 passed, 0 failed"
+    add 1 0
+  elif [ "${SANDBOXD_REQUIRE_DOCKER:-}" = 1 ]; then
+    unset SANDBOXD_DOCKER
+    echo "FAIL  SANDBOXD_REQUIRE_DOCKER=1 and no Docker engine could be brought up (see above and _build/dockerd.log)"
+    echo "docker: 0 passed, 1 failed"
+    add 0 1
+  else
+    unset SANDBOXD_DOCKER
+    echo "Docker is not available: Docker suites will be skipped"
+    echo "docker: 0 passed, 0 failed, 1 skipped"
+    add 0 0 1
+  fi
+fi
+
 echo "== C unit tests (ASan+UBSan)"
 for t in _build/c/unit/test_*; do
   out=$LOGS/$(basename "$t").out
@@ -56,7 +84,7 @@ erl_suites() {
   tally "$out"
 }
 
-SUITES=(sbx_dist_tests sbx_fault_tests sbx_process_tests)
+SUITES=(sbx_dist_tests sbx_fault_tests sbx_process_tests sbx_docker_smoke_tests)
 erl_suites erl-release "$ROOT/priv/sandboxd" "${SUITES[@]}"
 
 # The same suites against the ASan+UBSan build; any sanitizer report fails the run.
