@@ -32,22 +32,28 @@ static int open_beneath(int dirfd, const char *path, int flags, mode_t mode) {
 /* Creates the parent directories of rel beneath dirfd. */
 static int make_parents(int dirfd, const char *rel) {
     char buf[1100];
+    int cur = dup(dirfd);
+    int rc = -1;
+    if (cur < 0)
+        return -1;
     snprintf(buf, sizeof buf, "%s", rel);
-    for (char *p = strchr(buf, '/'); p != NULL; p = strchr(p + 1, '/')) {
+    /* One component at a time, each relative to the directory just opened: nothing the
+     * sandbox renames in between can redirect a mkdir outside the workspace. */
+    char *name = buf;
+    for (char *p = strchr(name, '/'); p != NULL; name = p + 1, p = strchr(name, '/')) {
         *p = '\0';
-        int fd = open_beneath(dirfd, buf, O_PATH | O_DIRECTORY, 0);
-        if (fd < 0) {
-            /* mkdirat follows no symlink in its last component; the parent was checked. */
-            if (mkdirat(dirfd, buf, 0755) != 0 && errno != EEXIST)
-                return -1;
-            fd = open_beneath(dirfd, buf, O_PATH | O_DIRECTORY, 0);
-            if (fd < 0)
-                return -1;
-        }
-        close(fd);
-        *p = '/';
+        if (mkdirat(cur, name, 0755) != 0 && errno != EEXIST)
+            goto done;
+        int next = openat(cur, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (next < 0)
+            goto done;
+        close(cur);
+        cur = next;
     }
-    return 0;
+    rc = 0;
+done:
+    close(cur);
+    return rc;
 }
 
 /* Answers {error, {badarg, path, Why}} for errno e; an errno not listed is eacces. */
@@ -90,8 +96,18 @@ enum sbx_api_status sbx_api_copy_to(struct sbx_call *call) {
         reply_errno(call, errno);
         goto done;
     }
-    fd = open_beneath(dirfd, rel, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0644);
-    if (fd < 0) {
+    /* Non-blocking open: a FIFO planted by the workload must not stall the loop. */
+    fd = open_beneath(dirfd, rel, O_WRONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK, 0644);
+    struct stat wst;
+    if (fd < 0 || fstat(fd, &wst) != 0) {
+        reply_errno(call, errno);
+        goto done;
+    }
+    if (!S_ISREG(wst.st_mode)) {
+        reply_errno(call, EISDIR);
+        goto done;
+    }
+    if (ftruncate(fd, 0) != 0 || fcntl(fd, F_SETFL, 0) != 0) {
         reply_errno(call, errno);
         goto done;
     }
@@ -139,7 +155,7 @@ enum sbx_api_status sbx_api_copy_from(struct sbx_call *call) {
     if (sbx_decode_rel_path(call->args.buff, &idx, rel, sizeof rel, &bad) != 0)
         goto badarg;
     dirfd = open(sb->workspace, O_PATH | O_DIRECTORY | O_CLOEXEC);
-    fd = dirfd >= 0 ? open_beneath(dirfd, rel, O_RDONLY | O_NOFOLLOW, 0) : -1;
+    fd = dirfd >= 0 ? open_beneath(dirfd, rel, O_RDONLY | O_NOFOLLOW | O_NONBLOCK, 0) : -1;
     if (fd < 0 || fstat(fd, &st) != 0) {
         reply_errno(call, errno);
         goto done;
@@ -153,8 +169,13 @@ enum sbx_api_status sbx_api_copy_from(struct sbx_call *call) {
         goto done;
     }
     buf = malloc((size_t)st.st_size + 1);
+    if (buf == NULL) {
+        sbx_reply_error(&call->result, "limit_reached");
+        goto done;
+    }
+    fcntl(fd, F_SETFL, 0);
     size_t got = 0;
-    while (buf != NULL && got < (size_t)st.st_size) {
+    while (got < (size_t)st.st_size) {
         ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
         if (n < 0 && errno == EINTR)
             continue;
@@ -164,7 +185,7 @@ enum sbx_api_status sbx_api_copy_from(struct sbx_call *call) {
     }
     ei_x_encode_tuple_header(&call->result, 2);
     ei_x_encode_atom(&call->result, "ok");
-    ei_x_encode_binary(&call->result, buf != NULL ? buf : "", (int)got);
+    ei_x_encode_binary(&call->result, buf, (int)got);
     goto done;
 badarg:
     sbx_reply_badarg(&call->result, &bad);

@@ -144,6 +144,12 @@ static void adopt_one(void *arg, const char *id, const char *buf, size_t len) {
         sbx_journal_remove(core->state_dir, id);
         return;
     }
+    if (sbx_backend_for(type) == NULL) {
+        SBX_WARN("journal record for a backend this build lacks; left alone", "id=%s type=%s", id,
+                 sbx_type_name(type));
+        sbx_config_free(&cfg);
+        return;
+    }
     char status[MAXATOMLEN_UTF8];
     if (sbx_decode_atom(buf, &idx, status) != 0 || ei_decode_longlong(buf, &idx, &created) != 0 ||
         ei_decode_longlong(buf, &idx, &started) != 0 || ei_decode_long(buf, &idx, &restarts) != 0 ||

@@ -153,6 +153,14 @@ static void probe(evutil_socket_t fd, short what, void *arg) {
         return;
     }
     bufferevent_setcb(h->bev, http_read_cb, NULL, conn_event_cb, h);
+    /* One attempt may take at most what is left of the deadline, and 2 s. */
+    int64_t left = h->deadline - sbx_mono_ms();
+    if (left > 2000)
+        left = 2000;
+    if (left < 1)
+        left = 1;
+    struct timeval tmo = {(time_t)(left / 1000), (suseconds_t)(left % 1000) * 1000};
+    bufferevent_set_timeouts(h->bev, &tmo, &tmo);
     if (bufferevent_socket_connect(h->bev, (struct sockaddr *)&sa, sizeof sa) != 0)
         schedule(h);
 }

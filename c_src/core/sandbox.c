@@ -98,6 +98,8 @@ struct sbx_sandbox *sbx_sandbox_new(struct sbx_core *core, const char *id,
 
     if (sb == NULL) {
         *why = "out of memory";
+        sbx_config_free(cfg);
+        memset(cfg, 0, sizeof *cfg);
         goto err;
     }
     sb->core = core;
@@ -481,7 +483,7 @@ void sbx_sandbox_stop(struct sbx_sandbox *sb, const char *reason) {
         return;
     }
     set_status_atom(sb, SBX_ST_STOPPING, reason);
-    sb->backend->stop(sb, sb->destroying ? sb->core->stop_grace_ms : sb->core->stop_grace_ms);
+    sb->backend->stop(sb, sb->core->stop_grace_ms);
 }
 
 /* See sandbox.h. Idempotent. sb may be freed before this returns

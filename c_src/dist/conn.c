@@ -120,8 +120,15 @@ void sbx_conn_destroy(struct sbx_conn *c) {
 /* See conn.h. After a reject, waits for the output to drain
  * (conn_write_cb) before the reaper runs. */
 void sbx_conn_close(struct sbx_conn *c, const char *why) {
-    if (c->state == SBX_CONN_CLOSING)
+    if (c->state == SBX_CONN_CLOSING) {
+        /* Closing again while a last message was being flushed (the peer reset the
+         * socket): nothing will be written any more, destroy now. */
+        if (c->flush_then_close) {
+            c->flush_then_close = 0;
+            event_active(c->reaper, 0, 0);
+        }
         return;
+    }
     if (c->close_reason == NULL)
         c->close_reason = why;
     c->state = SBX_CONN_CLOSING;

@@ -106,6 +106,8 @@ static int on_link(struct sbx_node *node, const char *b, int idx) {
     if (decode_who(node, b, &idx, &from) != 0 || decode_who(node, b, &idx, &to) != 0 ||
         from.is_local || !to.is_local)
         return -1;
+    if (from.remote.conn_id == 0)
+        return 0; /* a process of a node we are not connected to: nothing to keep */
     struct sbx_proc *p = local_proc(node, &to);
     if (p == NULL)
         send_exit_atom(node, &to, &from.remote, "noproc");
@@ -245,6 +247,8 @@ static int on_monitor(struct sbx_node *node, const char *b, int idx, int add) {
 
     if (decode_who(node, b, &idx, &from) != 0 || from.is_local)
         return -1;
+    if (from.remote.conn_id == 0)
+        return 0; /* the watcher's node is not connected: its monitor could never fire */
     if (ei_get_type(b, &idx, &type, &size) != 0)
         return -1;
     int tidx = idx;

@@ -30,10 +30,20 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 }
 
 /* Listener error (for example EMFILE): logged only; the listener stays enabled. */
+static void resume_accept_cb(evutil_socket_t fd, short what, void *arg) {
+    (void)fd;
+    (void)what;
+    evconnlistener_enable(arg);
+}
+
+/* accept failed (out of descriptors, typically): pause accepting for a second rather
+ * than spin on a listener that stays readable. */
 static void accept_error_cb(struct evconnlistener *l, void *arg) {
-    (void)l;
-    (void)arg;
-    SBX_WARN("accept failed", "errno=%d", EVUTIL_SOCKET_ERROR());
+    struct sbx_node *node = arg;
+    struct timeval tv = {1, 0};
+    SBX_WARN("accept failed; pausing accepts for 1 s", "errno=%d", EVUTIL_SOCKET_ERROR());
+    evconnlistener_disable(l);
+    event_base_once(node->base, -1, EV_TIMEOUT, resume_accept_cb, l, &tv);
 }
 
 /* epmd only ever closes the registration socket: on EOF or error
@@ -196,9 +206,35 @@ static void conn_down_one(struct sbx_proc *p, void *arg) {
 
 /* See node.h. Unregistered processes linked through the connection are killed
  * with noconnection (their kill op runs); the others get their conn_down op. */
+struct pid_list {
+    uint32_t (*ids)[2];
+    size_t n;
+};
+
+static void collect_pid(struct sbx_proc *p, void *arg) {
+    struct pid_list *l = arg;
+    l->ids[l->n][0] = p->num;
+    l->ids[l->n][1] = p->serial;
+    l->n++;
+}
+
 void sbx_node_conn_down(struct sbx_node *node, uint64_t conn_id) {
     struct conn_down_ctx ctx = {node, conn_id};
-    sbx_proc_each(&node->procs, conn_down_one, &ctx);
+    /* Handling one process may end others (a cancelled create destroys its sandbox,
+     * which answers that sandbox's pending calls), so walk a snapshot of the pids and
+     * look each one up again. */
+    struct pid_list l = {calloc(node->procs.count + 1, sizeof *l.ids), 0};
+    if (l.ids == NULL) {
+        sbx_proc_each(&node->procs, conn_down_one, &ctx);
+        return;
+    }
+    sbx_proc_each(&node->procs, collect_pid, &l);
+    for (size_t i = 0; i < l.n; i++) {
+        struct sbx_proc *p = sbx_proc_find(&node->procs, l.ids[i][0], l.ids[i][1]);
+        if (p != NULL)
+            conn_down_one(p, &ctx);
+    }
+    free(l.ids);
 }
 
 /* See node.h. p is only read. */

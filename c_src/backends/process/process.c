@@ -100,16 +100,22 @@ static int list_pids(struct pstate *ps, pid_t *out, size_t cap) {
     return sbx_procfs_tree(ps->pid, ps->sid, out, cap);
 }
 
-/* Backend alive: the main process is not yet reaped, or something is left in the cgroup
- * or tree. Can be 0 while an end is still to be reported (ps->ending, watch_cb pending). */
-static int ps_alive(struct sbx_sandbox *sb) {
-    struct pstate *ps = ps_of(sb);
+/* The workload itself: its main process is not yet reaped, or something is left in the
+ * cgroup or tree. Can be 0 while an end is still to be reported (ps->ending). */
+static int workload_alive(struct pstate *ps) {
     pid_t pids[8];
-    if (ps == NULL)
-        return 0;
     if (ps->pid > 0 && !ps->main_done)
         return 1;
     return list_pids(ps, pids, 8) > 0;
+}
+
+static int ps_alive(struct sbx_sandbox *sb) {
+    struct pstate *ps = ps_of(sb);
+    if (ps == NULL)
+        return 0;
+    /* While ending (draining until watch_cb reports the end) it still counts as alive
+     * for stop's purposes, so that the end is reported exactly once. */
+    return ps->ending || workload_alive(ps);
 }
 
 /* Sends sig to all of the sandbox: through the cgroup (sbx_cgroup_kill, which blocks up
@@ -421,7 +427,7 @@ static void watch_cb(evutil_socket_t fd, short what, void *arg) {
         }
     }
     if (ps->ending) {
-        if (!ps_alive(sb)) {
+        if (!workload_alive(ps)) {
             finish_ending(sb);
             return;
         }
@@ -687,8 +693,15 @@ static int ps_exec(struct sbx_sandbox *sb, const struct sbx_strv *cmd,
         int n = sbx_procfs_tree(ps->pid, 0, kids, 2);
         spec.join_ns_of = n >= 2 ? (kids[0] == ps->pid ? kids[1] : kids[0]) : ps->pid;
     }
-    if (sb->cfg.user != NULL && sbx_spawn_lookup_user(sb->cfg.user, &spec.uid, &spec.gid) == 0)
+    if (sb->cfg.user != NULL) {
+        /* Never fall back to sandboxd's own user. */
+        if (sbx_spawn_lookup_user(sb->cfg.user, &spec.uid, &spec.gid) != 0) {
+            err->reason_atom = "backend";
+            snprintf(err->detail, sizeof err->detail, "no such user: %.200s", sb->cfg.user);
+            goto done;
+        }
         spec.set_user = 1;
+    }
     x->pid = sbx_spawn(&spec, &e, &stage);
     if (x->pid < 0) {
         err->reason_atom = "backend";
