@@ -48,6 +48,8 @@ tests() ->
      {health_check_tcp_http, 60000, fun health_tcp/0},
      {health_check_never_healthy, 60000, fun health_never/0},
      {copy_to_from, 60000, fun copy_files/0},
+     {copy_fifo_does_not_block, 60000, fun copy_fifo/0},
+     {exec_unknown_user_refused, 60000, fun exec_unknown_user/0},
      {shell, 60000, fun shell/0}].
 
 %%% ---------------------------------------------------------------------------------
@@ -1318,6 +1320,27 @@ health_never() ->
 
 %%% ---------------------------------------------------------------------------------
 %%% Files and shell
+
+%% A FIFO the workload plants in its workspace: copy_from/copy_to answer at once with an
+%% error instead of stalling the node (which keeps answering meanwhile).
+copy_fifo() ->
+    S = start(),
+    create_ok(S, ff, #{cmd => [<<"sleep">>, <<"300">>]}),
+    {ok, #{exit_code := 0}} = call(S, exec, [ff, <<"mkfifo pipe">>]),
+    T0 = now_ms(),
+    ?assertEqual({error, {badarg, path, eisdir}}, call(S, copy_from, [ff, <<"pipe">>])),
+    ?assertMatch({error, {badarg, path, _}}, call(S, copy_to, [ff, <<"pipe">>, <<"x">>])),
+    ?assert(now_ms() - T0 < 2000),
+    ?assertEqual(pong, call(S, ping, [])),
+    ok = call(S, destroy, [ff]).
+
+%% A sandbox whose user cannot be found: create fails; nothing runs as sandboxd's user.
+exec_unknown_user() ->
+    S = start(),
+    ?assertMatch({error, {backend, process, <<"no such user", _/binary>>}},
+                 call(S, create, [uu, process, #{cmd => [<<"sleep">>, <<"300">>],
+                                                 user => <<"no_such_user_xyz">>}])),
+    ?assertEqual([], call(S, list, [])).
 
 copy_files() ->
     S = start(),
