@@ -33,39 +33,19 @@
 %% Entry point. The bench runs in its own process so a crash or a hang still ends in
 %% cleanup (peers and sandboxd stopped) and a non-zero exit status.
 main() ->
-    T0 = erlang:monotonic_time(millisecond),
-    {Pid, Ref} = spawn_monitor(fun() -> exit({bench_result, run()}) end),
-    Code = receive
-               {'DOWN', Ref, process, Pid, {bench_result, ok}} ->
-                   0;
-               {'DOWN', Ref, process, Pid, {bench_result, {failed, Problems}}} ->
-                   io:format("~nFAILED: ~b problem(s):~n", [length(Problems)]),
-                   [io:format("  - ~s~n", [P]) || P <- Problems],
-                   1;
-               {'DOWN', Ref, process, Pid, Reason} ->
-                   io:format("~nFAILED: the bench crashed:~n  ~p~n", [Reason]),
-                   1
-           after ?WATCHDOG_MS ->
-                   exit(Pid, kill),
-                   io:format("~nFAILED: watchdog: the bench did not finish in ~b s~n",
-                             [?WATCHDOG_MS div 1000]),
-                   2
-           end,
-    catch sbx_test_util:cleanup(),
-    io:format("bench time: ~.1f s~n", [(erlang:monotonic_time(millisecond) - T0) / 1000]),
-    halt(Code).
+    sbx_bench_lib:guarded_main(fun run/0, ?WATCHDOG_MS, fun() -> ok end).
 
 run() ->
     put(problems, []),
-    RoundMs = env_int("BENCH_ROUND_MS", 2000),
-    Rounds = env_int("BENCH_ROUNDS", 5),
-    LatCalls = env_int("BENCH_LAT_CALLS", 10000),
-    NPeers = env_int("BENCH_PEERS", 100),
-    Batch = env_int("BENCH_PEER_BATCH", 10),
+    RoundMs = sbx_bench_lib:env_int("BENCH_ROUND_MS", 2000),
+    Rounds = sbx_bench_lib:env_int("BENCH_ROUNDS", 5),
+    LatCalls = sbx_bench_lib:env_int("BENCH_LAT_CALLS", 10000),
+    NPeers = sbx_bench_lib:env_int("BENCH_PEERS", 100),
+    Batch = sbx_bench_lib:env_int("BENCH_PEER_BATCH", 10),
 
     Sbx = sbx_test_util:start(#{sname => sbx_test_util:unique("sbx_bench_")}),
     #{node := SNode, os_pid := SPid} = Sbx,
-    write_pidfile(SPid),
+    sbx_bench_lib:write_pidfile(SPid),
     #{version := Vsn} = sbx_test_util:info(Sbx),
     io:format("sandboxd ~s  node ~s  os pid ~b~n", [Vsn, SNode, SPid]),
     io:format("caller node ~s  OTP ~s  ERTS ~s  schedulers ~b  logical cpus ~p~n",
@@ -88,12 +68,12 @@ run() ->
     summary(Tput, Lat),
 
     AfterLoad = mem(Sbx),
-    AnchorKb = status_kb(sbx_test_util:peer_os_pid(APeer), "VmRSS"),
+    AnchorKb = sbx_bench_lib:status_kb(sbx_test_util:peer_os_pid(APeer), "VmRSS"),
     sbx_test_util:stop_peer(APeer),
     io:format("~n== memory (sandboxd os pid ~b)~n", [SPid]),
     print_mem("RSS idle, fresh", Idle),
     print_mem("RSS idle, after the rpc load", AfterLoad),
-    io:format("  for scale: the anchor BEAM node (default flags) VmRSS ~s~n", [kb(AnchorKb)]),
+    io:format("  for scale: the anchor BEAM node (default flags) VmRSS ~s~n", [sbx_bench_lib:kb(AnchorKb)]),
 
     peers_phase(Sbx, NPeers, Batch, AfterLoad),
     final_check(Sbx),
@@ -177,7 +157,7 @@ note_hang(T, Result) ->
     case lists:member(?TIMED_OUT, tuple_to_list(Result)) of
         true ->
             put({hung, element(1, T)}, true),
-            problem("~s: an erpc:call got no answer within ~b ms; not calling it again",
+            sbx_bench_lib:problem("~s: an erpc:call got no answer within ~b ms; not calling it again",
                     [element(2, T), ?CALL_TIMEOUT]);
         false ->
             ok
@@ -278,8 +258,8 @@ peers_phase(#{node := SNode} = Sbx, N, Batch, Before) ->
     Pong = length([x || {ok, _, pong} <- Started]),
     io:format("  started ~b of ~b peers in ~.1f s; ~b answered pong~n",
               [length(Peers), N, (T1 - T0) / 1000, Pong]),
-    [problem("peer start failed: ~0p", [E]) || {error, E} <- Started],
-    [problem("peer's ping of sandboxd answered ~0p", [R])
+    [sbx_bench_lib:problem("peer start failed: ~0p", [E]) || {error, E} <- Started],
+    [sbx_bench_lib:problem("peer's ping of sandboxd answered ~0p", [R])
      || {ok, _, R} <- Started, R =/= pong],
     With = mem(Sbx),
     #{connections := Conns} = With,
@@ -287,12 +267,12 @@ peers_phase(#{node := SNode} = Sbx, N, Batch, Before) ->
     case {maps:get(vmrss_kb, With), maps:get(vmrss_kb, Before)} of
         {W, B0} when is_integer(W), is_integer(B0), Peers =/= [] ->
             io:format("  growth over idle: ~s total, ~.1f KiB per connected peer~n",
-                      [kb(W - B0), (W - B0) / length(Peers)]);
+                      [sbx_bench_lib:kb(W - B0), (W - B0) / length(Peers)]);
         _ -> ok
     end,
     case Conns >= N of
         true -> io:format("  connections ~b >= ~b: ok~n", [Conns, N]);
-        false -> problem("connections is ~b with ~b peers started, expected >= ~b",
+        false -> sbx_bench_lib:problem("connections is ~b with ~b peers started, expected >= ~b",
                          [Conns, length(Peers), N])
     end,
     T2 = erlang:monotonic_time(millisecond),
@@ -306,7 +286,7 @@ peers_phase(#{node := SNode} = Sbx, N, Batch, Before) ->
     print_mem("RSS after the peers left", After),
     case Settled of
         ok -> ok;
-        _ -> problem("connections still ~b 30 s after all peers stopped (was ~b before)",
+        _ -> sbx_bench_lib:problem("connections still ~b 30 s after all peers stopped (was ~b before)",
                      [maps:get(connections, After), Base])
     end.
 
@@ -327,7 +307,7 @@ mem(#{os_pid := OsPid} = Sbx) ->
     case sbx_test_util:info(Sbx) of
         #{memory_bytes := B, connections := C, processes := P} ->
             #{info_bytes => B, connections => C, processes => P,
-              vmrss_kb => status_kb(OsPid, "VmRSS"), vmhwm_kb => status_kb(OsPid, "VmHWM")};
+              vmrss_kb => sbx_bench_lib:status_kb(OsPid, "VmRSS"), vmhwm_kb => sbx_bench_lib:status_kb(OsPid, "VmHWM")};
         Other ->
             error({sandboxd_info_failed, Other})
     end.
@@ -336,38 +316,25 @@ print_mem(What, #{info_bytes := B, connections := C, processes := P, vmrss_kb :=
                   vmhwm_kb := Hwm}) ->
     io:format("  ~-32s ~s   (info memory_bytes ~b; /proc VmRSS ~s, VmHWM ~s; "
               "connections ~b, processes ~b)~n",
-              [What, kb(B div 1024), B, kb(Rss), kb(Hwm), C, P]).
+              [What, sbx_bench_lib:kb(B div 1024), B, sbx_bench_lib:kb(Rss), sbx_bench_lib:kb(Hwm), C, P]).
 
-status_kb(OsPid, Key) ->
-    case file:read_file("/proc/" ++ integer_to_list(OsPid) ++ "/status") of
-        {ok, Text} ->
-            case re:run(Text, "(?m)^" ++ Key ++ ":\\s+(\\d+) kB",
-                        [{capture, all_but_first, list}]) of
-                {match, [N]} -> list_to_integer(N);
-                nomatch -> undefined
-            end;
-        {error, _} ->
-            undefined
-    end.
 
-kb(N) when is_integer(N) -> io_lib:format("~.2f MiB", [N / 1024]);
-kb(_) -> "n/a".
 
 %% ---- end ------------------------------------------------------------------------
 
 %% sandboxd must still be running and answering after everything.
 final_check(#{node := SNode, os_pid := OsPid, port := Port} = Sbx) ->
     receive
-        {Port, {exit_status, St}} -> problem("sandboxd exited with status ~b", [St])
+        {Port, {exit_status, St}} -> sbx_bench_lib:problem("sandboxd exited with status ~b", [St])
     after 0 -> ok
     end,
     case file:read_file_info("/proc/" ++ integer_to_list(OsPid)) of
         {ok, _} -> ok;
-        {error, _} -> problem("sandboxd (os pid ~b) is gone", [OsPid])
+        {error, _} -> sbx_bench_lib:problem("sandboxd (os pid ~b) is gone", [OsPid])
     end,
     case call(SNode, sandbox, ping) of
         pong -> ok;
-        Other -> problem("final ping of sandboxd answered ~0p", [Other])
+        Other -> sbx_bench_lib:problem("final ping of sandboxd answered ~0p", [Other])
     end,
     Log = sbx_test_util:log_text(Sbx),
     Bad = [L || L <- binary:split(Log, <<"\n">>, [global]),
@@ -389,13 +356,9 @@ call(Node, M, F) ->
 bad_answers(_Label, _Phase, 0, _Firsts) ->
     ok;
 bad_answers(Label, Phase, Bad, Firsts) ->
-    problem("~s: ~b answer(s) in the ~s phase were not pong; first: ~0p",
+    sbx_bench_lib:problem("~s: ~b answer(s) in the ~s phase were not pong; first: ~0p",
             [Label, Bad, Phase, first_of(Firsts)]).
 
-problem(Fmt, Args) ->
-    Text = lists:flatten(io_lib:format(Fmt, Args)),
-    io:format("  PROBLEM: ~s~n", [Text]),
-    put(problems, [Text | get(problems)]).
 
 first(none, X) -> X;
 first(F, _) -> F.
@@ -431,15 +394,4 @@ native_s(D) -> erlang:convert_time_unit(D, native, nanosecond) / 1.0e9.
 
 native_us(D) -> erlang:convert_time_unit(D, native, nanosecond) / 1000.
 
-env_int(Name, Default) ->
-    case os:getenv(Name) of
-        false -> Default;
-        "" -> Default;
-        V -> list_to_integer(V)
-    end.
 
-write_pidfile(OsPid) ->
-    case os:getenv("SBX_BENCH_PIDFILE") of
-        false -> ok;
-        File -> ok = file:write_file(File, integer_to_list(OsPid))
-    end.

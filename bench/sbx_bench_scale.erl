@@ -44,38 +44,17 @@
 -define(T_RSS_KB, 65536).
 
 main() ->
-    T0 = erlang:monotonic_time(millisecond),
     ets:new(?PIDS, [named_table, public, set]),
-    {Pid, Ref} = spawn_monitor(fun() -> exit({bench_result, run()}) end),
-    Code = receive
-               {'DOWN', Ref, process, Pid, {bench_result, ok}} ->
-                   0;
-               {'DOWN', Ref, process, Pid, {bench_result, {failed, Problems}}} ->
-                   io:format("~nFAILED: ~b problem(s):~n", [length(Problems)]),
-                   [io:format("  - ~s~n", [P]) || P <- Problems],
-                   1;
-               {'DOWN', Ref, process, Pid, Reason} ->
-                   io:format("~nFAILED: the bench crashed:~n  ~p~n", [Reason]),
-                   1
-           after ?WATCHDOG_MS ->
-                   exit(Pid, kill),
-                   io:format("~nFAILED: watchdog: the bench did not finish in ~b s~n",
-                             [?WATCHDOG_MS div 1000]),
-                   2
-           end,
-    catch sbx_test_util:cleanup(),
-    catch kill_leftovers(),
-    catch node_cgroups_left(),
-    io:format("bench time: ~.1f s~n", [(erlang:monotonic_time(millisecond) - T0) / 1000]),
-    halt(Code).
+    sbx_bench_lib:guarded_main(fun run/0, ?WATCHDOG_MS,
+                               fun() -> catch kill_leftovers(), catch node_cgroups_left() end).
 
 run() ->
     put(problems, []),
-    N = env_int("BENCH_SANDBOXES", 1000),
-    Chunk = max(1, env_int("BENCH_CHUNK", 100)),
-    ListReps = max(1, env_int("BENCH_LIST_REPS", 20)),
-    ConcW = env_int("BENCH_CONC_WORKERS", 8),
-    ConcN = env_int("BENCH_CONC_SANDBOXES", 200),
+    N = sbx_bench_lib:env_int("BENCH_SANDBOXES", 1000),
+    Chunk = max(1, sbx_bench_lib:env_int("BENCH_CHUNK", 100)),
+    ListReps = max(1, sbx_bench_lib:env_int("BENCH_LIST_REPS", 20)),
+    ConcW = sbx_bench_lib:env_int("BENCH_CONC_WORKERS", 8),
+    ConcN = sbx_bench_lib:env_int("BENCH_CONC_SANDBOXES", 200),
     StateDir = state_dir(),
 
     SName = sbx_test_util:unique("sbx_scale_"),
@@ -83,7 +62,7 @@ run() ->
                                 args => ["--state-dir", StateDir,
                                          "--shutdown-policy", "destroy"]}),
     #{node := SNode, os_pid := SPid} = Sbx,
-    write_pidfile(SPid),
+    sbx_bench_lib:write_pidfile(SPid),
     ets:insert(?PIDS, {node, SNode}),
     #{version := Vsn} = sbx_test_util:info(Sbx),
     io:format("sandboxd ~s  node ~s  os pid ~b  state dir ~s  max open files ~s~n",
@@ -133,10 +112,10 @@ run() ->
     With = snapshot(Sbx),
     print_snapshot("with sandboxes", With),
     print_growth(Base, With, length(Refs)),
-    ARss = status_kb(AOsPid, "VmRSS"),
+    ARss = sbx_bench_lib:status_kb(AOsPid, "VmRSS"),
     AFds = length(fds(AOsPid)),
     io:format("  for scale: the anchor node with ~b ports: VmRSS ~s, ~b open fds~n",
-              [erpc:call(ANode, sbx_bench_scale_anchor, count, []), kb(ARss), AFds]),
+              [erpc:call(ANode, sbx_bench_scale_anchor, count, []), sbx_bench_lib:kb(ARss), AFds]),
 
     %% ---- sequential destroys
     io:format("~n== ~b sequential destroys~n", [length(Refs)]),
@@ -158,7 +137,7 @@ run() ->
     io:format("~nanchor teardown (close ports, SIGTERM the sleeps, wait): ~0p~n", [AStop]),
     case AStop of
         {ok, #{left := 0}} -> ok;
-        _ -> problem("the anchor's teardown left sleeps: ~0p", [AStop])
+        _ -> sbx_bench_lib:problem("the anchor's teardown left sleeps: ~0p", [AStop])
     end,
     sbx_test_util:stop_peer(APeer),
 
@@ -235,11 +214,11 @@ create_one(Which, Node, I, Acc) ->
 bad(Which, Text) ->
     N = case get({bad, Which}) of undefined -> 1; B -> B + 1 end,
     put({bad, Which}, N),
-    problem("~s: ~s", [Which, Text]),
+    sbx_bench_lib:problem("~s: ~s", [Which, Text]),
     case N >= ?MAX_BAD of
         true ->
             put({stopped, Which}, true),
-            problem("~s: ~b wrong replies; no more calls to it in this phase", [Which, N]);
+            sbx_bench_lib:problem("~s: ~b wrong replies; no more calls to it in this phase", [Which, N]);
         false -> ok
     end.
 
@@ -249,9 +228,9 @@ check_created(Sbx, Refs, N) ->
     #{sandboxes := Count} = sbx_test_util:info(Sbx),
     io:format("  sandboxd: ~b of ~b creates ok; ~b of their pids are running `sleep 1000`; "
               "info() sandboxes ~b~n", [length(Refs), N, length(Alive), Count]),
-    [problem("only ~b of sandboxd's ~b created pids run `sleep 1000`",
+    [sbx_bench_lib:problem("only ~b of sandboxd's ~b created pids run `sleep 1000`",
              [length(Alive), length(Refs)]) || length(Alive) =/= length(Refs)],
-    [problem("info() says ~b sandboxes after ~b creates", [Count, length(Refs)])
+    [sbx_bench_lib:problem("info() says ~b sandboxes after ~b creates", [Count, length(Refs)])
      || Count =/= length(Refs)],
     ok.
 
@@ -303,13 +282,13 @@ list_phase(SNode, ANode, N, Reps) ->
              _ when is_list(L), length(L) =:= N ->
                  Ids = lists:sort([maps:get(id, M) || M <- L]),
                  Want = lists:sort([sbx_id("s", I) || I <- lists:seq(1, N)]),
-                 [problem("list() ids differ from the ones created", []) || Ids =/= Want],
+                 [sbx_bench_lib:problem("list() ids differ from the ones created", []) || Ids =/= Want],
                  true;
              _ when is_list(L) ->
-                 problem("list() returned ~b sandboxes, expected ~b", [length(L), N]),
+                 sbx_bench_lib:problem("list() returned ~b sandboxes, expected ~b", [length(L), N]),
                  true;
              _ ->
-                 problem("list() replied ~0P", [L, 20]),
+                 sbx_bench_lib:problem("list() replied ~0P", [L, 20]),
                  false
          end,
     Times = case Ok of
@@ -387,26 +366,26 @@ check_released(What, Sbx, Base, Refs) ->
     case NFds - length(BaseFds) of
         0 -> io:format("  fds: ~b, the baseline: every fd released~n", [NFds]);
         D ->
-            problem("~s: sandboxd has ~b open fds, the baseline was ~b (~+b) after "
+            sbx_bench_lib:problem("~s: sandboxd has ~b open fds, the baseline was ~b (~+b) after "
                     "waiting ~b ms; extra: ~s", [What, NFds, length(BaseFds), D, Waited,
                                                   fd_diff(maps:get(fds, S1), BaseFds)])
     end,
     case Left of
         [] -> io:format("  none of sandboxd's ~b sleeps is left~n", [length(Refs)]);
-        _ -> problem("~s: ~b of sandboxd's sleeps still run after ~b ms, e.g. pid ~b",
+        _ -> sbx_bench_lib:problem("~s: ~b of sandboxd's sleeps still run after ~b ms, e.g. pid ~b",
                      [What, length(Left), Waited, hd(Left)])
     end,
-    [problem("~s: sandboxd still has ~b child process(es): ~0P",
+    [sbx_bench_lib:problem("~s: sandboxd still has ~b child process(es): ~0P",
              [What, length(C), C, 10]) || C <- [maps:get(children, S1)], C =/= []],
     #{sandboxes := NS} = S1,
-    [problem("~s: info() still says ~b sandboxes", [What, NS]) || NS =/= 0],
+    [sbx_bench_lib:problem("~s: info() still says ~b sandboxes", [What, NS]) || NS =/= 0],
     case erpc:call(maps:get(node, Sbx), sandbox, list, [], ?CALL_TIMEOUT) of
         [] -> ok;
-        L -> problem("~s: list() still returns ~b sandboxes", [What, len(L)])
+        L -> sbx_bench_lib:problem("~s: list() still returns ~b sandboxes", [What, len(L)])
     end,
-    [problem("~s: ~b per-sandbox cgroup dir(s) left: ~0p", [What, cg_total(CG), CG])
+    [sbx_bench_lib:problem("~s: ~b per-sandbox cgroup dir(s) left: ~0p", [What, cg_total(CG), CG])
      || CG <- [maps:get(cgroups, S1)], cg_total(CG) > 0],
-    [problem("~s: ~b entries left in the state dir's sandboxes/: ~0P",
+    [sbx_bench_lib:problem("~s: ~b entries left in the state dir's sandboxes/: ~0P",
              [What, length(E), E, 10]) || E <- [maps:get(state_entries, S1)], E =/= []],
     S1.
 
@@ -448,23 +427,23 @@ conc_phase(#{node := SNode} = Sbx, Base, W, M) ->
     write_sleep_pidfile(),
     Bad = [{Id, R} || {Id, {_, R}} <- lists:zip(Ids, CRes),
                       not lists:keymember(Id, 1, Good)],
-    [problem("concurrent create(~s) replied ~0P", [Id, R, 30])
+    [sbx_bench_lib:problem("concurrent create(~s) replied ~0P", [Id, R, 30])
      || {Id, R} <- lists:sublist(Bad, 5)],
-    [problem("concurrent creates: ~b wrong replies in all", [length(Bad)]) || length(Bad) > 5],
+    [sbx_bench_lib:problem("concurrent creates: ~b wrong replies in all", [length(Bad)]) || length(Bad) > 5],
     io:format("  creates: ~b ok in ~.2f s = ~.1f creates/s~n",
               [length(Good), native_s(CWall), length(Good) / max(1.0e-9, native_s(CWall))]),
     CSt = report_times("create, concurrent", [T || {_, T, _} <- Good]),
     {LT, L} = timed(SNode, sandbox, list, []),
     io:format("  list() of ~b: ~.2f ms~n", [len(L), native_ms(LT)]),
-    [problem("concurrent variant: list() returned ~b, expected ~b", [len(L), length(Good)])
+    [sbx_bench_lib:problem("concurrent variant: list() returned ~b, expected ~b", [len(L), length(Good)])
      || len(L) =/= length(Good)],
     GoodIds = [Id || {Id, _, _} <- Good],
     {DWall, DRes} = pmap_w(fun(Id) -> timed(SNode, sandbox, destroy, [Id]) end, GoodIds, W),
     DOk = [T || {T, ok} <- DRes],
     DBad = [{Id, R} || {Id, {_, R}} <- lists:zip(GoodIds, DRes), R =/= ok],
-    [problem("concurrent destroy(~s) replied ~0P", [Id, R, 30])
+    [sbx_bench_lib:problem("concurrent destroy(~s) replied ~0P", [Id, R, 30])
      || {Id, R} <- lists:sublist(DBad, 5)],
-    [problem("concurrent destroys: ~b wrong replies in all", [length(DBad)])
+    [sbx_bench_lib:problem("concurrent destroys: ~b wrong replies in all", [length(DBad)])
      || length(DBad) > 5],
     io:format("  destroys: ~b ok in ~.2f s = ~.1f destroys/s~n",
               [length(DOk), native_s(DWall), length(DOk) / max(1.0e-9, native_s(DWall))]),
@@ -520,10 +499,10 @@ summary(#{n := N, sbx_c := SC, anc_c := AC, list := L, with := With, base := Bas
     #{vmrss_kb := R1, info_bytes := IB} = With,
     io:format("  RSS with ~b idle     ~s VmRSS (info memory_bytes ~s; ~s before)   "
               "target < ~b MiB: ~s~n",
-              [N, kb(R1), kb(IB div 1024), kb(maps:get(vmrss_kb, Base)), ?T_RSS_KB div 1024,
+              [N, sbx_bench_lib:kb(R1), sbx_bench_lib:kb(IB div 1024), sbx_bench_lib:kb(maps:get(vmrss_kb, Base)), ?T_RSS_KB div 1024,
                met(R1, fun(V) -> V < ?T_RSS_KB end)]),
     io:format("  RSS after destroy   ~s VmRSS (VmHWM ~s)~n",
-              [kb(maps:get(vmrss_kb, Aft)), kb(maps:get(vmhwm_kb, Aft))]),
+              [sbx_bench_lib:kb(maps:get(vmrss_kb, Aft)), sbx_bench_lib:kb(maps:get(vmhwm_kb, Aft))]),
     F0 = length(maps:get(fds, Base)),
     F1 = length(maps:get(fds, With)),
     F2 = length(maps:get(fds, Aft)),
@@ -572,8 +551,8 @@ snapshot(#{os_pid := OsPid, node := Node} = Sbx) ->
     #{info_bytes => maps:get(memory_bytes, Info),
       sandboxes => maps:get(sandboxes, Info),
       connections => maps:get(connections, Info),
-      vmrss_kb => status_kb(OsPid, "VmRSS"),
-      vmhwm_kb => status_kb(OsPid, "VmHWM"),
+      vmrss_kb => sbx_bench_lib:status_kb(OsPid, "VmRSS"),
+      vmhwm_kb => sbx_bench_lib:status_kb(OsPid, "VmHWM"),
       fds => fds(OsPid),
       procs => Procs,
       sleeps => length([P || {P, _, _, A} <- Procs, A =:= ?SLEEP_ARGV]),
@@ -588,14 +567,14 @@ print_snapshot(What, S) ->
     io:format("  ~s: VmRSS ~s (VmHWM ~s; info memory_bytes ~s)  open fds ~b  sandboxes ~b~n"
               "    children ~b (zombies ~b)  `sleep 1000` processes on the machine ~b  "
               "per-sandbox cgroup dirs ~s~n",
-              [What, kb(Rss), kb(Hwm), kb(B div 1024), length(Fds), NS, length(Ch), Z, Sl,
+              [What, sbx_bench_lib:kb(Rss), sbx_bench_lib:kb(Hwm), sbx_bench_lib:kb(B div 1024), length(Fds), NS, length(Ch), Z, Sl,
                cg_text(CG)]).
 
 print_growth(Base, With, N) when N > 0 ->
     case {maps:get(vmrss_kb, With), maps:get(vmrss_kb, Base)} of
         {W, B} when is_integer(W), is_integer(B) ->
             io:format("  growth: ~s VmRSS, ~.1f KiB and ~.1f fds per sandbox~n",
-                      [kb(W - B), (W - B) / N,
+                      [sbx_bench_lib:kb(W - B), (W - B) / N,
                        (length(maps:get(fds, With)) - length(maps:get(fds, Base))) / N]);
         _ -> ok
     end;
@@ -663,16 +642,6 @@ state_entries() ->
         _ -> []
     end.
 
-status_kb(OsPid, Key) ->
-    case file:read_file("/proc/" ++ integer_to_list(OsPid) ++ "/status") of
-        {ok, Text} ->
-            case re:run(Text, "(?m)^" ++ Key ++ ":\\s+(\\d+) kB",
-                        [{capture, all_but_first, list}]) of
-                {match, [N]} -> list_to_integer(N);
-                nomatch -> undefined
-            end;
-        {error, _} -> undefined
-    end.
 
 max_fds(OsPid) ->
     case file:read_file("/proc/" ++ integer_to_list(OsPid) ++ "/limits") of
@@ -684,8 +653,6 @@ max_fds(OsPid) ->
         _ -> "?"
     end.
 
-kb(N) when is_integer(N) -> io_lib:format("~.2f MiB", [N / 1024]);
-kb(_) -> "n/a".
 
 kib(N) when is_integer(N), N > 0 -> io_lib:format("~.1f KiB", [N / 1024]);
 kib(_) -> "n/a".
@@ -709,7 +676,7 @@ pinger_take(P) ->
     P ! {take, self()},
     Acc = receive {pinger, P, A} -> A end,
     Bad = [R || {_, R} <- Acc, R =/= pong],
-    [problem("~b ping(s) during the bench did not answer pong; first: ~0P",
+    [sbx_bench_lib:problem("~b ping(s) during the bench did not answer pong; first: ~0P",
              [length(Bad), hd(Bad), 20]) || Bad =/= []],
     [T || {T, pong} <- Acc].
 
@@ -719,16 +686,16 @@ pinger_stop(P) -> unlink(P), P ! stop.
 
 final_check(#{node := SNode, os_pid := OsPid, port := Port} = Sbx) ->
     receive
-        {Port, {exit_status, St}} -> problem("sandboxd exited with status ~b", [St])
+        {Port, {exit_status, St}} -> sbx_bench_lib:problem("sandboxd exited with status ~b", [St])
     after 0 -> ok
     end,
     case file:read_file_info("/proc/" ++ integer_to_list(OsPid)) of
         {ok, _} -> ok;
-        {error, _} -> problem("sandboxd (os pid ~b) is gone", [OsPid])
+        {error, _} -> sbx_bench_lib:problem("sandboxd (os pid ~b) is gone", [OsPid])
     end,
     case element(2, timed(SNode, sandbox, ping, [])) of
         pong -> ok;
-        Other -> problem("final ping of sandboxd answered ~0p", [Other])
+        Other -> sbx_bench_lib:problem("final ping of sandboxd answered ~0p", [Other])
     end,
     Log = sbx_test_util:log_text(Sbx),
     Lines = binary:split(Log, <<"\n">>, [global]),
@@ -808,10 +775,6 @@ report_times(Label, Samples) ->
 
 sbx_id(Prefix, I) -> iolist_to_binary(io_lib:format("scale-~s~4..0b", [Prefix, I])).
 
-problem(Fmt, Args) ->
-    Text = lists:flatten(io_lib:format(Fmt, Args)),
-    io:format("  PROBLEM: ~s~n", [Text]),
-    put(problems, [Text | get(problems)]).
 
 chunks([], _) -> [];
 chunks(L, N) when length(L) =< N -> [L];
@@ -823,12 +786,6 @@ native_s(D) -> erlang:convert_time_unit(D, native, nanosecond) / 1.0e9.
 
 native_ms(D) -> erlang:convert_time_unit(D, native, nanosecond) / 1.0e6.
 
-env_int(Name, Default) ->
-    case os:getenv(Name) of
-        false -> Default;
-        "" -> Default;
-        V -> list_to_integer(V)
-    end.
 
 state_dir() ->
     D = case os:getenv("BENCH_STATE_DIR") of
@@ -843,11 +800,6 @@ state_dir() ->
     put(state_dir, D),
     D.
 
-write_pidfile(OsPid) ->
-    case os:getenv("SBX_BENCH_PIDFILE") of
-        false -> ok;
-        File -> ok = file:write_file(File, integer_to_list(OsPid))
-    end.
 
 write_sleep_pidfile() ->
     case os:getenv("SBX_BENCH_SLEEP_PIDFILE") of
