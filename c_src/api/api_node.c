@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "api/api.h"
+#include "backends/backend.h"
 #include "dist/conn.h"
 #include "dist/control.h"
 #include "core/core.h"
@@ -80,11 +81,13 @@ enum sbx_api_status sbx_api_info(struct sbx_call *call) {
     ei_x_encode_atom(x, "backends");
     ei_x_encode_map_header(x, 4);
     for (size_t i = 0; i < 4; i++) {
+        const struct sbx_backend *be = sbx_backend_for((enum sbx_type)i);
+        const char *why = "not built";
         ei_x_encode_atom(x, backends[i]);
-        if (i == 0 && core != NULL)
+        if (core != NULL && be != NULL && be->available(core, &why))
             ei_x_encode_atom(x, "available");
         else
-            encode_unavailable(x, "not built yet");
+            encode_unavailable(x, why);
     }
     return SBX_API_DONE;
 }

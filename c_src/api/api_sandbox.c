@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/event.h>
+
 #include "api/api.h"
 #include "api/reply.h"
 #include "core/core.h"
@@ -104,8 +106,65 @@ static void create_health_done(struct sbx_sandbox *sb, uint64_t key, int healthy
     sbx_sandbox_destroy(sb, "unhealthy");
 }
 
-/* See api.h. Pending only while a health check runs, and a caller that leaves then destroys
- * the sandbox. Otherwise answers at once; a sandbox that failed to start is freed again. */
+/* Zero-delay timer: destroys the sandbox (by id) whose start failed, outside any waiter
+ * callback. Frees the id. */
+static void destroy_failed_cb(evutil_socket_t fd, short what, void *arg) {
+    char *id = arg;
+    struct sbx_sandbox *sb = sbx_sandbox_find(sbx_core_get(), id);
+    (void)fd;
+    (void)what;
+    if (sb != NULL && !sb->destroying && sb->status == SBX_ST_ERROR)
+        sbx_sandbox_destroy(sb, "destroyed");
+    free(id);
+}
+
+/* Starts the health check of a create that is running, or answers {ok, Sandbox}. The
+ * answer may be pending (SBX_API_PENDING; call->state and cancel set). */
+static enum sbx_api_status create_running(struct sbx_call *call, struct sbx_sandbox *sb) {
+    if (sb->cfg.health.type == SBX_HC_NONE) {
+        reply_ok_sandbox(call, sb);
+        return SBX_API_DONE;
+    }
+    if (call->state == NULL)
+        call->state = strdup(sb->id);
+    call->cancel = create_cancel;
+    if (call->state == NULL || sbx_health_start(sb, sbx_call_key(call), create_health_done) != 0) {
+        sbx_sandbox_destroy(sb, "destroyed");
+        free(call->state);
+        call->state = NULL;
+        sbx_reply_error(&call->result, "timeout");
+        return SBX_API_DONE;
+    }
+    return SBX_API_PENDING;
+}
+
+/* Waiter of a create whose backend start was pending: running goes on to the health check;
+ * a failed start answers the backend's error and the sandbox is destroyed right after. */
+static void create_started(struct sbx_sandbox *sb, uint64_t key, int ok) {
+    struct sbx_call *call = sbx_call_from_key(sbx_core_get()->node, key);
+    if (call == NULL)
+        return;
+    if (ok && create_running(call, sb) == SBX_API_PENDING)
+        return;
+    if (!ok) {
+        if (sb->start_err.reason_atom != NULL)
+            sbx_reply_err(&call->result, sbx_type_name(sb->cfg.type), &sb->start_err);
+        else
+            sbx_reply_error(&call->result, "timeout");
+        char *id = strdup(sb->id);
+        struct timeval now = {0, 0};
+        if (id != NULL &&
+            event_base_once(sbx_core_get()->base, -1, EV_TIMEOUT, destroy_failed_cb, id, &now) != 0)
+            free(id);
+    }
+    free(call->state);
+    call->state = NULL;
+    sbx_call_done(call);
+}
+
+/* See api.h. Pending while the backend brings the workload up or a health check runs; a
+ * caller that leaves then destroys the sandbox. A sandbox that failed to start is freed
+ * again, and the backend's error answered. */
 enum sbx_api_status sbx_api_create(struct sbx_call *call) {
     struct sbx_core *core = sbx_core_get();
     char id[SBX_ID_MAX + 1];
@@ -115,7 +174,7 @@ enum sbx_api_status sbx_api_create(struct sbx_call *call) {
     enum sbx_type type;
     struct sbx_rpid owner = {0};
     const char *why;
-    int idx;
+    int idx, rc;
 
     memset(&cfg, 0, sizeof cfg);
     memset(&err, 0, sizeof err);
@@ -138,8 +197,8 @@ enum sbx_api_status sbx_api_create(struct sbx_call *call) {
         }
     }
     const struct sbx_backend *be = sbx_backend_for(type);
-    if (be == NULL) {
-        sbx_reply_unavailable(&call->result, sbx_type_name(type), "not built yet");
+    if (be == NULL || !be->available(core, &why)) {
+        sbx_reply_unavailable(&call->result, sbx_type_name(type), be == NULL ? "not built" : why);
         goto done;
     }
     if (sbx_sandbox_find(core, id) != NULL) {
@@ -157,7 +216,8 @@ enum sbx_api_status sbx_api_create(struct sbx_call *call) {
         sbx_reply_err(&call->result, sbx_type_name(type), &err);
         goto done;
     }
-    if (sbx_sandbox_start(sb, &err) != 0) {
+    rc = sbx_sandbox_start(sb, &err);
+    if (rc < 0) {
         sbx_sandbox_free(sb);
         sbx_reply_err(&call->result, sbx_type_name(type), &err);
         goto done;
@@ -173,20 +233,20 @@ enum sbx_api_status sbx_api_create(struct sbx_call *call) {
         }
         ei_x_free(&ref);
     }
-    if (sb->cfg.health.type != SBX_HC_NONE) {
+    if (rc == SBX_START_PENDING) {
         call->state = strdup(sb->id);
         call->cancel = create_cancel;
-        if (call->state == NULL || sbx_health_start(sb, sbx_call_key(call), create_health_done) != 0) {
-            sbx_sandbox_destroy(sb, "destroyed");
+        if (call->state == NULL ||
+            sbx_sandbox_wait(sb, 1u << SBX_ST_RUNNING, sbx_call_key(call), create_started) != 0) {
             free(call->state);
             call->state = NULL;
-            sbx_reply_error(&call->result, "timeout");
+            sbx_sandbox_destroy(sb, "destroyed");
+            sbx_reply_error(&call->result, "limit_reached");
             return SBX_API_DONE;
         }
         return SBX_API_PENDING;
     }
-    reply_ok_sandbox(call, sb);
-    return SBX_API_DONE;
+    return create_running(call, sb);
 badarg:
     sbx_reply_badarg(&call->result, &bad);
 done:
@@ -220,15 +280,36 @@ enum sbx_api_status sbx_api_destroy(struct sbx_call *call) {
     return SBX_API_PENDING;
 }
 
-/* Waiter callback of stop, start and restart: {ok, Sandbox},
- * or {error, timeout} if the wait failed. */
+/* Waiter callback of stop, start and restart: {ok, Sandbox}, the backend's error when a
+ * start failed, or {error, timeout} if the wait failed otherwise. */
 static void status_done(struct sbx_sandbox *sb, uint64_t key, int ok) {
+    struct sbx_call *call;
+    if (!ok && sb != NULL && sb->status == SBX_ST_ERROR && sb->start_err.reason_atom != NULL &&
+        (call = sbx_call_from_key(sbx_core_get()->node, key)) != NULL) {
+        free(call->state);
+        call->state = NULL;
+        sbx_reply_err(&call->result, sbx_type_name(sb->cfg.type), &sb->start_err);
+        sbx_call_done(call);
+        return;
+    }
     answer_waiter(sb, key, ok, "timeout");
 }
 
-/* Answers a failed start with the backend's error. */
-static void start_failed(struct sbx_call *call, struct sbx_sandbox *sb, const struct sbx_err *err) {
-    sbx_reply_err(&call->result, sbx_type_name(sb->cfg.type), err);
+/* Starts sb for start/restart and answers: at once, or pending until running. */
+static enum sbx_api_status start_and_answer(struct sbx_call *call, struct sbx_sandbox *sb) {
+    struct sbx_err err = {0};
+    int rc = sbx_sandbox_start(sb, &err);
+    if (rc < 0) {
+        sbx_reply_err(&call->result, sbx_type_name(sb->cfg.type), &err);
+        return SBX_API_DONE;
+    }
+    if (rc == SBX_START_PENDING &&
+        sbx_sandbox_wait(sb, 1u << SBX_ST_RUNNING, sbx_call_key(call), status_done) == 0) {
+        call->cancel = cancel_plain;
+        return SBX_API_PENDING;
+    }
+    reply_ok_sandbox(call, sb);
+    return SBX_API_DONE;
 }
 
 /* See api.h. Answers at once when nothing is running; otherwise pending until
@@ -257,7 +338,6 @@ enum sbx_api_status sbx_api_stop(struct sbx_call *call) {
 /* See api.h. While stopping, pending until the restart that
  * follows the stop is running; otherwise answers at once. */
 enum sbx_api_status sbx_api_start(struct sbx_call *call) {
-    struct sbx_err err = {0};
     struct sbx_sandbox *sb = find_arg(call, 0);
     if (sb == NULL)
         return SBX_API_DONE;
@@ -271,27 +351,17 @@ enum sbx_api_status sbx_api_start(struct sbx_call *call) {
         sbx_sandbox_wait(sb, 1u << SBX_ST_RUNNING, sbx_call_key(call), status_done);
         return SBX_API_PENDING;
     }
-    if (sbx_sandbox_start(sb, &err) != 0)
-        start_failed(call, sb, &err);
-    else
-        reply_ok_sandbox(call, sb);
-    return SBX_API_DONE;
+    return start_and_answer(call, sb);
 }
 
 /* See api.h. Nothing alive: starts at once. Otherwise stops,
  * then starts again, pending until running. */
 enum sbx_api_status sbx_api_restart(struct sbx_call *call) {
-    struct sbx_err err = {0};
     struct sbx_sandbox *sb = find_arg(call, 0);
     if (sb == NULL)
         return SBX_API_DONE;
-    if (!sb->backend->alive(sb) && sb->status != SBX_ST_STOPPING) {
-        if (sbx_sandbox_start(sb, &err) != 0)
-            start_failed(call, sb, &err);
-        else
-            reply_ok_sandbox(call, sb);
-        return SBX_API_DONE;
-    }
+    if (!sb->backend->alive(sb) && sb->status != SBX_ST_STOPPING)
+        return start_and_answer(call, sb);
     sb->restart_after_stop = 1;
     call->cancel = cancel_plain;
     sbx_sandbox_wait(sb, 1u << SBX_ST_RUNNING, sbx_call_key(call), status_done);
@@ -524,6 +594,35 @@ enum sbx_api_status sbx_api_logs1(struct sbx_call *call) { return do_logs(call, 
 enum sbx_api_status sbx_api_logs2(struct sbx_call *call) { return do_logs(call, 1); }
 
 typedef int (*query_fn)(struct sbx_sandbox *sb, ei_x_buff *x, struct sbx_err *err);
+typedef int (*query_async_fn)(struct sbx_sandbox *sb, uint64_t key, sbx_value_done_fn done,
+                              struct sbx_err *err);
+
+/* Answer of an asynchronous backend query for a call that may be gone: {ok, Value} or
+ * the backend's error. */
+static void query_done(struct sbx_sandbox *sb, uint64_t key, const char *term, size_t len,
+                       const struct sbx_err *err) {
+    struct sbx_call *call = sbx_call_from_key(sbx_core_get()->node, key);
+    if (call == NULL)
+        return;
+    if (term != NULL && err == NULL) {
+        ei_x_encode_tuple_header(&call->result, 2);
+        ei_x_encode_atom(&call->result, "ok");
+        ei_x_append_buf(&call->result, term, (int)len);
+    } else {
+        static const struct sbx_err unknown = {"backend", "no answer"};
+        sbx_reply_err(&call->result, sbx_type_name(sb->cfg.type), err != NULL ? err : &unknown);
+    }
+    sbx_call_done(call);
+}
+
+/* Call cancel of an asynchronous query: the backend drops it. */
+static void query_cancel(struct sbx_call *call) {
+    struct sbx_sandbox *sb = call->state != NULL ? sbx_sandbox_find(sbx_core_get(), call->state)
+                                                 : NULL;
+    if (sb != NULL && sb->backend->exec_cancel != NULL)
+        sb->backend->exec_cancel(sb, sbx_call_key(call));
+    cancel_plain(call);
+}
 
 /* metrics/1 and processes/1: answers {ok, Value} from the backend, or its error. */
 static enum sbx_api_status do_query(struct sbx_call *call, int metrics) {
@@ -532,6 +631,18 @@ static enum sbx_api_status do_query(struct sbx_call *call, int metrics) {
     struct sbx_sandbox *sb = find_arg(call, 0);
     if (sb == NULL)
         return SBX_API_DONE;
+    query_async_fn afn = metrics ? sb->backend->metrics_async : sb->backend->processes_async;
+    if (afn != NULL) {
+        call->state = strdup(sb->id);
+        call->cancel = query_cancel;
+        if (call->state != NULL && afn(sb, sbx_call_key(call), query_done, &err) == 0)
+            return SBX_API_PENDING;
+        free(call->state);
+        call->state = NULL;
+        call->cancel = NULL;
+        sbx_reply_err(&call->result, sbx_type_name(sb->cfg.type), &err);
+        return SBX_API_DONE;
+    }
     query_fn fn = metrics ? sb->backend->metrics : sb->backend->processes;
     ei_x_new(&v);
     if (fn(sb, &v, &err) != 0) {

@@ -36,13 +36,32 @@ struct sbx_exec_result {
 typedef void (*sbx_exec_done_fn)(uint64_t key, const struct sbx_exec_result *res,
                                  const struct sbx_err *err);
 
+/* Answer of an asynchronous query (metrics, processes, copy): term is the encoded value
+ * (no version byte) on success, or NULL with err set. sb is alive during the call: a
+ * backend never calls it after release() or detach() of that sandbox. key is the one the
+ * query was started with (0 for the core's own metrics timer). */
+typedef void (*sbx_value_done_fn)(struct sbx_sandbox *sb, uint64_t key, const char *term,
+                                  size_t len, const struct sbx_err *err);
+
+/* A BEAM node a sandbox hosts (beam_node, or a container with `beam`), for remote_call,
+ * get_state and tracing. */
+struct sbx_beam_target {
+    char node[256];   /* full node name, name@host */
+    char cookie[256]; /* its cookie */
+};
+
+/* sbx_backend.start's answers. */
+#define SBX_START_DONE 0     /* running now */
+#define SBX_START_PENDING 1  /* the backend calls sbx_sandbox_started() later */
+
 struct sbx_backend {
     const char *name;
     enum sbx_type type;
     /* 1 if usable; else 0 with *why (static). */
     int (*available)(struct sbx_core *core, const char **why);
-    /* Starts the workload; status goes running (or error) through set_status. 0, or -1
-     * with *err and nothing left running. */
+    /* Starts the workload. SBX_START_DONE when it runs now; SBX_START_PENDING when it is
+     * coming up (the backend calls sbx_sandbox_started(sb, NULL) once it runs, or with an
+     * error once whatever it made is gone again); -1 with *err and nothing left running. */
     int (*start)(struct sbx_sandbox *sb, struct sbx_err *err);
     /* Stops the workload: SIGTERM, SIGKILL after grace_ms; sets status `to` (stopped,
      * or the status the caller asked) with reason when everything is gone. */
@@ -64,6 +83,28 @@ struct sbx_backend {
     /* Appends the metrics map / processes list to x. 0 or -1 with *err. */
     int (*metrics)(struct sbx_sandbox *sb, ei_x_buff *x, struct sbx_err *err);
     int (*processes)(struct sbx_sandbox *sb, ei_x_buff *x, struct sbx_err *err);
+    /* Optional asynchronous forms, used instead of metrics/processes when set: 0 and
+     * done(sb, key, ...) later (never inside this call), or -1 with *err. A query still
+     * under way at release()/detach() is dropped without calling done. */
+    int (*metrics_async)(struct sbx_sandbox *sb, uint64_t key, sbx_value_done_fn done,
+                         struct sbx_err *err);
+    int (*processes_async)(struct sbx_sandbox *sb, uint64_t key, sbx_value_done_fn done,
+                           struct sbx_err *err);
+    /* Optional: copy_to / copy_from through the backend (NULL: the core reads and writes
+     * the workspace on the host). path is as the caller gave it (checked: no NUL, no ".."
+     * component, at most 1024 bytes; absolute paths only reach a backend with these).
+     * copy_to answers done with term `ok`; copy_from with the file's binary. Same rules as
+     * the async queries; exec_cancel(sb, key) abandons one whose caller left. */
+    int (*copy_to)(struct sbx_sandbox *sb, const char *path, const char *data, size_t len,
+                   uint64_t key, sbx_value_done_fn done, struct sbx_err *err);
+    int (*copy_from)(struct sbx_sandbox *sb, const char *path, uint64_t key,
+                     sbx_value_done_fn done, struct sbx_err *err);
+    /* Optional: during destroy, once the workload has ended, removes what the backend made
+     * outside sandboxd (a container and its anonymous volumes), then calls done(sb)
+     * (possibly inside this call). destroy answers only after done. */
+    void (*remove)(struct sbx_sandbox *sb, void (*done)(struct sbx_sandbox *sb));
+    /* Optional: 0 and *t filled when the sandbox hosts a BEAM node, else -1. */
+    int (*beam_target)(struct sbx_sandbox *sb, struct sbx_beam_target *t);
     /* Appends the shell description map to x. */
     int (*shell)(struct sbx_sandbox *sb, ei_x_buff *x, struct sbx_err *err);
     /* Re-attaches to a workload journalled by an earlier run (record: the decoded
@@ -78,5 +119,7 @@ struct sbx_backend {
 const struct sbx_backend *sbx_backend_for(enum sbx_type type);
 
 extern const struct sbx_backend sbx_backend_process;
+extern const struct sbx_backend sbx_backend_docker;
+extern const struct sbx_backend sbx_backend_beam;
 
 #endif

@@ -11,6 +11,7 @@
  * Lengths are counted in bytes after that encoding. */
 #include "core/config.h"
 
+#include <ctype.h>
 #include <ei.h>
 #include <math.h>
 #include <stdio.h>
@@ -904,43 +905,152 @@ err:
 
 /* ---- type-specific keys checked for shape only --------------------------------------- */
 
-/* A proper list of strings (atoms too with STR_ATOM), each non-empty and at most max
- * bytes: {field, not_a_list | not_a_string | ...}. Owns nothing afterwards. */
-static int check_string_list(const char *buf, int *idx, const char *field, unsigned flags,
-                             size_t max, struct sbx_badarg *err) {
+/* A proper list of non-empty strings (atoms too with STR_ATOM), at most max bytes each
+ * and at most 256 of them, into *out (the caller's on success, zeroed on failure). */
+static int get_string_list(const char *buf, int *idx, const char *field, unsigned flags,
+                           size_t max, struct sbx_strv *out, struct sbx_badarg *err) {
+    struct sbx_strv v = {0, NULL};
     int i = *idx, arity = 0;
     int r = list_open(buf, &i, &arity);
     if (r != 0) {
         fail(err, field, r == 1 ? WHY_NOT_A_STRING : WHY_NOT_A_LIST);
-        return -1;
+        goto err;
     }
-    for (int k = 0; k < arity; k++)
-        if (check_string(buf, &i, field, flags, max, err) != 0)
-            return -1;
+    if (arity > 256) {
+        fail(err, field, WHY_TOO_MANY);
+        goto err;
+    }
+    v.v = calloc((size_t)arity + 1, sizeof *v.v);
+    if (v.v == NULL) {
+        fail(err, field, WHY_NO_MEMORY);
+        goto err;
+    }
+    for (int k = 0; k < arity; k++) {
+        if (get_nonempty(buf, &i, field, flags, max, &v.v[k], err) != 0)
+            goto err;
+        v.n++;
+    }
     if (list_close(buf, &i, arity) != 0) {
         fail(err, field, WHY_NOT_A_LIST);
-        return -1;
+        goto err;
     }
+    *out = v;
     *idx = i;
+    return 0;
+err:
+    strv_free(&v);
+    memset(out, 0, sizeof *out);
+    return -1;
+}
+
+/* erl_args: a list of strings, or one binary split at spaces. *out as get_string_list. */
+static int get_erl_args(const char *buf, int *idx, struct sbx_strv *out, struct sbx_badarg *err) {
+    char *s = NULL, *save = NULL;
+    struct sbx_strv v = {0, NULL};
+    if (tag_at(buf, *idx) != ERL_BINARY_EXT)
+        return get_string_list(buf, idx, "erl_args", 0, CMD_ARG_MAX, out, err);
+    if (get_nonempty(buf, idx, "erl_args", 0, CMD_ARG_MAX, &s, err) != 0)
+        return -1;
+    size_t words = 1;
+    for (const char *p = s; *p != '\0'; p++)
+        words += *p == ' ';
+    v.v = calloc(words + 1, sizeof *v.v);
+    if (v.v == NULL) {
+        fail(err, "erl_args", WHY_NO_MEMORY);
+        goto err;
+    }
+    for (char *w = strtok_r(s, " ", &save); w != NULL; w = strtok_r(NULL, " ", &save)) {
+        v.v[v.n] = dup_bytes(w, strlen(w));
+        if (v.v[v.n] == NULL) {
+            fail(err, "erl_args", WHY_NO_MEMORY);
+            goto err;
+        }
+        v.n++;
+    }
+    free(s);
+    *out = v;
+    return 0;
+err:
+    free(s);
+    strv_free(&v);
+    return -1;
+}
+
+/* A port number at *idx: an integer in lo..65535. */
+static int get_port_num(const char *buf, int *idx, int lo, int *out, struct sbx_badarg *err) {
+    long long v;
+    if (get_int(buf, idx, "ports", lo, 65535, &v, err) != 0)
+        return -1;
+    *out = (int)v;
     return 0;
 }
 
-/* Docker ports: a proper list of {HostPort, ContainerPort} tuples or maps. Shape only;
- * owns nothing. */
-static int check_ports(const char *buf, int *idx, struct sbx_badarg *err) {
-    int i = *idx, arity = 0;
-    if (list_open(buf, &i, &arity) != 0) {
-        fail(err, "ports", WHY_NOT_A_LIST);
-        return -1;
-    }
-    for (int k = 0; k < arity; k++) {
-        unsigned char t = tag_at(buf, i);
-        int ok = t == ERL_MAP_EXT ||
-                 (t == ERL_SMALL_TUPLE_EXT && (unsigned char)buf[i + 1] == 2);
-        if (!ok || ei_skip_term(buf, &i) != 0) {
+enum { P_HOST, P_CONTAINER, P_PROTOCOL, P_COUNT };
+static const struct key_def PORT_KEYS[P_COUNT] = {
+    [P_HOST] = {"host", 1}, [P_CONTAINER] = {"container", 1}, [P_PROTOCOL] = {"protocol", 1},
+};
+static const char *const PROTO_NAMES[] = {"tcp", "udp"};
+
+/* One port: {HostPort, ContainerPort} or #{host, container, protocol}. Owns nothing. */
+static int get_port(const char *buf, int *idx, struct sbx_port *out, struct sbx_badarg *err) {
+    int i = *idx, arity = 0, proto = 0;
+    memset(out, 0, sizeof *out);
+    if (tag_at(buf, i) == ERL_SMALL_TUPLE_EXT) {
+        if (ei_decode_tuple_header(buf, &i, &arity) != 0 || arity != 2) {
             fail(err, "ports", WHY_UNKNOWN_VALUE);
             return -1;
         }
+        if (get_port_num(buf, &i, 0, &out->host, err) != 0 ||
+            get_port_num(buf, &i, 1, &out->container, err) != 0)
+            return -1;
+    } else if (tag_at(buf, i) == ERL_MAP_EXT) {
+        struct key_pos pos[P_COUNT];
+        int end = i, j;
+        if (scan_map(buf, &end, "ports", PORT_KEYS, P_COUNT, 1, pos, err) != 0)
+            return -1;
+        if (pos[P_CONTAINER].val < 0) {
+            fail(err, "ports", WHY_MISSING);
+            return -1;
+        }
+        j = pos[P_CONTAINER].val;
+        if (get_port_num(buf, &j, 1, &out->container, err) != 0)
+            return -1;
+        j = pos[P_HOST].val;
+        if (j >= 0 && get_port_num(buf, &j, 0, &out->host, err) != 0)
+            return -1;
+        j = pos[P_PROTOCOL].val;
+        if (j >= 0 && get_enum(buf, &j, "ports", PROTO_NAMES, 2, &proto, err) != 0)
+            return -1;
+        i = end;
+    } else {
+        fail(err, "ports", WHY_UNKNOWN_VALUE);
+        return -1;
+    }
+    snprintf(out->proto, sizeof out->proto, "%s", PROTO_NAMES[proto]);
+    *idx = i;
+    return 0;
+}
+
+/* Docker ports: a proper list of at most 64 ports into c->ports. */
+static int get_ports(const char *buf, int *idx, struct sbx_config *c, struct sbx_badarg *err) {
+    int i = *idx, arity = 0;
+    if (list_open(buf, &i, &arity) != 0) {
+        fail(err, "ports", WHY_NOT_A_LIST);
+        return -1;
+    }
+    if (arity > 64) {
+        fail(err, "ports", WHY_TOO_MANY);
+        return -1;
+    }
+    c->ports = calloc((size_t)arity + 1, sizeof *c->ports);
+    if (c->ports == NULL) {
+        fail(err, "ports", WHY_NO_MEMORY);
+        return -1;
+    }
+    for (int k = 0; k < arity; k++) {
+        if (get_port(buf, &i, &c->ports[k], err) != 0)
+            return -1;
+        c->nports++;
     }
     if (list_close(buf, &i, arity) != 0) {
         fail(err, "ports", WHY_NOT_A_LIST);
@@ -950,24 +1060,118 @@ static int check_ports(const char *buf, int *idx, struct sbx_badarg *err) {
     return 0;
 }
 
-/* Docker volumes: a proper list or a map. Shape only; owns nothing. */
-static int check_volumes(const char *buf, int *idx, struct sbx_badarg *err) {
-    int i = *idx, arity = 0;
-    if (tag_at(buf, i) == ERL_MAP_EXT && ei_skip_term(buf, &i) == 0) {
-        *idx = i;
-        return 0;
+/* "host:container[:ro]" from a host path and a container path (both absolute). */
+static char *make_bind(const char *host, const char *ctr, const char *mode,
+                       struct sbx_badarg *err) {
+    if (host[0] != '/' || ctr[0] != '/' || strchr(host, ':') != NULL || strchr(ctr, ':') != NULL) {
+        fail(err, "volumes", WHY_NOT_ABSOLUTE);
+        return NULL;
     }
-    if (list_open(buf, &i, &arity) != 0) {
+    size_t n = strlen(host) + strlen(ctr) + strlen(mode) + 3;
+    char *b = malloc(n);
+    if (b == NULL) {
+        fail(err, "volumes", WHY_NO_MEMORY);
+        return NULL;
+    }
+    snprintf(b, n, "%s:%s%s%s", host, ctr, mode[0] ? ":" : "", mode);
+    return b;
+}
+
+/* Docker volumes: a list of "host:container[:ro]" strings or {Host, Container} tuples,
+ * or a map Host => Container, into c->volumes (at most 64). */
+static int get_volumes(const char *buf, int *idx, struct sbx_config *c, struct sbx_badarg *err) {
+    int i = *idx, arity = 0, is_map = tag_at(buf, i) == ERL_MAP_EXT;
+    if (is_map ? ei_decode_map_header(buf, &i, &arity) != 0 : list_open(buf, &i, &arity) != 0) {
         fail(err, "volumes", WHY_NOT_A_LIST);
         return -1;
     }
-    for (int k = 0; k < arity && ei_skip_term(buf, &i) == 0; k++)
-        ;
-    if (list_close(buf, &i, arity) != 0) {
+    if (arity > 64) {
+        fail(err, "volumes", WHY_TOO_MANY);
+        return -1;
+    }
+    c->volumes.v = calloc((size_t)arity + 1, sizeof *c->volumes.v);
+    if (c->volumes.v == NULL) {
+        fail(err, "volumes", WHY_NO_MEMORY);
+        return -1;
+    }
+    for (int k = 0; k < arity; k++) {
+        char *a = NULL, *b = NULL, *bind = NULL;
+        int t = 0;
+        if (!is_map && tag_at(buf, i) != ERL_SMALL_TUPLE_EXT) {
+            if (get_nonempty(buf, &i, "volumes", 0, PATH_LEN_MAX * 2, &a, err) != 0)
+                return -1;
+            char *colon = strchr(a, ':');
+            if (a[0] != '/' || colon == NULL || colon[1] != '/') {
+                free(a);
+                fail(err, "volumes", WHY_NOT_ABSOLUTE);
+                return -1;
+            }
+            c->volumes.v[c->volumes.n++] = a;
+            continue;
+        }
+        if (!is_map && (ei_decode_tuple_header(buf, &i, &t) != 0 || t != 2)) {
+            fail(err, "volumes", WHY_UNKNOWN_VALUE);
+            return -1;
+        }
+        if (get_nonempty(buf, &i, "volumes", 0, PATH_LEN_MAX, &a, err) == 0 &&
+            get_nonempty(buf, &i, "volumes", 0, PATH_LEN_MAX, &b, err) == 0)
+            bind = make_bind(a, b, "", err);
+        free(a);
+        free(b);
+        if (bind == NULL)
+            return -1;
+        c->volumes.v[c->volumes.n++] = bind;
+    }
+    if (!is_map && list_close(buf, &i, arity) != 0) {
         fail(err, "volumes", WHY_NOT_A_LIST);
         return -1;
     }
     *idx = i;
+    return 0;
+}
+
+enum { B_NAME, B_COOKIE, B_COUNT };
+static const struct key_def BEAM_KEYS[B_COUNT] = {[B_NAME] = {"name", 1}, [B_COOKIE] = {"cookie", 1}};
+
+/* docker's beam => #{name => Node, cookie => Cookie}: both required. */
+static int get_docker_beam(const char *buf, int *idx, struct sbx_config *c,
+                           struct sbx_badarg *err) {
+    struct key_pos pos[B_COUNT];
+    int end = *idx, j;
+    if (scan_map(buf, &end, "beam", BEAM_KEYS, B_COUNT, 1, pos, err) != 0)
+        return -1;
+    if (pos[B_NAME].val < 0 || pos[B_COOKIE].val < 0) {
+        fail(err, pos[B_NAME].val < 0 ? "name" : "cookie", WHY_MISSING);
+        return -1;
+    }
+    j = pos[B_NAME].val;
+    if (get_nonempty(buf, &j, "name", STR_ATOM, NAME_LEN_MAX, &c->node_name, err) != 0)
+        return -1;
+    if (strchr(c->node_name, '@') == NULL) {
+        fail(err, "name", WHY_INVALID_CHARACTERS);
+        return -1;
+    }
+    j = pos[B_COOKIE].val;
+    if (get_nonempty(buf, &j, "cookie", STR_ATOM, NAME_LEN_MAX, &c->cookie, err) != 0)
+        return -1;
+    c->has_beam = 1;
+    *idx = end;
+    return 0;
+}
+
+/* A node name for beam_node: letters, digits, '_' and '-' before an optional @host. */
+static int get_node_name(const char *buf, int *idx, char **out, struct sbx_badarg *err) {
+    if (get_nonempty(buf, idx, "name", STR_ATOM, NAME_LEN_MAX, out, err) != 0)
+        return -1;
+    for (const char *p = *out; *p != '\0' && *p != '@'; p++)
+        if (!(isalnum((unsigned char)*p) || *p == '_' || *p == '-')) {
+            fail(err, "name", WHY_INVALID_CHARACTERS);
+            return -1;
+        }
+    if ((*out)[0] == '@') {
+        fail(err, "name", WHY_EMPTY);
+        return -1;
+    }
     return 0;
 }
 
@@ -979,7 +1183,7 @@ enum {
     K_ISOLATION, K_USER,
     K_IMAGE, K_PORTS, K_VOLUMES, K_NETWORK, K_PULL,
     K_NAME, K_CODE_PATHS, K_APPS, K_ERL_ARGS, K_COOKIE,
-    K_KERNEL, K_INITRD, K_DISK, K_ACCEL,
+    K_KERNEL, K_INITRD, K_DISK, K_ACCEL, K_BEAM,
     K_COUNT
 };
 
@@ -1021,11 +1225,12 @@ static const struct key_def CONFIG_KEYS[K_COUNT] = {
     [K_INITRD] = {"initrd", T_VM},
     [K_DISK] = {"disk", T_VM},
     [K_ACCEL] = {"accel", T_VM},
+    [K_BEAM] = {"beam", T_DOCKER},
 };
 
 static const char *const RESTART_NAMES[] = {"never", "on_failure", "always"};
 static const char *const ISOLATION_NAMES[] = {"none", "namespaces"};
-static const char *const PULL_NAMES[] = {"never", "if_missing", "always"};
+static const char *const PULL_NAMES[] = {"if_missing", "never", "always"}; /* enum sbx_pull */
 static const char *const ACCEL_NAMES[] = {"kvm", "tcg", "auto"};
 
 /* A user: a non-empty string, or a uid (stored as its decimal string). *out is the
@@ -1137,20 +1342,22 @@ static int config_value(const char *buf, int i, int k, struct sbx_config *c,
         c->isolation = (enum sbx_isolation)e;
         return 0;
     case K_USER: return get_user(buf, &i, &c->user, err);
-    /* Later work decodes these for their backends; here only their shape is checked. */
-    case K_IMAGE: return check_string(buf, &i, f, 0, PATH_LEN_MAX, err);
-    case K_PORTS: return check_ports(buf, &i, err);
-    case K_VOLUMES: return check_volumes(buf, &i, err);
-    case K_NETWORK: return check_string(buf, &i, f, 0, NAME_LEN_MAX, err);
-    case K_PULL: return get_enum(buf, &i, f, PULL_NAMES, 3, &e, err);
-    case K_NAME: return check_string(buf, &i, f, STR_ATOM, NAME_LEN_MAX, err);
-    case K_CODE_PATHS: return check_string_list(buf, &i, f, 0, PATH_LEN_MAX, err);
-    case K_APPS: return check_string_list(buf, &i, f, STR_ATOM, NAME_LEN_MAX, err);
-    case K_ERL_ARGS:
-        if (tag_at(buf, i) == ERL_BINARY_EXT)
-            return check_string(buf, &i, f, 0, CMD_ARG_MAX, err);
-        return check_string_list(buf, &i, f, 0, CMD_ARG_MAX, err);
-    case K_COOKIE: return check_string(buf, &i, f, STR_ATOM, NAME_LEN_MAX, err);
+    case K_IMAGE: return get_nonempty(buf, &i, f, 0, PATH_LEN_MAX, &c->image, err);
+    case K_PORTS: return get_ports(buf, &i, c, err);
+    case K_VOLUMES: return get_volumes(buf, &i, c, err);
+    case K_NETWORK: return get_nonempty(buf, &i, f, 0, NAME_LEN_MAX, &c->network, err);
+    case K_PULL:
+        if (get_enum(buf, &i, f, PULL_NAMES, 3, &e, err) != 0)
+            return -1;
+        c->pull = (enum sbx_pull)e;
+        return 0;
+    case K_NAME: return get_node_name(buf, &i, &c->node_name, err);
+    case K_CODE_PATHS: return get_string_list(buf, &i, f, 0, PATH_LEN_MAX, &c->code_paths, err);
+    case K_APPS: return get_string_list(buf, &i, f, STR_ATOM, NAME_LEN_MAX, &c->apps, err);
+    case K_ERL_ARGS: return get_erl_args(buf, &i, &c->erl_args, err);
+    case K_COOKIE: return get_nonempty(buf, &i, f, STR_ATOM, NAME_LEN_MAX, &c->cookie, err);
+    case K_BEAM: return get_docker_beam(buf, &i, c, err);
+    /* vm keys: only their shape is checked until a vm backend exists. */
     case K_KERNEL: case K_INITRD: case K_DISK:
         return check_string(buf, &i, f, 0, PATH_LEN_MAX, err);
     case K_ACCEL: return get_enum(buf, &i, f, ACCEL_NAMES, 3, &e, err);
@@ -1218,6 +1425,15 @@ void sbx_config_free(struct sbx_config *c) {
     health_free(&c->health);
     free(c->workspace);
     free(c->user);
+    free(c->image);
+    free(c->ports);
+    strv_free(&c->volumes);
+    free(c->network);
+    free(c->node_name);
+    free(c->cookie);
+    strv_free(&c->code_paths);
+    strv_free(&c->apps);
+    strv_free(&c->erl_args);
     free(c->raw);
     memset(c, 0, sizeof *c);
 }

@@ -51,6 +51,15 @@ struct sbx_health_check {
     int interval_ms;      /* between probes, default 250 */
 };
 
+enum sbx_pull { SBX_PULL_IF_MISSING = 0, SBX_PULL_NEVER, SBX_PULL_ALWAYS };
+
+/* A published port: host 0 lets Docker choose. proto "tcp" or "udp". */
+struct sbx_port {
+    int host;
+    int container;
+    char proto[4];
+};
+
 struct sbx_config {
     enum sbx_type type;
     struct sbx_strv cmd;   /* a single binary Cmd becomes ["/bin/sh", "-c", Cmd] */
@@ -70,6 +79,20 @@ struct sbx_config {
     int64_t metrics_interval_ms; /* default 1000 */
     enum sbx_isolation isolation;
     char *user;            /* user name or numeric uid; NULL: sandboxd's own */
+    /* docker */
+    char *image;
+    struct sbx_port *ports;
+    size_t nports;
+    struct sbx_strv volumes; /* Docker Binds: "host:container" or "host:container:ro" */
+    char *network;
+    enum sbx_pull pull;      /* default if_missing */
+    /* beam_node (and docker's `beam => #{name, cookie}`) */
+    char *node_name;         /* beam_node `name` / docker beam.name; NULL: default */
+    char *cookie;            /* NULL: generated (beam_node) */
+    struct sbx_strv code_paths;
+    struct sbx_strv apps;
+    struct sbx_strv erl_args;
+    int has_beam;            /* docker: the container runs a BEAM node */
     char *raw;             /* the config map exactly as given (encoded, no version) */
     size_t raw_len;
 };

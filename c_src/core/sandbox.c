@@ -362,6 +362,18 @@ static void set_status_atom(struct sbx_sandbox *sb, enum sbx_status to, const ch
     ei_x_free(&r);
 }
 
+/* Status error with {start_failed, Detail}; the error is kept in sb->start_err. */
+static void start_failed(struct sbx_sandbox *sb, const struct sbx_err *err) {
+    ei_x_buff r;
+    sb->start_err = *err;
+    ei_x_new(&r);
+    ei_x_encode_tuple_header(&r, 2);
+    ei_x_encode_atom(&r, "start_failed");
+    ei_x_encode_binary(&r, err->detail, (int)strlen(err->detail));
+    sbx_sandbox_set_status(sb, SBX_ST_ERROR, r.buff, (size_t)r.index);
+    ei_x_free(&r);
+}
+
 /* See sandbox.h. Needs a backend (sb->backend not NULL).
  * Status changes run waiter callbacks inside this call. */
 int sbx_sandbox_start(struct sbx_sandbox *sb, struct sbx_err *err) {
@@ -369,18 +381,26 @@ int sbx_sandbox_start(struct sbx_sandbox *sb, struct sbx_err *err) {
         set_status_atom(sb, SBX_ST_STARTING, "start");
     sb->stop_requested = 0;
     sb->exit.kind = 0;
-    if (sb->backend->start(sb, err) != 0) {
-        ei_x_buff r;
-        ei_x_new(&r);
-        ei_x_encode_tuple_header(&r, 2);
-        ei_x_encode_atom(&r, "start_failed");
-        ei_x_encode_binary(&r, err->detail, (int)strlen(err->detail));
-        sbx_sandbox_set_status(sb, SBX_ST_ERROR, r.buff, (size_t)r.index);
-        ei_x_free(&r);
+    memset(&sb->start_err, 0, sizeof sb->start_err);
+    int rc = sb->backend->start(sb, err);
+    if (rc < 0) {
+        start_failed(sb, err);
         return -1;
     }
+    if (rc == SBX_START_PENDING)
+        return SBX_START_PENDING;
     sbx_sandbox_set_status(sb, SBX_ST_RUNNING, NULL, 0);
     return 0;
+}
+
+/* See sandbox.h. Ignored unless the sandbox is starting. */
+void sbx_sandbox_started(struct sbx_sandbox *sb, const struct sbx_err *err) {
+    if (sb->status != SBX_ST_STARTING)
+        return;
+    if (err != NULL)
+        start_failed(sb, err);
+    else
+        sbx_sandbox_set_status(sb, SBX_ST_RUNNING, NULL, 0);
 }
 
 /* Restart-policy timer: starts the workload again, unless the
@@ -418,13 +438,21 @@ static void maybe_restart(struct sbx_sandbox *sb) {
         evtimer_add(sb->restart_timer, &tv);
 }
 
-/* The last step of destroy: wakes the SBX_WAIT_GONE waiters,
- * fails the others, frees sb. sb is invalid on return. */
-static void finish_destroy(struct sbx_sandbox *sb) {
+/* The last step of destroy, once the backend removed what it made: wakes the
+ * SBX_WAIT_GONE waiters, fails the others, frees sb. sb is invalid on return. */
+static void destroy_removed(struct sbx_sandbox *sb) {
     SBX_INFO("sandbox destroyed", "id=%s reason=%s", sb->id, sb->stop_reason ? sb->stop_reason : "destroyed");
     wake(sb, SBX_WAIT_GONE, 1);
     sbx_sandbox_fail_waiters(sb);
     sbx_sandbox_free(sb);
+}
+
+/* Destroy after the workload ended: the backend's remove step (if any), then the rest. */
+static void finish_destroy(struct sbx_sandbox *sb) {
+    if (sb->backend != NULL && sb->backend->remove != NULL)
+        sb->backend->remove(sb, destroy_removed);
+    else
+        destroy_removed(sb);
 }
 
 /* See sandbox.h. Runs waiter callbacks; when destroying, sb is freed before this returns. */
@@ -537,6 +565,32 @@ void sbx_sandbox_output(struct sbx_sandbox *sb, int stream, const char *data, si
     ei_x_free(&c.data);
 }
 
+/* Publishes a processes event when the list changed (pid, name, status). */
+static void publish_processes(struct sbx_sandbox *sb, const char *term, size_t len) {
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)term[i]) * 1099511628211ull;
+    if (h != sb->processes_hash) {
+        sb->processes_hash = h;
+        sbx_subs_publish(sb->core, sb, SBX_TOPIC_PROCESSES, term, len, -1);
+    }
+}
+
+/* Answers of the asynchronous queries the metrics timer started (key 0). */
+static void async_metrics_done(struct sbx_sandbox *sb, uint64_t key, const char *term, size_t len,
+                               const struct sbx_err *err) {
+    (void)key;
+    if (term != NULL && err == NULL)
+        sbx_subs_publish(sb->core, sb, SBX_TOPIC_METRICS, term, len, 5);
+}
+
+static void async_processes_done(struct sbx_sandbox *sb, uint64_t key, const char *term,
+                                 size_t len, const struct sbx_err *err) {
+    (void)key;
+    if (term != NULL && err == NULL)
+        publish_processes(sb, term, len);
+}
+
 /* Metrics timer: publishes a metrics event, and a processes event
  * when the list changed, to whoever wants them; then re-arms. */
 static void metrics_cb(evutil_socket_t fd, short what, void *arg) {
@@ -546,26 +600,26 @@ static void metrics_cb(evutil_socket_t fd, short what, void *arg) {
     (void)what;
     memset(&err, 0, sizeof err);
     if (sbx_subs_wanted(sb->core, sb, SBX_TOPIC_METRICS)) {
-        ei_x_buff p;
-        ei_x_new(&p);
-        if (sb->backend->metrics(sb, &p, &err) == 0)
-            sbx_subs_publish(sb->core, sb, SBX_TOPIC_METRICS, p.buff, (size_t)p.index, 5);
-        ei_x_free(&p);
+        if (sb->backend->metrics_async != NULL) {
+            sb->backend->metrics_async(sb, 0, async_metrics_done, &err);
+        } else {
+            ei_x_buff p;
+            ei_x_new(&p);
+            if (sb->backend->metrics(sb, &p, &err) == 0)
+                sbx_subs_publish(sb->core, sb, SBX_TOPIC_METRICS, p.buff, (size_t)p.index, 5);
+            ei_x_free(&p);
+        }
     }
     if (sbx_subs_wanted(sb->core, sb, SBX_TOPIC_PROCESSES)) {
-        ei_x_buff p;
-        ei_x_new(&p);
-        if (sb->backend->processes(sb, &p, &err) == 0) {
-            /* Only when the list changed (pid, name, status). */
-            uint64_t h = 1469598103934665603ull;
-            for (int i = 0; i < p.index; i++)
-                h = (h ^ (unsigned char)p.buff[i]) * 1099511628211ull;
-            if (h != sb->processes_hash) {
-                sb->processes_hash = h;
-                sbx_subs_publish(sb->core, sb, SBX_TOPIC_PROCESSES, p.buff, (size_t)p.index, -1);
-            }
+        if (sb->backend->processes_async != NULL) {
+            sb->backend->processes_async(sb, 0, async_processes_done, &err);
+        } else {
+            ei_x_buff p;
+            ei_x_new(&p);
+            if (sb->backend->processes(sb, &p, &err) == 0)
+                publish_processes(sb, p.buff, (size_t)p.index);
+            ei_x_free(&p);
         }
-        ei_x_free(&p);
     }
     sbx_sandbox_metrics_timer(sb);
 }

@@ -73,6 +73,7 @@ struct sbx_sandbox {
     /* Calls waiting for this sandbox to reach a state (create, start, stop, destroy). */
     struct sbx_waiter *waiters;
     uint64_t processes_hash;        /* of the last processes event, to send only changes */
+    struct sbx_err start_err;       /* why the last start failed (status error) */
 };
 
 #define SBX_WAIT_GONE (1u << 8) /* the sandbox was destroyed */
@@ -126,8 +127,15 @@ void sbx_sandbox_output(struct sbx_sandbox *sb, int stream, const char *data, si
  * new status (stopped/exited, with its reason) and whether to restart. */
 void sbx_sandbox_ended(struct sbx_sandbox *sb, const struct sbx_exit *ex, int oom);
 
-/* Starts the workload (create, start, restarts). 0, or -1 with *err (status error). */
+/* Starts the workload (create, start, restarts). 0 (running), SBX_START_PENDING (status
+ * starting until the backend calls sbx_sandbox_started), or -1 with *err (status error,
+ * the error also kept in sb->start_err). */
 int sbx_sandbox_start(struct sbx_sandbox *sb, struct sbx_err *err);
+
+/* Backend report ending a SBX_START_PENDING start: running (err NULL), or error with
+ * err (kept in sb->start_err), once whatever the start made is gone again. Waiters for
+ * running are told. */
+void sbx_sandbox_started(struct sbx_sandbox *sb, const struct sbx_err *err);
 
 /* Asks the workload to stop; status stopping, then `to` with reason (an atom) once it
  * has ended. */

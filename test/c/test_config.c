@@ -1124,7 +1124,7 @@ static void test_config_other_types(void **state) {
     cfg_ok("#{image => <<\"app:1\">>}", SBX_TYPE_DOCKER, &c);
     assert_int_equal(c.cmd.n, 0);
     sbx_config_free(&c);
-    cfg_ok("#{<<\"image\">> => \"postgres:16\", ports => [{5432, 5432}, #{host => 80}],"
+    cfg_ok("#{<<\"image\">> => \"postgres:16\", ports => [{5432, 5432}, #{container => 80, protocol => udp}],"
            " volumes => [{<<\"/a\">>, <<\"/b\">>}], network => <<\"bridge\">>,"
            " pull => if_missing, cmd => [<<\"postgres\">>], env => #{<<\"A\">> => <<\"1\">>},"
            " workspace => <<\"/tmp/ws\">>, memory_mb => 256, labels => #{a => <<\"b\">>}}",
@@ -1132,6 +1132,23 @@ static void test_config_other_types(void **state) {
     assert_strv(&c.cmd, 1, (const char *[]){"postgres"});
     assert_int_equal(c.memory_mb, 256);
     assert_string_equal(c.workspace, "/tmp/ws");
+    assert_string_equal(c.image, "postgres:16");
+    assert_int_equal(c.nports, 2);
+    assert_int_equal(c.ports[0].host, 5432);
+    assert_int_equal(c.ports[1].host, 0);
+    assert_int_equal(c.ports[1].container, 80);
+    assert_string_equal(c.ports[1].proto, "udp");
+    assert_strv(&c.volumes, 1, (const char *[]){"/a:/b"});
+    assert_string_equal(c.network, "bridge");
+    assert_int_equal(c.pull, SBX_PULL_IF_MISSING);
+    sbx_config_free(&c);
+    cfg_ok("#{image => <<\"a\">>, volumes => [<<\"/h:/c:ro\">>], pull => never,"
+           " beam => #{name => 'n@h', cookie => c}}", SBX_TYPE_DOCKER, &c);
+    assert_strv(&c.volumes, 1, (const char *[]){"/h:/c:ro"});
+    assert_int_equal(c.pull, SBX_PULL_NEVER);
+    assert_true(c.has_beam);
+    assert_string_equal(c.node_name, "n@h");
+    assert_string_equal(c.cookie, "c");
     sbx_config_free(&c);
     cfg_ok("#{image => <<\"a\">>, ports => [], volumes => #{}, pull => <<\"always\">>}",
            SBX_TYPE_DOCKER, &c);
@@ -1144,10 +1161,16 @@ static void test_config_other_types(void **state) {
            " cookie => secret, owner => @pid}",
            SBX_TYPE_BEAM_NODE, &c);
     assert_non_null(c.owner);
+    assert_string_equal(c.node_name, "worker1");
+    assert_strv(&c.code_paths, 2, (const char *[]){"/app/ebin", "/lib/ebin"});
+    assert_strv(&c.apps, 2, (const char *[]){"crypto", "my_app"});
+    assert_strv(&c.erl_args, 2, (const char *[]){"+S", "2"});
+    assert_string_equal(c.cookie, "secret");
     sbx_config_free(&c);
     cfg_ok("#{name => <<\"w\">>, erl_args => <<\"+S 2\">>, cookie => <<\"c\">>, apps => [],"
            " code_paths => []}",
            SBX_TYPE_BEAM_NODE, &c);
+    assert_strv(&c.erl_args, 2, (const char *[]){"+S", "2"});
     sbx_config_free(&c);
 
     cfg_ok("#{kernel => <<\"/boot/vmlinuz\">>, initrd => <<\"/boot/initrd\">>,"
@@ -1380,6 +1403,16 @@ static const struct bad_config BAD_CONFIGS[] = {
     {D, "#{image => <<\"a\">>, ports => [{1, 2, 3}]}", "ports", NULL, "unknown_value"},
     {D, "#{image => <<\"a\">>, ports => [{1, 2} | x]}", "ports", NULL, "not_a_list"},
     {D, "#{image => <<\"a\">>, volumes => <<\"/a:/b\">>}", "volumes", NULL, "not_a_list"},
+    {D, "#{image => <<\"a\">>, ports => [{70000, 2}]}", "ports", NULL, "out_of_range"},
+    {D, "#{image => <<\"a\">>, ports => [#{host => 80}]}", "ports", NULL, "missing"},
+    {D, "#{image => <<\"a\">>, ports => [#{container => 1, protocol => sctp}]}", "ports", NULL,
+     "unknown_value"},
+    {D, "#{image => <<\"a\">>, volumes => [<<\"rel:/b\">>]}", "volumes", NULL, "not_absolute"},
+    {D, "#{image => <<\"a\">>, volumes => [{<<\"/a\">>, <<\"b\">>}]}", "volumes", NULL,
+     "not_absolute"},
+    {D, "#{image => <<\"a\">>, beam => #{name => 'n@h'}}", "cookie", NULL, "missing"},
+    {D, "#{image => <<\"a\">>, beam => #{name => n, cookie => c}}", "name", NULL,
+     "invalid_characters"},
     {D, "#{image => <<\"a\">>, network => 5}", "network", NULL, "not_a_string"},
     {V, "#{kernel => <<\"k\">>, accel => gpu}", "accel", NULL, "unknown_value"},
     {V, "#{kernel => <<\"k\">>, image => <<\"x\">>}", NULL, "image", "unknown_key"},
