@@ -52,6 +52,13 @@ enum sbx_api_status sbx_api_unsubscribe(struct sbx_call *call);
 enum sbx_api_status sbx_api_copy_to(struct sbx_call *call);
 enum sbx_api_status sbx_api_copy_from(struct sbx_call *call);
 
+/* Handlers (api_beam.c): calls into a sandbox's BEAM node. remote_call(Id, M, F, A) and
+ * remote_call(Id, M, F, A, TimeoutMs | infinity) answer what rpc:call would; get_state(Id,
+ * PidOrName) answers {ok, State} (sys:get_state). */
+enum sbx_api_status sbx_api_remote_call4(struct sbx_call *call);
+enum sbx_api_status sbx_api_remote_call5(struct sbx_call *call);
+enum sbx_api_status sbx_api_get_state(struct sbx_call *call);
+
 /* Version string reported by info() and --version. */
 #define SBX_VERSION "0.1.0"
 

@@ -771,7 +771,10 @@ static void ps_exec_cancel(struct sbx_sandbox *sb, uint64_t key) {
  * runs, re-entrantly); a main process starts the sandbox's end. */
 int sbx_process_reaped(struct sbx_core *core, pid_t pid, int status) {
     for (struct sbx_sandbox *sb = core->first; sb != NULL; sb = sb->next) {
-        struct pstate *ps = sb->backend == &sbx_backend_process ? ps_of(sb) : NULL;
+        /* beam_node sandboxes are process sandboxes running erl (backends/beam). */
+        struct pstate *ps = sb->backend == &sbx_backend_process || sb->backend == &sbx_backend_beam
+                                ? ps_of(sb)
+                                : NULL;
         if (ps == NULL)
             continue;
         if (ps->pid == pid && !ps->main_done) {
