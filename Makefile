@@ -12,9 +12,6 @@ SRC_ERL   := $(wildcard src/*.erl)
 EBIN      := ebin
 BEAMS     := $(SRC_ERL:src/%.erl=$(EBIN)/%.beam)
 TEST_ERL  := $(wildcard test/erl/*.erl)
-# Modules sandboxd loads into sandbox nodes with code:load_binary (src/sbx_*_helper.erl,
-# src/sbx_*_agent.erl): shipped compiled in priv/, next to the binary.
-PRIV_BEAMS := $(patsubst src/%.erl,priv/%.beam,$(wildcard src/sbx_*_helper.erl src/sbx_*_agent.erl))
 TEST_EBIN := _build/test/ebin
 TEST_BEAMS := $(TEST_ERL:test/erl/%.erl=$(TEST_EBIN)/%.beam)
 # Modules sandboxd loads into the BEAM nodes it hosts (code:load_binary), shipped next to
@@ -22,7 +19,7 @@ TEST_BEAMS := $(TEST_ERL:test/erl/%.erl=$(TEST_EBIN)/%.beam)
 PRIV_BEAMS := $(patsubst src/%.erl,priv/%.beam,$(wildcard src/sbx_*_agent.erl src/sbx_*_helper.erl))
 FUZZ_SECONDS ?= 120
 
-all: c erl $(PRIV_BEAMS)
+all: c erl
 
 c:
 	$(MAKE) -C c_src
@@ -42,10 +39,6 @@ priv/%.beam: $(EBIN)/%.beam
 $(EBIN)/%.beam: src/%.erl include/sandboxd.hrl
 	@mkdir -p $(EBIN)
 	$(ERLC) $(ERLC_OPTS) -I include -o $(EBIN) $<
-
-priv/%.beam: $(EBIN)/%.beam
-	@mkdir -p priv
-	cp $< $@
 
 $(EBIN)/sandboxd.app: src/sandboxd.app.src
 	@mkdir -p $(EBIN)
