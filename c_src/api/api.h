@@ -52,6 +52,10 @@ enum sbx_api_status sbx_api_unsubscribe(struct sbx_call *call);
 enum sbx_api_status sbx_api_copy_to(struct sbx_call *call);
 enum sbx_api_status sbx_api_copy_from(struct sbx_call *call);
 
+/* Handlers (api_trace.c). */
+enum sbx_api_status sbx_api_trace_start(struct sbx_call *call);
+enum sbx_api_status sbx_api_trace_stop(struct sbx_call *call);
+
 /* Handlers (api_beam.c): calls into a sandbox's BEAM node. remote_call(Id, M, F, A) and
  * remote_call(Id, M, F, A, TimeoutMs | infinity) answer what rpc:call would; get_state(Id,
  * PidOrName) answers {ok, State} (sys:get_state). */
