@@ -151,7 +151,43 @@ other:
     finish(st, &r);
 }
 
-/* Message op: only {'DOWN', OurRef, process, Target, Reason} matters; the rest is dropped. */
+/* The call's process is the remote process's group leader (as the caller's is for
+ * rpc:call): {io_request, From, ReplyAs, Req} gets {io_reply, ReplyAs, ok} for output
+ * (discarded: the node's own output goes to its logs) and {error, enotsup} for input,
+ * so that io:format in the called function returns instead of hanging. */
+static void io_request(struct rcall_state *st, struct sbx_proc *p, const char *msg, int idx) {
+    struct sbx_rpid to;
+    int is_local, arity;
+    uint32_t n, s;
+    const char *reply_as, *req;
+    size_t reply_as_len, req_len;
+    char atom[MAXATOMLEN_UTF8];
+    if (sbx_node_decode_pid(st->node, msg, &idx, &is_local, &n, &s, &to) != 0 || is_local ||
+        sbx_term_span(msg, &idx, &reply_as, &reply_as_len) != 0 ||
+        sbx_term_span(msg, &idx, &req, &req_len) != 0)
+        return;
+    int k = 0, output = 0;
+    if (ei_decode_tuple_header(req, &k, &arity) == 0 && arity >= 2 &&
+        sbx_decode_atom(req, &k, atom) == 0)
+        output = strcmp(atom, "put_chars") == 0 || strcmp(atom, "setopts") == 0;
+    ei_x_buff m;
+    ei_x_new_with_version(&m);
+    ei_x_encode_tuple_header(&m, 3);
+    ei_x_encode_atom(&m, "io_reply");
+    ei_x_append_buf(&m, reply_as, (int)reply_as_len);
+    if (output) {
+        ei_x_encode_atom(&m, "ok");
+    } else {
+        ei_x_encode_tuple_header(&m, 2);
+        ei_x_encode_atom(&m, "error");
+        ei_x_encode_atom(&m, "enotsup");
+    }
+    sbx_node_send_msg(st->node, p, &to, NULL, 0, &m);
+    ei_x_free(&m);
+}
+
+/* Message op: {'DOWN', OurRef, process, Target, Reason} ends the call; io requests are
+ * answered; the rest is dropped. */
 static void st_message(struct sbx_proc *p, const struct sbx_rpid *from, const char *msg,
                        size_t len) {
     struct rcall_state *st = p->data;
@@ -162,8 +198,13 @@ static void st_message(struct sbx_proc *p, const struct sbx_rpid *from, const ch
     (void)from;
     (void)len;
     if (st == NULL || st->ref == NULL || ei_decode_version(msg, &idx, &version) != 0 ||
-        ei_decode_tuple_header(msg, &idx, &arity) != 0 || arity != 5 ||
-        sbx_decode_atom(msg, &idx, atom) != 0 || strcmp(atom, "DOWN") != 0 ||
+        ei_decode_tuple_header(msg, &idx, &arity) != 0 || sbx_decode_atom(msg, &idx, atom) != 0)
+        return;
+    if (arity == 4 && strcmp(atom, "io_request") == 0) {
+        io_request(st, p, msg, idx);
+        return;
+    }
+    if (arity != 5 || strcmp(atom, "DOWN") != 0 ||
         sbx_term_span(msg, &idx, &ref, &ref_len) != 0 ||
         !sbx_ref_equal(ref, ref_len, st->ref, st->ref_len) || ei_skip_term(msg, &idx) != 0)
         return;

@@ -114,6 +114,23 @@ static void start_fail(struct bnode *bn, const char *reason_atom, const char *de
     sbx_sandbox_started(sb, &err);
 }
 
+/* See beam.h. */
+int sbx_beam_ended(struct sbx_sandbox *sb, const struct sbx_exit *ex) {
+    struct bnode *bn = sbx_beam_of(sb);
+    char detail[128];
+    if (bn == NULL || (bn->phase != BP_WAIT_UP && bn->phase != BP_CODE_PATHS && bn->phase != BP_APPS))
+        return 0;
+    if (ex->kind == 1)
+        snprintf(detail, sizeof detail, "the node exited before it came up (exit %d, see logs)",
+                 ex->value);
+    else if (ex->kind == 2)
+        snprintf(detail, sizeof detail, "the node exited before it came up (signal %d)", ex->value);
+    else
+        snprintf(detail, sizeof detail, "the node exited before it came up");
+    start_fail(bn, "backend", detail);
+    return 1;
+}
+
 /* Milliseconds left before the start-up deadline, at least min. */
 static int left_ms(const struct bnode *bn, int min) {
     int64_t left = bn->deadline_ms - sbx_mono_ms();

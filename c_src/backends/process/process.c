@@ -12,6 +12,7 @@
  * nothing is left the core is told. */
 #define _GNU_SOURCE
 #include "backends/process/process.h"
+#include "backends/beam/beam.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -407,6 +408,9 @@ static void finish_ending(struct sbx_sandbox *sb) {
     ps->ending = 0;
     if (ps->watch != NULL)
         evtimer_del(ps->watch);
+    /* A beam_node still coming up reports a failed start instead (it releases ps). */
+    if (sb->backend == &sbx_backend_beam && sbx_beam_ended(sb, &ex))
+        return;
     sbx_sandbox_ended(sb, &ex, oom);
 }
 
