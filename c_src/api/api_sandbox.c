@@ -612,6 +612,8 @@ static void query_done(struct sbx_sandbox *sb, uint64_t key, const char *term, s
         static const struct sbx_err unknown = {"backend", "no answer"};
         sbx_reply_err(&call->result, sbx_type_name(sb->cfg.type), err != NULL ? err : &unknown);
     }
+    free(call->state); /* the sandbox id do_query kept for query_cancel */
+    call->state = NULL;
     sbx_call_done(call);
 }
 
