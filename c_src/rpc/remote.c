@@ -214,33 +214,45 @@ static void st_message(struct sbx_proc *p, const struct sbx_rpid *from, const ch
     st_outcome(st, msg, target_idx, idx);
 }
 
+/* Sends the request through connection conn_id and remembers its reference. 0, or -1
+ * (not connected, no memory) with st unchanged. */
+static int send_request(struct rcall_state *st, uint64_t conn_id) {
+    ei_x_buff ref;
+    int rc = -1;
+    ei_x_new(&ref);
+    if (sbx_rcall(st->node, st->proc, conn_id, st->m, st->f, st->args, st->args_len, &ref) != 0)
+        goto done;
+    st->conn_id = conn_id;
+    st->ref = malloc((size_t)ref.index);
+    if (st->ref != NULL) { /* else the answer cannot be matched: the timeout ends the call */
+        memcpy(st->ref, ref.buff, (size_t)ref.index);
+        st->ref_len = (size_t)ref.index;
+    }
+    free(st->args); /* sent: not needed any more */
+    st->args = NULL;
+    rc = 0;
+done:
+    ei_x_free(&ref);
+    return rc;
+}
+
 /* Connect callback (key: the call's process): sends the request, or ends the call with
  * noconnection. A call cancelled meanwhile is not found and nothing happens. */
 static void st_connected(struct sbx_node *node, uint64_t conn_id, const char *why, uint64_t key) {
     struct sbx_proc *p = sbx_proc_find(&node->procs, (uint32_t)(key >> 32), (uint32_t)key);
     struct rcall_state *st;
-    ei_x_buff ref;
     (void)why;
     if (p == NULL || p->ops != &remote_ops || p->data == NULL)
         return;
     st = p->data;
+    if (st->conn_id != 0)
+        return; /* sent already */
     if (conn_id == 0) {
         finish_simple(st, SBX_REMOTE_NOCONNECTION, "cannot connect to the node");
         return;
     }
-    ei_x_new(&ref);
-    if (sbx_rcall(node, p, conn_id, st->m, st->f, st->args, st->args_len, &ref) != 0 ||
-        (st->ref = malloc((size_t)ref.index)) == NULL) {
-        ei_x_free(&ref);
+    if (send_request(st, conn_id) != 0)
         finish_simple(st, SBX_REMOTE_NOCONNECTION, "cannot send the request");
-        return;
-    }
-    memcpy(st->ref, ref.buff, (size_t)ref.index);
-    st->ref_len = (size_t)ref.index;
-    st->conn_id = conn_id;
-    ei_x_free(&ref);
-    free(st->args); /* sent: not needed any more */
-    st->args = NULL;
 }
 
 /* See remote.h. On failure nothing is left (no process, no timer); the peer cookie may
@@ -282,6 +294,11 @@ int sbx_remote_call(struct sbx_node *node, const struct sbx_beam_target *t, cons
     if (st->proc == NULL)
         goto err;
     uint64_t pkey = ((uint64_t)st->proc->num << 32) | st->proc->serial;
+    /* Connected already: send now rather than from the next loop turn (the answer still
+     * reaches done only from the loop). If that fails, the connect path below reports it. */
+    struct sbx_conn *up = sbx_node_conn_by_name(node, t->node);
+    if (up != NULL && send_request(st, up->id) == 0)
+        return 0;
     if (sbx_conn_connect(node, t->node, st_connected, pkey) != 0) {
         sbx_proc_free(&node->procs, st->proc);
         goto err;
