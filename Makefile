@@ -5,6 +5,7 @@
 #   make docker-up  install docker.io, start dockerd, build the test image (scripts/docker-up.sh)
 #   make fuzz       libFuzzer over framing/term/handshake parsing (FUZZ_SECONDS, default 120)
 #   make bench      benchmarks against the anchors (bench/rpc)
+#   make bench-trace trace events relayed per second, remote_call vs erpc (bench/trace)
 
 ERLC      ?= erlc
 ERLC_OPTS := +warnings_as_errors +debug_info
@@ -77,8 +78,11 @@ fuzz:
 bench: deps-test all $(TEST_BEAMS)
 	bench/rpc
 
+bench-trace: deps-test all
+	bench/trace/run
+
 clean:
 	$(MAKE) -C c_src clean
 	rm -rf $(EBIN) _build $(PRIV_BEAMS)
 
-.PHONY: all c c-asan c-unit erl test-build deps deps-test run test docker-up fuzz bench clean
+.PHONY: all c c-asan c-unit erl test-build deps deps-test run test docker-up fuzz bench bench-trace clean

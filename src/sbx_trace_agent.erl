@@ -27,7 +27,7 @@
 -define(NAME, sbx_trace_agent).
 -define(BATCH_MAX, 500).
 -define(BATCH_MS, 20).
--define(CHECK_EVERY, 128).
+-define(CHECK_EVERY, 64).
 -define(QUEUE_HIGH, 10000).
 -define(START_TIMEOUT, 5000).
 -define(MAX_EVENTS_CAP, 100000).
@@ -41,7 +41,7 @@
     win_start = 0, win_count = 0,
     events = 0, batch = [], batch_len = 0, flush_timer,
     since_check = 0,
-    dropped_rate = 0, dropped_overload = 0, dropped_busy = 0,
+    dropped_rate = 0, dropped_overload = 0, dropped_busy = 0, max_queue = 0,
     janitor, duration
 }).
 
@@ -236,13 +236,15 @@ count_check(St = #st{since_check = N}) when N < ?CHECK_EVERY ->
     St#st{since_check = N + 1};
 count_check(St) ->
     {message_queue_len, Len} = process_info(self(), message_queue_len),
+    MaxQ = max(Len, St#st.max_queue),
     case Len > ?QUEUE_HIGH of
         false ->
-            St#st{since_check = 0};
+            St#st{since_check = 0, max_queue = MaxQ};
         true ->
             trace_off(St),
             Dropped = drain(0),
-            St1 = St#st{since_check = 0, dropped_overload = St#st.dropped_overload + Dropped},
+            St1 = St#st{since_check = 0, max_queue = MaxQ,
+                        dropped_overload = St#st.dropped_overload + Dropped},
             trace_on(St1, resume),
             St1
     end.
@@ -301,7 +303,8 @@ finish(Reason, St0) ->
               detail => #{reason => Reason, events => St#st.events, dropped => Dropped,
                           dropped_rate => St#st.dropped_rate,
                           dropped_overload => St#st.dropped_overload,
-                          dropped_busy => St#st.dropped_busy}},
+                          dropped_busy => St#st.dropped_busy,
+                          max_queue => St#st.max_queue}},
     _ = erlang:send(St#st.sink, {sbx_trace_done, St#st.ref, Final}, [nosuspend, noconnect]),
     St#st.janitor ! {self(), done},
     exit(normal).

@@ -98,13 +98,17 @@ static void tell_agent_stop(struct trace *t) {
 }
 
 /* Publishes one event map (encoded, no version byte) as a trace event of the trace's
- * sandbox; anything but a map is skipped. */
-static void publish(struct trace *t, const char *map, size_t len) {
+ * sandbox; anything but a map is skipped. last: the trace's final event, which reaches
+ * even a subscriber out of credit (core/subs.h). */
+static void publish(struct trace *t, const char *map, size_t len, int last) {
     struct sbx_sandbox *sb = sbx_sandbox_find(t->core, t->id);
     int idx = 0, pairs;
     if (sb == NULL || ei_decode_map_header(map, &idx, &pairs) != 0)
         return;
-    sbx_subs_publish(t->core, sb, SBX_TOPIC_TRACE, map, len, pairs);
+    if (last)
+        sbx_subs_publish_last(t->core, sb, SBX_TOPIC_TRACE, map, len, pairs);
+    else
+        sbx_subs_publish(t->core, sb, SBX_TOPIC_TRACE, map, len, pairs);
     t->relayed++;
 }
 
@@ -127,7 +131,7 @@ static void publish_end(struct trace *t, const char *reason) {
     ei_x_encode_atom(&m, reason);
     ei_x_encode_atom(&m, "events");
     ei_x_encode_ulonglong(&m, t->relayed);
-    publish(t, m.buff, (size_t)m.index);
+    publish(t, m.buff, (size_t)m.index, 1);
     ei_x_free(&m);
 }
 
@@ -424,13 +428,13 @@ static void sink_message(struct sbx_proc *p, const struct sbx_rpid *from, const 
             size_t ev_len;
             if (sbx_term_span(msg, &idx, &ev, &ev_len) != 0)
                 return;
-            publish(t, ev, ev_len);
+            publish(t, ev, ev_len, 0);
         }
     } else if (strcmp(atom, "sbx_trace_done") == 0) {
         const char *ev;
         size_t ev_len;
         if (sbx_term_span(msg, &idx, &ev, &ev_len) == 0)
-            publish(t, ev, ev_len);
+            publish(t, ev, ev_len, 1);
         t->mon_ref_len = 0; /* the agent is gone: nothing to demonitor */
         trace_end(t, NULL, 0);
     }

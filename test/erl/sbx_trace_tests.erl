@@ -294,7 +294,13 @@ agent_state() ->
 %% and so does sandboxd; the node keeps answering.
 flood() ->
     {S, Id, _, _} = setup(),
-    {ok, _} = call(S, subscribe, [Id, self(), [trace]]),
+    Self = self(),
+    Drainer = spawn_link(fun() ->
+                                 {ok, _} = call(S, subscribe, [Id, self(), [trace]]),
+                                 Self ! {subscribed, self()},
+                                 drain_count(Self, Id, 0)
+                         end),
+    receive {subscribed, Drainer} -> ok end,
     {ok, FPid} = call(S, remote_call, [Id, ?MODULE, flood_start, []]),
     C0 = call(S, remote_call, [Id, ?MODULE, flood_count, []]),
     timer:sleep(1000),
@@ -306,8 +312,8 @@ flood() ->
     {ok, TRef} = call(S, trace_start, [Id, #{pids => [FPid], flags => [send, 'receive'],
                                             max_events => 100000, duration_ms => 6000,
                                             rate => {20000, 1000}}]),
-    Self = self(),
-    Drainer = spawn_link(fun() -> drain_count(Self, Id, 0) end),
+    C2 = call(S, remote_call, [Id, ?MODULE, flood_count, []]),
+    T2 = erlang:monotonic_time(millisecond),
     Samples = [begin
                    timer:sleep(500),
                    T0 = erlang:monotonic_time(microsecond),
@@ -315,6 +321,8 @@ flood() ->
                    Lat = erlang:monotonic_time(microsecond) - T0,
                    {M, rss(SOs), Lat, call(S, remote_call, [Id, ?MODULE, agent_state, []])}
                end || _ <- lists:seq(1, 10)],
+    C3 = call(S, remote_call, [Id, ?MODULE, flood_count, []]),
+    report("events/s produced while traced", 2 * (C3 - C2) * 1000 div max(1, erlang:monotonic_time(millisecond) - T2)),
     Drainer ! {stop, self()},
     {Relayed, End} = receive {drained, N, E} -> {N, E} after 20000 -> {0, timeout} end,
     MaxMem = lists:max([M || {M, _, _, _} <- Samples]),
