@@ -62,6 +62,10 @@ enum sbx_api_status sbx_api_trace_stop(struct sbx_call *call);
 enum sbx_api_status sbx_api_remote_call4(struct sbx_call *call);
 enum sbx_api_status sbx_api_remote_call5(struct sbx_call *call);
 enum sbx_api_status sbx_api_get_state(struct sbx_call *call);
+/* processes(Id) of a sandbox whose BEAM node another backend hosts (docker with `beam`):
+ * the node's Erlang processes, as for beam_node. Called by sbx_api_processes. */
+struct sbx_sandbox;
+enum sbx_api_status sbx_api_beam_processes(struct sbx_call *call, struct sbx_sandbox *sb);
 
 /* Version string reported by info() and --version. */
 #define SBX_VERSION "0.1.0"

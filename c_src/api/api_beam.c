@@ -6,6 +6,7 @@
 
 #include "api/api.h"
 #include "api/reply.h"
+#include "backends/beam/beam.h"
 #include "core/core.h"
 #include "core/sandbox.h"
 #include "dist/control.h"
@@ -214,6 +215,62 @@ enum sbx_api_status sbx_api_get_state(struct sbx_call *call) {
     call->cancel = gs_cancel;
     int rc = sbx_remote_call(call->node, &t, "sys", "get_state", a.buff, (size_t)a.index,
                              GET_STATE_MS + 1000, gs_done, sbx_call_key(call));
+    ei_x_free(&a);
+    memset(&t, 0, sizeof t);
+    if (rc != 0) {
+        call->state = NULL;
+        call->cancel = NULL;
+        sbx_reply_error(&call->result, "no_memory");
+        return SBX_API_DONE;
+    }
+    return SBX_API_PENDING;
+}
+
+/* The answer of processes for a sandbox whose BEAM node another backend hosts: {ok, List}
+ * or {error, {backend, Type, Why}} / {error, timeout}. */
+static void bp_done(uint64_t key, const struct sbx_remote_result *res) {
+    struct sbx_call *call = sbx_call_from_key(sbx_core_get()->node, key);
+    if (call == NULL)
+        return;
+    const char *type = call->state != NULL ? call->state : "docker";
+    if (res->kind == SBX_REMOTE_VALUE) {
+        ei_x_encode_tuple_header(&call->result, 2);
+        ei_x_encode_atom(&call->result, "ok");
+        ei_x_append_buf(&call->result, res->term, (int)res->term_len);
+    } else if (res->kind == SBX_REMOTE_TIMEOUT) {
+        sbx_reply_error(&call->result, "timeout");
+    } else {
+        struct sbx_err e = {.reason_atom = "backend"};
+        snprintf(e.detail, sizeof e.detail, "%s",
+                 res->kind == SBX_REMOTE_NOCONNECTION ? "the node is not reachable"
+                                                      : "the node's helper failed");
+        sbx_reply_err(&call->result, type, &e);
+    }
+    call->state = NULL; /* static type name */
+    sbx_call_done(call);
+}
+
+/* Cancel of such a processes call. */
+static void bp_cancel(struct sbx_call *call) {
+    sbx_beam_helper_cancel(bp_done, sbx_call_key(call));
+    call->state = NULL;
+}
+
+/* See api.h. */
+enum sbx_api_status sbx_api_beam_processes(struct sbx_call *call, struct sbx_sandbox *sb) {
+    struct sbx_beam_target t;
+    ei_x_buff a;
+    if (sb->backend->beam_target == NULL || sb->backend->beam_target(sb, &t) != 0) {
+        struct sbx_err e = {.reason_atom = "backend", .detail = "the node is not running"};
+        sbx_reply_err(&call->result, sbx_type_name(sb->cfg.type), &e);
+        return SBX_API_DONE;
+    }
+    ei_x_new(&a);
+    ei_x_encode_empty_list(&a);
+    call->state = (void *)sbx_type_name(sb->cfg.type);
+    call->cancel = bp_cancel;
+    int rc = sbx_beam_helper_call(&t, "processes", a.buff, (size_t)a.index, 10000, bp_done,
+                                  sbx_call_key(call));
     ei_x_free(&a);
     memset(&t, 0, sizeof t);
     if (rc != 0) {

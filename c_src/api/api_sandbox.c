@@ -633,6 +633,9 @@ static enum sbx_api_status do_query(struct sbx_call *call, int metrics) {
     struct sbx_sandbox *sb = find_arg(call, 0);
     if (sb == NULL)
         return SBX_API_DONE;
+    /* A container running a BEAM node lists the node's processes, as beam_node does. */
+    if (!metrics && sb->cfg.type != SBX_TYPE_BEAM_NODE && sb->cfg.has_beam)
+        return sbx_api_beam_processes(call, sb);
     query_async_fn afn = metrics ? sb->backend->metrics_async : sb->backend->processes_async;
     if (afn != NULL) {
         call->state = strdup(sb->id);

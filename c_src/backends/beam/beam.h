@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "backends/backend.h"
+#include "rpc/remote.h"
 
 struct sbx_sandbox;
 struct sbx_exit;
@@ -76,6 +77,13 @@ int sbx_beam_processes_async(struct sbx_sandbox *sb, uint64_t key, sbx_value_don
                              struct sbx_err *err);
 /* Drops the queries whose caller key is key (key 0: all of them), without answering. */
 void sbx_beam_queries_cancel(struct bnode *bn, uint64_t key, int all);
+/* sbx_beam_helper:F(Args) on t's node (args: an encoded list, no version byte; copied),
+ * loading the helper with code:load_binary when the node answers undef. done(key, res)
+ * later, exactly once, as for sbx_remote_call (rpc/remote.h), unless cancelled with
+ * sbx_beam_helper_cancel(done, key). 0, or -1 (done never runs). */
+int sbx_beam_helper_call(const struct sbx_beam_target *t, const char *f, const char *args,
+                         size_t args_len, int timeout_ms, sbx_remote_done_fn done, uint64_t key);
+size_t sbx_beam_helper_cancel(sbx_remote_done_fn done, uint64_t key);
 /* Reads priv/<file> (next to the binary, or $SANDBOXD_PRIV_DIR) into a malloc'd buffer.
  * 0, or -1. Shared with whoever ships other modules in priv/. */
 int sbx_beam_priv_file(const char *file, char **buf, size_t *len);

@@ -24,13 +24,172 @@ struct bquery {
     uint64_t key;      /* the caller's */
     sbx_value_done_fn done;
     int metrics;       /* else processes */
-    int loaded;        /* the helper was loaded for this query already */
 };
 
 static uint64_t next_query_id = 1;
 
 static void query_done(uint64_t id, const struct sbx_remote_result *res);
-static void load_done(uint64_t id, const struct sbx_remote_result *res);
+
+/* A call to the helper module under way (sbx_beam_helper_call); owned by `helper_calls`. */
+struct hcall {
+    struct hcall *next;
+    uint64_t id; /* the remote calls' key */
+    struct sbx_beam_target target;
+    char f[32];
+    char *args;
+    size_t args_len;
+    int timeout_ms;
+    sbx_remote_done_fn done;
+    uint64_t key;
+    int loaded; /* the helper was loaded for this call already */
+};
+
+static struct hcall *helper_calls;
+static uint64_t next_hcall_id = 1;
+
+static void hcall_done(uint64_t id, const struct sbx_remote_result *res);
+static void hload_done(uint64_t id, const struct sbx_remote_result *res);
+
+/* The helper call with that id, or NULL (cancelled or finished). */
+static struct hcall *hcall_find(uint64_t id) {
+    for (struct hcall *h = helper_calls; h != NULL; h = h->next)
+        if (h->id == id)
+            return h;
+    return NULL;
+}
+
+/* Unlinks and frees h (the target's cookie is wiped). */
+static void hcall_free(struct hcall *h) {
+    for (struct hcall **pp = &helper_calls; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == h) {
+            *pp = h->next;
+            break;
+        }
+    }
+    free(h->args);
+    memset(&h->target, 0, sizeof h->target);
+    free(h);
+}
+
+/* Ends h: the caller is told res, then h is freed (it is unlinked first, so the caller may
+ * start or cancel helper calls). */
+static void hcall_finish(struct hcall *h, const struct sbx_remote_result *res) {
+    for (struct hcall **pp = &helper_calls; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == h) {
+            *pp = h->next;
+            break;
+        }
+    }
+    h->next = NULL;
+    h->done(h->key, res);
+    free(h->args);
+    memset(&h->target, 0, sizeof h->target);
+    free(h);
+}
+
+/* Sends sbx_beam_helper:F(Args) for h. 0 or -1. */
+static int hcall_send(struct hcall *h) {
+    return sbx_remote_call(sbx_core_get()->node, &h->target, HELPER, h->f, h->args, h->args_len,
+                           h->timeout_ms, hcall_done, h->id);
+}
+
+/* 1 if res is error:undef (the helper is not loaded). */
+static int is_undef(const struct sbx_remote_result *res) {
+    char atom[MAXATOMLEN_UTF8];
+    int idx = 0;
+    return res->kind == SBX_REMOTE_EXCEPTION && strcmp(res->cls, "error") == 0 &&
+           ei_decode_atom(res->term, &idx, atom) == 0 && strcmp(atom, "undef") == 0;
+}
+
+/* Loads the helper module into h's node (code:load_binary). 0 or -1. */
+static int hcall_load(struct hcall *h) {
+    char *code = NULL;
+    size_t len = 0;
+    int rc;
+    if (sbx_beam_priv_file(HELPER ".beam", &code, &len) != 0)
+        return -1;
+    ei_x_buff a;
+    ei_x_new(&a);
+    ei_x_encode_list_header(&a, 3);
+    ei_x_encode_atom(&a, HELPER);
+    ei_x_encode_string(&a, HELPER ".beam");
+    ei_x_encode_binary(&a, code, (long)len);
+    ei_x_encode_empty_list(&a);
+    h->loaded = 1;
+    rc = sbx_remote_call(sbx_core_get()->node, &h->target, "code", "load_binary", a.buff,
+                         (size_t)a.index, h->timeout_ms, hload_done, h->id);
+    ei_x_free(&a);
+    free(code);
+    return rc;
+}
+
+/* The helper answered: error:undef the first time loads it and calls again; anything else
+ * goes to the caller. */
+static void hcall_done(uint64_t id, const struct sbx_remote_result *res) {
+    struct hcall *h = hcall_find(id);
+    if (h == NULL)
+        return;
+    if (is_undef(res) && !h->loaded && hcall_load(h) == 0)
+        return;
+    hcall_finish(h, res);
+}
+
+/* code:load_binary answered: call the helper again, or report the failure. */
+static void hload_done(uint64_t id, const struct sbx_remote_result *res) {
+    struct hcall *h = hcall_find(id);
+    if (h == NULL)
+        return;
+    if (res->kind == SBX_REMOTE_VALUE && hcall_send(h) == 0)
+        return;
+    hcall_finish(h, res);
+}
+
+/* See beam.h. */
+int sbx_beam_helper_call(const struct sbx_beam_target *t, const char *f, const char *args,
+                         size_t args_len, int timeout_ms, sbx_remote_done_fn done, uint64_t key) {
+    struct hcall *h = calloc(1, sizeof *h);
+    if (h == NULL || strlen(f) >= sizeof h->f || (h->args = malloc(args_len)) == NULL) {
+        free(h);
+        return -1;
+    }
+    h->id = next_hcall_id++;
+    h->target = *t;
+    snprintf(h->f, sizeof h->f, "%s", f);
+    memcpy(h->args, args, args_len);
+    h->args_len = args_len;
+    h->timeout_ms = timeout_ms;
+    h->done = done;
+    h->key = key;
+    h->next = helper_calls;
+    helper_calls = h;
+    if (hcall_send(h) != 0) {
+        hcall_free(h);
+        return -1;
+    }
+    return 0;
+}
+
+/* See beam.h. */
+size_t sbx_beam_helper_cancel(sbx_remote_done_fn done, uint64_t key) {
+    struct sbx_node *node = sbx_core_get()->node;
+    size_t n = 0;
+    struct hcall **pp = &helper_calls;
+    while (*pp != NULL) {
+        struct hcall *h = *pp;
+        if (h->done == done && h->key == key) {
+            sbx_remote_cancel(node, hcall_done, h->id);
+            sbx_remote_cancel(node, hload_done, h->id);
+            *pp = h->next;
+            free(h->args);
+            memset(&h->target, 0, sizeof h->target);
+            free(h);
+            n++;
+        } else {
+            pp = &h->next;
+        }
+    }
+    return n;
+}
 
 /* Finds the query with that id and its bnode; NULL if it was cancelled or finished. */
 static struct bquery *find_query(uint64_t id, struct bnode **bn_out) {
@@ -56,13 +215,11 @@ static void query_free(struct bnode *bn, struct bquery *q) {
 
 /* See beam.h. */
 void sbx_beam_queries_cancel(struct bnode *bn, uint64_t key, int all) {
-    struct sbx_node *node = sbx_core_get()->node;
     struct bquery **pp = &bn->queries;
     while (*pp != NULL) {
         struct bquery *q = *pp;
         if (all || q->key == key) {
-            sbx_remote_cancel(node, query_done, q->id);
-            sbx_remote_cancel(node, load_done, q->id);
+            sbx_beam_helper_cancel(query_done, q->id);
             *pp = q->next;
             free(q);
         } else {
@@ -115,7 +272,6 @@ int sbx_beam_priv_file(const char *file, char **buf, size_t *len) {
 
 /* Sends the query's call: sbx_beam_helper:processes() or metrics(PrevReds, PrevTs, OsMap). */
 static int send_query(struct bnode *bn, struct bquery *q) {
-    struct sbx_node *node = sbx_core_get()->node;
     ei_x_buff a;
     int rc;
     ei_x_new(&a);
@@ -126,12 +282,10 @@ static int send_query(struct bnode *bn, struct bquery *q) {
         ei_x_encode_longlong(&a, bn->last_ts);
         if (sbx_backend_process.metrics(bn->sb, &a, &err) != 0)
             ei_x_encode_map_header(&a, 0);
-    } else {
-        ei_x_encode_list_header(&a, 0);
     }
     ei_x_encode_empty_list(&a);
-    rc = sbx_remote_call(node, &bn->target, HELPER, q->metrics ? "metrics" : "processes", a.buff,
-                         (size_t)a.index, QUERY_MS, query_done, q->id);
+    rc = sbx_beam_helper_call(&bn->target, q->metrics ? "metrics" : "processes", a.buff,
+                              (size_t)a.index, QUERY_MS, query_done, q->id);
     ei_x_free(&a);
     return rc;
 }
@@ -147,46 +301,6 @@ static void query_fail(struct bnode *bn, struct bquery *q, const char *atom, con
     done(bn->sb, key, NULL, 0, &err);
 }
 
-/* code:load_binary answered: {module, _} retries the query once. */
-static void load_done(uint64_t id, const struct sbx_remote_result *res) {
-    struct bnode *bn;
-    struct bquery *q = find_query(id, &bn);
-    if (q == NULL)
-        return;
-    if (res->kind != SBX_REMOTE_VALUE || send_query(bn, q) != 0)
-        query_fail(bn, q, "backend", "cannot load sbx_beam_helper into the node");
-}
-
-/* Loads the helper module into the node, for q. 0 or -1. */
-static int load_helper(struct bnode *bn, struct bquery *q) {
-    char *code = NULL;
-    size_t len = 0;
-    int rc;
-    if (sbx_beam_priv_file(HELPER ".beam", &code, &len) != 0)
-        return -1;
-    ei_x_buff a;
-    ei_x_new(&a);
-    ei_x_encode_list_header(&a, 3);
-    ei_x_encode_atom(&a, HELPER);
-    ei_x_encode_string(&a, HELPER ".beam");
-    ei_x_encode_binary(&a, code, (long)len);
-    ei_x_encode_empty_list(&a);
-    q->loaded = 1;
-    rc = sbx_remote_call(sbx_core_get()->node, &bn->target, "code", "load_binary", a.buff,
-                         (size_t)a.index, QUERY_MS, load_done, q->id);
-    ei_x_free(&a);
-    free(code);
-    return rc;
-}
-
-/* 1 if res is error:undef (the helper is not loaded). */
-static int is_undef(const struct sbx_remote_result *res) {
-    char atom[MAXATOMLEN_UTF8];
-    int idx = 0;
-    return res->kind == SBX_REMOTE_EXCEPTION && strcmp(res->cls, "error") == 0 &&
-           ei_decode_atom(res->term, &idx, atom) == 0 && strcmp(atom, "undef") == 0;
-}
-
 /* The helper answered: processes is the list itself; metrics is {Reds, Ts, Map}, the first
  * two kept for the next reductions-per-second figure. */
 static void query_done(uint64_t id, const struct sbx_remote_result *res) {
@@ -194,11 +308,6 @@ static void query_done(uint64_t id, const struct sbx_remote_result *res) {
     struct bquery *q = find_query(id, &bn);
     if (q == NULL)
         return;
-    if (is_undef(res) && !q->loaded) {
-        if (load_helper(bn, q) != 0)
-            query_fail(bn, q, "backend", "sbx_beam_helper.beam not found in priv/");
-        return;
-    }
     if (res->kind == SBX_REMOTE_TIMEOUT) {
         query_fail(bn, q, "timeout", NULL);
         return;
@@ -206,7 +315,8 @@ static void query_done(uint64_t id, const struct sbx_remote_result *res) {
     if (res->kind != SBX_REMOTE_VALUE) {
         query_fail(bn, q, "backend",
                    res->kind == SBX_REMOTE_NOCONNECTION ? "the node is not reachable"
-                                                        : "the node's helper failed");
+                   : is_undef(res) ? "cannot load sbx_beam_helper into the node"
+                                   : "the node's helper failed");
         return;
     }
     const char *term = res->term;
