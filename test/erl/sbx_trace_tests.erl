@@ -29,6 +29,9 @@ tests() ->
      {max_events_stops, 90000, fun max_events/0},
      {duration_stops, 90000, fun duration/0},
      {rate_throttles, 90000, fun rate/0},
+     {return_and_big_messages_summarised, 90000, fun return_summary/0},
+     {new_processes_procs_flag, 90000, fun new_procs/0},
+     {caller_leaves_mid_start, 90000, fun caller_leaves/0},
      {bad_specs_and_errors, 90000, fun bad_specs/0},
      {second_trace_refused, 90000, fun second_trace/0},
      {flood_1m_events_bounded, 180000, fun flood/0},
@@ -40,7 +43,8 @@ tests() ->
 
 init(N) -> {ok, N}.
 handle_call(incr, _From, N) -> {reply, N + 1, N + 1};
-handle_call(get, _From, N) -> {reply, N, N}.
+handle_call(get, _From, N) -> {reply, N, N};
+handle_call({echo, Bin}, _From, N) -> {reply, byte_size(Bin), N}.
 handle_cast(_, N) -> {noreply, N}.
 
 %%% ---------------------------------------------------------------------------------
@@ -218,6 +222,76 @@ rate() ->
     report("end", End),
     ?assertEqual(3, length(Events)),
     ?assertMatch(#{reason := stopped, events := 3, dropped_rate := 17}, End),
+    assert_clean(S, Id, Pid),
+    ok = call(S, destroy, [Id]).
+
+%% call + return on handle_call/3; a 10 kB message and argument list summarised under
+%% max_msg_bytes 200.
+return_summary() ->
+    {S, Id, Pid, _} = setup(),
+    {ok, _} = call(S, subscribe, [Id, self(), [trace]]),
+    {ok, TRef} = call(S, trace_start, [Id, #{pids => [Pid], flags => ['receive', call, return],
+                                            mfa => {?MODULE, handle_call, '_'},
+                                            max_msg_bytes => 200}]),
+    Big = binary:copy(<<"x">>, 10000),
+    10000 = call(S, remote_call, [Id, gen_server, call, [?SERVER, {echo, Big}]]),
+    timer:sleep(300),
+    ok = call(S, trace_stop, [TRef]),
+    {Events, End} = collect(Id, 5000),
+    report("events", [{E, D} || #{event := E, detail := D} <- Events]),
+    report("end", End),
+    [Recv] = [M || #{event := 'receive', detail := #{msg := M}} <- Events],
+    ?assertMatch({summary, Size, _} when Size > 10000, Recv),
+    ?assert(erlang:external_size(element(3, Recv)) =< 200),
+    [{M, F, Args}] = [MFA || #{event := call, detail := #{mfa := MFA}} <- Events],
+    ?assertEqual({?MODULE, handle_call}, {M, F}),
+    ?assertMatch({summary, _, _}, Args),
+    ?assertMatch([#{mfa := {?MODULE, handle_call, 3}, value := {reply, 10000, 0}}],
+                 [D || #{event := return_from, detail := D} <- Events]),
+    assert_clean(S, Id, Pid),
+    ok = call(S, destroy, [Id]).
+
+%% pids => new with procs: processes started after trace_start are traced, older ones not.
+new_procs() ->
+    {S, Id, Pid, _} = setup(),
+    {ok, _} = call(S, subscribe, [Id, self(), [trace]]),
+    {ok, TRef} = call(S, trace_start, [Id, #{pids => new, flags => [procs]}]),
+    New = call(S, remote_call, [Id, erlang, spawn, [timer, sleep, [10]]]),
+    incr(S, Id, 2),
+    timer:sleep(300),
+    ok = call(S, trace_stop, [TRef]),
+    {Events, End} = collect(Id, 5000),
+    Kinds = lists:usort([E || #{event := E} <- Events]),
+    report("kinds", Kinds),
+    report("end", End),
+    ?assert(lists:member(exit, Kinds)),
+    ?assert(lists:any(fun(#{pid := P}) -> P =:= New end, Events)),
+    ?assertNot(lists:any(fun(#{pid := P}) -> P =:= Pid end, Events)),
+    assert_clean(S, Id, Pid),
+    ok = call(S, destroy, [Id]).
+
+%% The caller of trace_start leaves (its node goes down) while the start is under way:
+%% nothing is left tracing in the node, and a new trace can start.
+caller_leaves() ->
+    {S, Id, Pid, _} = setup(),
+    #{node := N} = S,
+    NodeOs = list_to_integer(call(S, remote_call, [Id, os, getpid, []])),
+    {Peer, _} = ?U:start_peer("trcaller"),
+    ?U:os_kill(NodeOs, "STOP"),
+    _ = peer:call(Peer, erlang, spawn, [rpc, call, [N, sandbox, trace_start, [Id, #{pids => [Pid]}]]]),
+    timer:sleep(500),
+    ?U:stop_peer(Peer),
+    timer:sleep(300),
+    ?U:os_kill(NodeOs, "CONT"),
+    assert_clean(S, Id, Pid),
+    T0 = erlang:monotonic_time(millisecond),
+    ok = ?U:wait_until(fun() -> case call(S, trace_start, [Id, #{pids => [Pid]}]) of
+                                    {ok, T} -> put(t2, T), true;
+                                    Other -> Other
+                                end end, 10000),
+    report("ms until a new trace could start", erlang:monotonic_time(millisecond) - T0),
+    T2 = get(t2),
+    ok = call(S, trace_stop, [T2]),
     assert_clean(S, Id, Pid),
     ok = call(S, destroy, [Id]).
 
