@@ -29,6 +29,7 @@ run() ->
     erlang:set_cookie(Node, binary_to_atom(Cookie)),
     Burst = sbx_bench_lib:env_int("SBX_BENCH_TRACE_BURST", 1024),
     {ok, FPid} = rc(N, Id, ?MODULE, flood_start, [Burst]),
+    put(node_os_pid, list_to_integer(rc(N, Id, os, getpid, []))),
     C0 = rc(N, Id, ?MODULE, flood_count, []),
     timer:sleep(1000),
     C1 = rc(N, Id, ?MODULE, flood_count, []),
@@ -90,6 +91,8 @@ one_round(N, Id, FPid, I) ->
                      end),
     receive {subscribed, Sub} -> ok end,
     Cpu0 = cpu_ms(get(sandboxd_os_pid)),
+    NodeCpu0 = cpu_ms(get(node_os_pid)),
+    OwnCpu0 = cpu_ms(list_to_integer(os:getpid())),
     {ok, _} = rpc:call(N, sandbox, trace_start,
                        [Id, #{pids => [FPid], flags => [send, 'receive'],
                               max_events => ?MAX_EVENTS, duration_ms => 60000}], 60000),
@@ -98,12 +101,13 @@ one_round(N, Id, FPid, I) ->
             Us = max(1, Last - First),
             Rate = Count * 1000000 div Us,
             Cpu = cpu_ms(get(sandboxd_os_pid)) - Cpu0,
-            SelfCpu = erlang:statistics(runtime),
-            io:format("  round ~b: ~b events in ~.1f ms = ~b events/s; sandboxd CPU ~b ms; "
-                      "dropped by sandboxd for the subscriber ~b; agent: ~w~n",
-                      [I, Count, Us / 1000, Rate, Cpu, Dropped,
+            NodeCpu = cpu_ms(get(node_os_pid)) - NodeCpu0,
+            OwnCpu = cpu_ms(list_to_integer(os:getpid())) - OwnCpu0,
+            io:format("  round ~b: ~b events in ~.1f ms = ~b events/s; CPU ms: sandboxd ~b, "
+                      "traced node ~b, subscriber's node ~b; dropped by sandboxd for the "
+                      "subscriber ~b; agent: ~w~n",
+                      [I, Count, Us / 1000, Rate, Cpu, NodeCpu, OwnCpu, Dropped,
                        maps:with([events, dropped_overload, dropped_busy, max_queue, reason], End)]),
-            _ = SelfCpu,
             %% Events sandboxd dropped for a subscriber that fell behind are counted on the
             %% next event it gets: none may go missing uncounted.
             Count + Dropped >= ?MAX_EVENTS orelse
