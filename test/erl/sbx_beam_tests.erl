@@ -110,6 +110,7 @@ make_app(App) ->
 
 lifecycle() ->
     S = ?U:start_isolated(),
+    ?assertMatch(#{backends := #{beam_node := available}}, ?U:info(S)),
     App = list_to_atom(uname("sbxdemo")),
     Ebin = make_app(App),
     Name = uname("life"),
