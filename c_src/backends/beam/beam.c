@@ -335,6 +335,9 @@ static int bm_start(struct sbx_sandbox *sb, struct sbx_err *err) {
     int ms = sb->cfg.health.timeout_ms > 0 ? sb->cfg.health.timeout_ms : DEFAULT_START_MS;
     bn->deadline_ms = sbx_mono_ms() + ms;
     arm(bn, UP_POLL_MS);
+    /* Journal the node's name and cookie now: a sandboxd killed while the node comes up
+     * can still reach it after a restart. */
+    sbx_sandbox_journal(sb);
     return SBX_START_PENDING;
 }
 
