@@ -118,6 +118,8 @@ lifecycle() ->
                                    code_paths => [list_to_binary(Ebin)],
                                    apps => [runtime_tools, App]}),
     ?assertMatch(#{type := beam_node, status := running}, Sb),
+    %% The node has a cookie of its own: the test node's (sandboxd's) is refused.
+    ?assertEqual(pang, net_adm:ping(list_to_atom(Name ++ "@" ++ ?U:host()))),
     Node = node_of(S, <<"life">>),
     ?assertEqual(Name, hd(string:split(atom_to_list(Node), "@"))),
     ?assert(lists:member(Name, epmd_names())),
@@ -144,6 +146,8 @@ lifecycle() ->
     %% A default name is sandbox_<id>.
     create_ok(S, <<"dflt">>, #{}),
     D = node_of(S, <<"dflt">>),
+    %% Each sandbox gets a cookie of its own.
+    ?assertNotEqual(erlang:get_cookie(Node), erlang:get_cookie(D)),
     ?assertEqual("sandbox_dflt", hd(string:split(atom_to_list(D), "@"))),
     ok = call(S, destroy, [<<"dflt">>]),
     assert_gone("sandbox_dflt").
