@@ -31,6 +31,7 @@ tests() ->
      {rate_throttles, 90000, fun rate/0},
      {return_and_big_messages_summarised, 90000, fun return_summary/0},
      {new_processes_procs_flag, 90000, fun new_procs/0},
+     {all_processes_every_flag, 90000, fun all_flags/0},
      {caller_leaves_mid_start, 90000, fun caller_leaves/0},
      {bad_specs_and_errors, 90000, fun bad_specs/0},
      {second_trace_refused, 90000, fun second_trace/0},
@@ -267,6 +268,26 @@ new_procs() ->
     ?assert(lists:member(exit, Kinds)),
     ?assert(lists:any(fun(#{pid := P}) -> P =:= New end, Events)),
     ?assertNot(lists:any(fun(#{pid := P}) -> P =:= Pid end, Events)),
+    assert_clean(S, Id, Pid),
+    ok = call(S, destroy, [Id]).
+
+%% pids => all with every flag but call/return: the node's own processes (and the ones
+%% serving remote_call) are traced, the agent's are not (no feedback), max_events ends it.
+all_flags() ->
+    {S, Id, Pid, _} = setup(),
+    {ok, _} = call(S, subscribe, [Id, self(), [trace]]),
+    {ok, _} = call(S, trace_start, [Id, #{pids => all, max_events => 300,
+                                         flags => [send, 'receive', procs,
+                                                   garbage_collection, running]}]),
+    incr(S, Id, 100),
+    {Events, End} = collect(Id, 10000),
+    Kinds = lists:usort([E || #{event := E} <- Events]),
+    report("kinds", Kinds),
+    report("events", length(Events)),
+    report("end", End),
+    ?assertMatch(#{reason := limit, events := 300}, End),
+    ?assertEqual(300, length(Events)),
+    ?assert(lists:member(in, Kinds) andalso lists:member(out, Kinds)),
     assert_clean(S, Id, Pid),
     ok = call(S, destroy, [Id]).
 
