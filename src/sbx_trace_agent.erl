@@ -25,6 +25,9 @@
 -export([init/2, janitor/3]).
 
 -define(NAME, sbx_trace_agent).
+%% The start map's layout. sandboxd sends vsn => ?VSN; an agent of another layout answers
+%% {error, agent_version} and sandboxd loads its own (code:load_binary) and starts again.
+-define(VSN, 1).
 -define(BATCH_MAX, 500).
 -define(BATCH_MS, 20).
 -define(CHECK_EVERY, 64).
@@ -50,8 +53,11 @@
 %% mfa ({M, F, Arity} or undefined; needed for call and return), match_spec (a list or
 %% undefined), max_events, duration_ms, rate ({Max, PerMs} or undefined), max_msg_bytes.
 %% Returns {ok, AgentPid} once tracing is on, {error, already_tracing} when this node
-%% already has a tracer, {error, {badarg, Field}} or {error, Why}. The caller owns
+%% already has a tracer, {error, agent_version} when Spec's vsn (if any) is not this
+%% module's, {error, {badarg, Field}} or {error, Why}. The caller owns
 %% nothing afterwards: the agent is not linked to it.
+start(#{vsn := V}) when V =/= ?VSN ->
+    {error, agent_version};
 start(Spec) when is_map(Spec) ->
     case check_spec(Spec) of
         {ok, Norm} ->

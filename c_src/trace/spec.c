@@ -208,15 +208,17 @@ int sbx_trace_spec_decode(const char *buf, int *idx, struct sbx_trace_spec *out,
     return 0;
 }
 
-/* See spec.h. Encodes a map of 7 to 10 pairs. */
+/* See spec.h. Encodes a map of 8 to 11 pairs. */
 void sbx_trace_spec_encode(const struct sbx_trace_spec *spec, const char *ref, size_t ref_len,
                            const char *sink, size_t sink_len, ei_x_buff *x) {
-    int pairs = 7 + (spec->has_mfa ? 1 : 0) + (spec->match_spec != NULL ? 1 : 0) +
+    int pairs = 8 + (spec->has_mfa ? 1 : 0) + (spec->match_spec != NULL ? 1 : 0) +
                 (spec->rate_max > 0 ? 1 : 0);
     int nflags = 0;
     for (size_t k = 0; k < NFLAGS; k++)
         nflags += (spec->flags & flag_names[k].bit) != 0;
     ei_x_encode_map_header(x, pairs);
+    ei_x_encode_atom(x, "vsn");
+    ei_x_encode_long(x, SBX_TRACE_AGENT_VSN);
     ei_x_encode_atom(x, "ref");
     ei_x_append_buf(x, ref, (int)ref_len);
     ei_x_encode_atom(x, "sink");

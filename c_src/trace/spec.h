@@ -17,6 +17,8 @@
 #define SBX_TRACE_MSG_BYTES_MIN 64
 #define SBX_TRACE_MSG_BYTES_MAX (1 << 20)
 #define SBX_TRACE_PIDS_MAX 1000
+/* The agent's start map layout (sbx_trace_agent's ?VSN): sent as vsn. */
+#define SBX_TRACE_AGENT_VSN 1
 
 /* Trace flags (bits), as named in the API. */
 enum {
@@ -52,8 +54,8 @@ struct sbx_trace_spec {
 int sbx_trace_spec_decode(const char *buf, int *idx, struct sbx_trace_spec *out,
                           struct sbx_badarg *err);
 
-/* Appends the agent's start map (see sbx_trace_agent:start/1): ref (ref, encoded), sink
- * (pid, encoded), and every field of spec with its defaults applied. */
+/* Appends the agent's start map (see sbx_trace_agent:start/1): vsn, ref (ref, encoded),
+ * sink (pid, encoded), and every field of spec with its defaults applied. */
 void sbx_trace_spec_encode(const struct sbx_trace_spec *spec, const char *ref, size_t ref_len,
                            const char *sink, size_t sink_len, ei_x_buff *x);
 

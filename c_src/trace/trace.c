@@ -57,6 +57,7 @@ static uint64_t next_serial = 1;
 
 static void remote_done(uint64_t key, const struct sbx_remote_result *res);
 static void load_done(uint64_t key, const struct sbx_remote_result *res);
+static int load_agent(struct trace *t);
 
 /* The trace with that serial, or NULL. */
 static struct trace *by_serial(uint64_t serial) {
@@ -274,13 +275,21 @@ static void agent_running(struct trace *t, const char *buf, int idx) {
 }
 
 /* The agent answered {error, Why}: already_tracing and {badarg, Field} get the API's
- * shapes, anything else is printed into a backend error. */
+ * shapes, agent_version loads ours (once), anything else is printed into a backend error. */
 static void agent_refused(struct trace *t, const char *buf, int idx) {
     char atom[MAXATOMLEN_UTF8], printed[256];
     int at = idx, arity;
+    int is_atom = sbx_decode_atom(buf, &at, atom) == 0;
     ei_x_buff e;
-    if (sbx_decode_atom(buf, &at, atom) == 0 && strcmp(atom, "already_tracing") == 0) {
+    if (is_atom && strcmp(atom, "already_tracing") == 0) {
         start_failed_text(t, "already tracing%s%s", "", "");
+        return;
+    }
+    if (is_atom && !t->loaded && strcmp(atom, "agent_version") == 0) {
+        /* An agent of another layout is loaded there (an older sandboxd): ours replaces it. */
+        if (load_agent(t) != 0)
+            start_failed_text(t, "cannot load the trace agent (%s missing from priv/)%s",
+                              AGENT ".beam", "");
         return;
     }
     at = idx;

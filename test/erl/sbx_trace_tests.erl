@@ -33,6 +33,7 @@ tests() ->
      {new_processes_procs_flag, 90000, fun new_procs/0},
      {all_processes_every_flag, 90000, fun all_flags/0},
      {caller_leaves_mid_start, 90000, fun caller_leaves/0},
+     {stale_agent_replaced, 90000, fun stale_agent/0},
      {bad_specs_and_errors, 90000, fun bad_specs/0},
      {second_trace_refused, 90000, fun second_trace/0},
      {flood_1m_events_bounded, 180000, fun flood/0},
@@ -313,6 +314,22 @@ caller_leaves() ->
     report("ms until a new trace could start", erlang:monotonic_time(millisecond) - T0),
     T2 = get(t2),
     ok = call(S, trace_stop, [T2]),
+    assert_clean(S, Id, Pid),
+    ok = call(S, destroy, [Id]).
+
+%% A node holding an agent of another layout (as after an upgrade of sandboxd): it answers
+%% {error, agent_version}, sandboxd loads its own and the trace starts.
+stale_agent() ->
+    {S, Id, Pid, _} = setup(),
+    Forms = [{attribute, 1, module, sbx_trace_agent},
+             {attribute, 2, export, [{start, 1}]},
+             {function, 3, start, 1, [{clause, 3, [{var, 3, '_'}], [],
+                                       [{tuple, 3, [{atom, 3, error}, {atom, 3, agent_version}]}]}]}],
+    {ok, sbx_trace_agent, Stale} = compile:forms(Forms, []),
+    {module, sbx_trace_agent} = call(S, remote_call, [Id, code, load_binary,
+                                                      [sbx_trace_agent, "stale.beam", Stale]]),
+    {ok, TRef} = call(S, trace_start, [Id, #{pids => [Pid]}]),
+    ok = call(S, trace_stop, [TRef]),
     assert_clean(S, Id, Pid),
     ok = call(S, destroy, [Id]).
 
