@@ -191,6 +191,15 @@ remote_call_vs_rpc() ->
     exit(Pid2, kill),
     receive {'DOWN', Ref, process, Pid2, _} -> ok end,
     ok = ?U:wait_until(fun() -> maps:get(processes, ?U:info(S)) =< Before end, 5000),
+    %% 500 calls from 50 concurrent callers: every answer right, nothing left afterwards.
+    Self = self(),
+    Callers = [spawn_link(fun() ->
+                                  Rs = [call(S, remote_call, [<<"rc">>, erlang, '+', [I, J]])
+                                        || J <- lists:seq(1, 10)],
+                                  Self ! {sum, self(), Rs =:= [I + J || J <- lists:seq(1, 10)]}
+                          end) || I <- lists:seq(1, 50)],
+    ?assertEqual([true || _ <- Callers], [receive {sum, P, Ok} -> Ok end || P <- Callers]),
+    ok = ?U:wait_until(fun() -> maps:get(processes, ?U:info(S)) =< Before end, 5000),
     ok = call(S, destroy, [<<"rc">>]).
 
 get_state() ->
