@@ -5,6 +5,7 @@
 #   make docker-up  install docker.io, start dockerd, build the test image (scripts/docker-up.sh)
 #   make fuzz       libFuzzer over framing/term/handshake parsing (FUZZ_SECONDS, default 120)
 #   make bench      benchmarks against the anchors (bench/rpc)
+#   make bench-trace trace events relayed per second, remote_call vs erpc (bench/trace)
 
 ERLC      ?= erlc
 ERLC_OPTS := +warnings_as_errors +debug_info
@@ -14,6 +15,9 @@ BEAMS     := $(SRC_ERL:src/%.erl=$(EBIN)/%.beam)
 TEST_ERL  := $(wildcard test/erl/*.erl)
 TEST_EBIN := _build/test/ebin
 TEST_BEAMS := $(TEST_ERL:test/erl/%.erl=$(TEST_EBIN)/%.beam)
+# Modules sandboxd loads into the BEAM nodes it hosts (code:load_binary), shipped next to
+# the binary: any src/sbx_*_agent.erl or src/sbx_*_helper.erl.
+PRIV_BEAMS := $(patsubst src/%.erl,priv/%.beam,$(wildcard src/sbx_*_agent.erl src/sbx_*_helper.erl))
 FUZZ_SECONDS ?= 120
 
 all: c erl
@@ -27,7 +31,11 @@ c-asan:
 c-unit:
 	$(MAKE) -C c_src unit
 
-erl: $(BEAMS) $(EBIN)/sandboxd.app
+erl: $(BEAMS) $(EBIN)/sandboxd.app $(PRIV_BEAMS)
+
+priv/%.beam: $(EBIN)/%.beam
+	@mkdir -p priv
+	cp $< $@
 
 $(EBIN)/%.beam: src/%.erl include/sandboxd.hrl
 	@mkdir -p $(EBIN)
@@ -70,8 +78,11 @@ fuzz:
 bench: deps-test all $(TEST_BEAMS)
 	bench/rpc
 
+bench-trace: deps-test all
+	bench/trace/run
+
 clean:
 	$(MAKE) -C c_src clean
-	rm -rf $(EBIN) _build
+	rm -rf $(EBIN) _build $(PRIV_BEAMS)
 
-.PHONY: all c c-asan c-unit erl test-build deps deps-test run test docker-up fuzz bench clean
+.PHONY: all c c-asan c-unit erl test-build deps deps-test run test docker-up fuzz bench bench-trace clean

@@ -20,6 +20,7 @@
 #include "core/core.h"
 #include "dist/node.h"
 #include "rpc/services.h"
+#include "backends/beam/beam.h"
 #include "util/cookie.h"
 #include "util/log.h"
 
@@ -50,6 +51,7 @@ static void usage(FILE *out) {
           "  --shutdown-policy P   keep | destroy: what a clean stop does to running\n"
           "                        sandboxes (default keep: adopted at the next start)\n"
           "  --log-level LEVEL     error | warn | info | debug (default info)\n"
+          "  --erl PATH            erl for beam_node sandboxes (else $SANDBOXD_ERL, else PATH)\n"
           "  --version             print the version and exit\n"
           "  --help                this text\n",
           out);
@@ -80,7 +82,7 @@ static int short_host(char *out, size_t cap) {
 /* Fills opts from argv. Returns 0 to run, 1 to exit 0 (help, version), -1 on error. */
 static int parse_args(int argc, char **argv, struct options *o) {
     enum { O_SNAME = 1, O_NAME, O_COOKIE, O_TICK, O_HS, O_MAXPKT, O_LOG, O_VERSION, O_HELP,
-           O_STATE, O_SHUTDOWN };
+           O_STATE, O_SHUTDOWN, O_ERL };
     static const struct option longopts[] = {
         {"sname", required_argument, NULL, O_SNAME},
         {"name", required_argument, NULL, O_NAME},
@@ -91,6 +93,7 @@ static int parse_args(int argc, char **argv, struct options *o) {
         {"log-level", required_argument, NULL, O_LOG},
         {"state-dir", required_argument, NULL, O_STATE},
         {"shutdown-policy", required_argument, NULL, O_SHUTDOWN},
+        {"erl", required_argument, NULL, O_ERL},
         {"version", no_argument, NULL, O_VERSION},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0}};
@@ -109,6 +112,7 @@ static int parse_args(int argc, char **argv, struct options *o) {
         case O_SNAME: sname = optarg; lname = NULL; break;
         case O_NAME: lname = optarg; break;
         case O_COOKIE: o->cookie = optarg; break;
+        case O_ERL: sbx_beam_set_erl(optarg); break;
         case O_TICK:
             if ((v = parse_num(optarg, 1, 3600)) < 0)
                 goto bad;

@@ -84,7 +84,7 @@ erl_suites() {
   tally "$out"
 }
 
-SUITES=(sbx_dist_tests sbx_fault_tests sbx_process_tests sbx_docker_smoke_tests)
+SUITES=(sbx_dist_tests sbx_fault_tests sbx_process_tests sbx_docker_smoke_tests sbx_trace_tests sbx_beam_tests)
 erl_suites erl-release "$ROOT/priv/sandboxd" "${SUITES[@]}"
 
 # The same suites against the ASan+UBSan build; any sanitizer report fails the run.
@@ -105,19 +105,21 @@ fi
 
 echo "== Elixir (ExUnit, as a user)"
 out=$LOGS/elixir.out
-SANDBOXD_BIN=$ROOT/priv/sandboxd elixir --sname "sbx_ex_$$" --cookie "$COOKIE" \
-  -pa "$ROOT/ebin" -pa "$ROOT/_build/test/ebin" test/elixir/sandboxd_test.exs 2>&1 | tee "$out"
-line=$(grep -E '^[0-9]+ tests?, [0-9]+ failures?' "$out" | tail -n 1)
-if [ -n "$line" ]; then
-  t=$(grep -oE '^[0-9]+' <<<"$line"); f=$(grep -oE '[0-9]+ failure' <<<"$line" | grep -oE '[0-9]+')
-  s=$(grep -oE '[0-9]+ (skipped|excluded)' <<<"$line" | grep -oE '[0-9]+' | head -1 || echo 0)
-  s=${s:-0}
-  echo "elixir: $((t - f - s)) passed, $f failed, $s skipped"
-  add $((t - f - s)) "$f" "$s"
-else
-  echo "elixir: 0 passed, 1 failed"
-  add 0 1
-fi
+for exs in test/elixir/*_test.exs; do
+  SANDBOXD_BIN=$ROOT/priv/sandboxd elixir --sname "sbx_ex_$$" --cookie "$COOKIE" \
+    -pa "$ROOT/ebin" -pa "$ROOT/_build/test/ebin" "$exs" 2>&1 | tee "$out"
+  line=$(grep -E '^[0-9]+ tests?, [0-9]+ failures?' "$out" | tail -n 1)
+  if [ -n "$line" ]; then
+    t=$(grep -oE '^[0-9]+' <<<"$line"); f=$(grep -oE '[0-9]+ failure' <<<"$line" | grep -oE '[0-9]+')
+    s=$(grep -oE '[0-9]+ (skipped|excluded)' <<<"$line" | grep -oE '[0-9]+' | head -1 || echo 0)
+    s=${s:-0}
+    echo "elixir $(basename "$exs"): $((t - f - s)) passed, $f failed, $s skipped"
+    add $((t - f - s)) "$f" "$s"
+  else
+    echo "elixir $(basename "$exs"): 0 passed, 1 failed"
+    add 0 1
+  fi
+done
 
 pkill -f "sbx_runner_$$" 2>/dev/null || true
 if [ "$SKIP" -gt 0 ]; then

@@ -26,6 +26,11 @@ static const struct sbx_api_entry table[] = {
     {"sandbox", "unsubscribe", 1, sbx_api_unsubscribe},
     {"sandbox", "copy_to", 3, sbx_api_copy_to},
     {"sandbox", "copy_from", 2, sbx_api_copy_from},
+    {"sandbox", "trace_start", 2, sbx_api_trace_start},
+    {"sandbox", "trace_stop", 1, sbx_api_trace_stop},
+    {"sandbox", "remote_call", 4, sbx_api_remote_call4},
+    {"sandbox", "remote_call", 5, sbx_api_remote_call5},
+    {"sandbox", "get_state", 2, sbx_api_get_state},
     {"erlang", "node", 0, sbx_api_erlang_node},
 };
 

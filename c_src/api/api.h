@@ -52,6 +52,21 @@ enum sbx_api_status sbx_api_unsubscribe(struct sbx_call *call);
 enum sbx_api_status sbx_api_copy_to(struct sbx_call *call);
 enum sbx_api_status sbx_api_copy_from(struct sbx_call *call);
 
+/* Handlers (api_trace.c). */
+enum sbx_api_status sbx_api_trace_start(struct sbx_call *call);
+enum sbx_api_status sbx_api_trace_stop(struct sbx_call *call);
+
+/* Handlers (api_beam.c): calls into a sandbox's BEAM node. remote_call(Id, M, F, A) and
+ * remote_call(Id, M, F, A, TimeoutMs | infinity) answer what rpc:call would; get_state(Id,
+ * PidOrName) answers {ok, State} (sys:get_state). */
+enum sbx_api_status sbx_api_remote_call4(struct sbx_call *call);
+enum sbx_api_status sbx_api_remote_call5(struct sbx_call *call);
+enum sbx_api_status sbx_api_get_state(struct sbx_call *call);
+/* processes(Id) of a sandbox whose BEAM node another backend hosts (docker with `beam`):
+ * the node's Erlang processes, as for beam_node. Called by sbx_api_processes. */
+struct sbx_sandbox;
+enum sbx_api_status sbx_api_beam_processes(struct sbx_call *call, struct sbx_sandbox *sb);
+
 /* Version string reported by info() and --version. */
 #define SBX_VERSION "0.1.0"
 

@@ -612,6 +612,8 @@ static void query_done(struct sbx_sandbox *sb, uint64_t key, const char *term, s
         static const struct sbx_err unknown = {"backend", "no answer"};
         sbx_reply_err(&call->result, sbx_type_name(sb->cfg.type), err != NULL ? err : &unknown);
     }
+    free(call->state); /* the sandbox id do_query kept for query_cancel */
+    call->state = NULL;
     sbx_call_done(call);
 }
 
@@ -631,6 +633,9 @@ static enum sbx_api_status do_query(struct sbx_call *call, int metrics) {
     struct sbx_sandbox *sb = find_arg(call, 0);
     if (sb == NULL)
         return SBX_API_DONE;
+    /* A container running a BEAM node lists the node's processes, as beam_node does. */
+    if (!metrics && sb->cfg.type != SBX_TYPE_BEAM_NODE && sb->cfg.has_beam)
+        return sbx_api_beam_processes(call, sb);
     query_async_fn afn = metrics ? sb->backend->metrics_async : sb->backend->processes_async;
     if (afn != NULL) {
         call->state = strdup(sb->id);

@@ -17,6 +17,7 @@
 #include "core/journal.h"
 #include "core/sandbox.h"
 #include "core/subs.h"
+#include "trace/trace.h"
 #include "dist/control.h"
 #include "dist/node.h"
 #include "dist/term_check.h"
@@ -230,6 +231,7 @@ int sbx_core_start(struct sbx_core *core, struct sbx_node *node,
 void sbx_core_stop(struct sbx_core *core) {
     if (core->node == NULL)
         return;
+    sbx_trace_free_all(core);
     /* Destroy policy: kill every workload now, then free. Keep policy: leave them. */
     while (core->first != NULL) {
         struct sbx_sandbox *sb = core->first;

@@ -16,6 +16,7 @@
 #include "core/journal.h"
 #include "core/logbuf.h"
 #include "core/subs.h"
+#include "trace/trace.h"
 #include "dist/node.h"
 #include "util/clock.h"
 #include "util/log.h"
@@ -522,6 +523,7 @@ void sbx_sandbox_destroy(struct sbx_sandbox *sb, const char *reason) {
     sb->destroying = 1;
     if (sb->ttl_timer != NULL)
         evtimer_del(sb->ttl_timer);
+    sbx_trace_sandbox_gone(sb->core, sb->id); /* while the node still answers */
     sbx_sandbox_stop(sb, reason);
 }
 

@@ -205,18 +205,20 @@ int sbx_subs_wanted(const struct sbx_core *core, const struct sbx_sandbox *sb, e
     return 0;
 }
 
-/* See subs.h. payload stays the caller's. A subscriber without credit, or behind a
- * backlogged connection, loses the event (counted) and is asked for its queue length.
- * payload_pairs < 0 marks a payload that is not a map and cannot carry dropped. */
-void sbx_subs_publish(struct sbx_core *core, const struct sbx_sandbox *sb, enum sbx_topic topic,
-                      const char *payload, size_t payload_len, int payload_pairs) {
+/* Fan-out of sbx_subs_publish and sbx_subs_publish_last: payload stays the caller's. A
+ * subscriber without credit (unless last), or behind a backlogged connection, loses the
+ * event (counted) and is asked for its queue length. payload_pairs < 0 marks a payload
+ * that is not a map and cannot carry dropped. */
+static void publish(struct sbx_core *core, const struct sbx_sandbox *sb, enum sbx_topic topic,
+                    const char *payload, size_t payload_len, int payload_pairs, int last) {
     for (struct sbx_sub *s = core->subs; s != NULL; s = s->next) {
         if (!applies(s, sb, topic))
             continue;
         struct sbx_conn *c = sbx_node_conn_by_id(core->node, s->pid.conn_id);
         if (c == NULL)
             continue;
-        if (s->credit <= 0 || evbuffer_get_length(bufferevent_get_output(c->bev)) > SBX_SUB_MAX_BACKLOG) {
+        if ((s->credit <= 0 && !last) ||
+            evbuffer_get_length(bufferevent_get_output(c->bev)) > SBX_SUB_MAX_BACKLOG) {
             ask_queue(core, s);
             s->dropped++;
             core->events_dropped++;
@@ -248,4 +250,16 @@ void sbx_subs_publish(struct sbx_core *core, const struct sbx_sandbox *sb, enum 
         }
         ei_x_free(&m);
     }
+}
+
+/* See subs.h. */
+void sbx_subs_publish(struct sbx_core *core, const struct sbx_sandbox *sb, enum sbx_topic topic,
+                      const char *payload, size_t payload_len, int payload_pairs) {
+    publish(core, sb, topic, payload, payload_len, payload_pairs, 0);
+}
+
+/* See subs.h. */
+void sbx_subs_publish_last(struct sbx_core *core, const struct sbx_sandbox *sb, enum sbx_topic topic,
+                           const char *payload, size_t payload_len, int payload_pairs) {
+    publish(core, sb, topic, payload, payload_len, payload_pairs, 1);
 }

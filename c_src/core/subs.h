@@ -74,4 +74,11 @@ int sbx_subs_wanted(const struct sbx_core *core, const struct sbx_sandbox *sb, e
 void sbx_subs_publish(struct sbx_core *core, const struct sbx_sandbox *sb, enum sbx_topic topic,
                       const char *payload, size_t payload_len, int payload_pairs);
 
+/* The same for the last event of a stream (a trace's end, which says why it ended and
+ * carries the drop count): sent even to a subscriber out of credit, so that it learns the
+ * stream is over; only a backlogged connection still loses it. Once per stream, so it
+ * cannot grow anything without bound. */
+void sbx_subs_publish_last(struct sbx_core *core, const struct sbx_sandbox *sb, enum sbx_topic topic,
+                           const char *payload, size_t payload_len, int payload_pairs);
+
 #endif

@@ -181,9 +181,10 @@ static void became_up(struct sbx_conn *c) {
     run_waiters(c, c->id, NULL);
 }
 
-/* md5(our cookie ++ challenge) into d: 0, or -1 if MD5 failed (d unspecified). */
+/* md5(cookie ++ challenge) into d, with the cookie this node uses for c's peer (its own
+ * unless one was set for that peer): 0, or -1 if MD5 failed (d unspecified). */
 static int digest_of(const struct sbx_conn *c, uint32_t challenge, unsigned char d[16]) {
-    return sbx_hs_digest(c->node->cookie, challenge, d);
+    return sbx_hs_digest(sbx_node_cookie_for(c->node, c->peer_name), challenge, d);
 }
 
 /* Accepting side: sends our name and a fresh random challenge; waits for the reply. */

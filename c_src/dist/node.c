@@ -146,6 +146,7 @@ void sbx_node_stop(struct sbx_node *node) {
     if (node->dns != NULL)
         evdns_base_free(node->dns, 0);
     sbx_proc_table_free(&node->procs);
+    sbx_node_clear_peer_cookies(node);
     node->listener = NULL;
     node->epmd_ev = NULL;
     node->epmd_fd = -1;

@@ -17,6 +17,13 @@ struct evconnlistener;
 struct event;
 struct sbx_conn;
 
+/* A cookie this node uses with one peer instead of its own (dist/peer_cookie.c). */
+struct sbx_peer_cookie {
+    struct sbx_peer_cookie *next;
+    char peer[SBX_NODE_NAME_MAX + 1];
+    char cookie[SBX_COOKIE_MAX + 1]; /* never logged */
+};
+
 struct sbx_node_config {
     const char *name;          /* full node name alive@host */
     const char *cookie;        /* never logged */
@@ -48,6 +55,7 @@ struct sbx_node {
     int64_t started_mono_ms;
     uint64_t stats_conns_accepted;
     uint64_t stats_conns_dropped;
+    struct sbx_peer_cookie *peer_cookies; /* per-peer cookies; others use `cookie` */
 };
 
 /* Starts listening on an ephemeral port and registers with the local epmd (starting
@@ -102,6 +110,16 @@ void sbx_node_proc_exit(struct sbx_node *node, struct sbx_proc *p, const char *r
  * then it exits with reason. */
 void sbx_node_proc_kill(struct sbx_node *node, struct sbx_proc *p, const char *reason,
                         size_t reason_len);
+
+/* Per-peer cookies (dist/peer_cookie.c). set: peer_name will be authenticated (both
+ * directions, accepting and initiating) with `cookie` instead of the node's own; replaces an
+ * earlier one for that peer; 0, or -1 (bad name, cookie too long or empty, no memory).
+ * forget: back to the node's own cookie (the copy is wiped); no-op if none was set.
+ * cookie_for: the cookie to use with peer_name (never NULL). clear: forgets them all. */
+int sbx_node_set_peer_cookie(struct sbx_node *node, const char *peer_name, const char *cookie);
+void sbx_node_forget_peer_cookie(struct sbx_node *node, const char *peer_name);
+const char *sbx_node_cookie_for(const struct sbx_node *node, const char *peer_name);
+void sbx_node_clear_peer_cookies(struct sbx_node *node);
 
 /* Number of live processes (including the registered system ones). */
 size_t sbx_node_proc_count(const struct sbx_node *node);

@@ -12,6 +12,7 @@
  * nothing is left the core is told. */
 #define _GNU_SOURCE
 #include "backends/process/process.h"
+#include "backends/beam/beam.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -407,6 +408,9 @@ static void finish_ending(struct sbx_sandbox *sb) {
     ps->ending = 0;
     if (ps->watch != NULL)
         evtimer_del(ps->watch);
+    /* A beam_node still coming up reports a failed start instead (it releases ps). */
+    if (sb->backend == &sbx_backend_beam && sbx_beam_ended(sb, &ex))
+        return;
     sbx_sandbox_ended(sb, &ex, oom);
 }
 
@@ -771,7 +775,10 @@ static void ps_exec_cancel(struct sbx_sandbox *sb, uint64_t key) {
  * runs, re-entrantly); a main process starts the sandbox's end. */
 int sbx_process_reaped(struct sbx_core *core, pid_t pid, int status) {
     for (struct sbx_sandbox *sb = core->first; sb != NULL; sb = sb->next) {
-        struct pstate *ps = sb->backend == &sbx_backend_process ? ps_of(sb) : NULL;
+        /* beam_node sandboxes are process sandboxes running erl (backends/beam). */
+        struct pstate *ps = sb->backend == &sbx_backend_process || sb->backend == &sbx_backend_beam
+                                ? ps_of(sb)
+                                : NULL;
         if (ps == NULL)
             continue;
         if (ps->pid == pid && !ps->main_done) {
