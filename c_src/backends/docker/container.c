@@ -22,6 +22,7 @@
 
 #define CO_MAX ((size_t)64 << 10)
 #define DRAIN_MS 2000
+#define CO_DELAY_MS 5
 
 static void step_create(struct dk_state *ds);
 static void step_start(struct dk_state *ds);
@@ -87,6 +88,15 @@ static void co_flush(struct dk_state *ds) {
         sbx_sandbox_output(ds->sb, ds->co_stream, ds->coalesce, ds->co_len);
     }
     ds->co_len = 0;
+    if (ds->co_timer != NULL)
+        evtimer_del(ds->co_timer);
+}
+
+/* The gathering delay passed: out with what was gathered. */
+static void co_timer_cb(evutil_socket_t fd, short what, void *arg) {
+    (void)fd;
+    (void)what;
+    co_flush(arg);
 }
 
 /* One demultiplexed frame: gathered per stream, up to CO_MAX, so that a burst of short
@@ -115,7 +125,16 @@ static void logs_data(struct dk_op *op, const char *buf, size_t len) {
     const char *why = NULL;
     if (sbx_demux_feed(&ds->logs_demux, buf, len, logs_emit, ds, &why) < 0)
         SBX_WARN("docker logs stream refused", "id=%s why=\"%s\"", ds->sb->id, why ? why : "");
-    co_flush(ds);
+    /* Docker sends a line at a time: what arrives within CO_DELAY_MS goes out together. */
+    if (ds->co_len > 0) {
+        struct timeval tv = {0, CO_DELAY_MS * 1000};
+        if (ds->co_timer == NULL)
+            ds->co_timer = evtimer_new(ds->sb->core->base, co_timer_cb, ds);
+        if (ds->co_timer == NULL)
+            co_flush(ds);
+        else if (!evtimer_pending(ds->co_timer, NULL))
+            evtimer_add(ds->co_timer, &tv);
+    }
 }
 
 /* The logs stream ended: the container stopped (or the engine went away). */
@@ -672,6 +691,9 @@ void dk_container_free(struct dk_state *ds) {
     dk_lines_free(&ds->stats_lines);
     free(ds->coalesce);
     ds->coalesce = NULL;
+    if (ds->co_timer != NULL)
+        event_free(ds->co_timer);
+    ds->co_timer = NULL;
     if (ds->end_timer != NULL)
         event_free(ds->end_timer);
     ds->end_timer = NULL;

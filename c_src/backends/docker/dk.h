@@ -119,6 +119,7 @@ struct dk_state {
     char *coalesce;             /* output gathered from one chunk before it goes out */
     size_t co_len;
     int co_stream;
+    struct event *co_timer;     /* sends what was gathered after a few ms */
     /* end under way: waiting for the logs stream to drain */
     int end_pending;
     struct sbx_exit end_exit;
