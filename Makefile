@@ -5,6 +5,7 @@
 #   make docker-up  install docker.io, start dockerd, build the test image (scripts/docker-up.sh)
 #   make fuzz       libFuzzer over framing/term/handshake parsing (FUZZ_SECONDS, default 120)
 #   make bench      benchmarks against the anchors (bench/rpc)
+#   make bench-docker  Docker sandboxes against curl on the Engine API and the docker CLI (bench/docker)
 
 ERLC      ?= erlc
 ERLC_OPTS := +warnings_as_errors +debug_info
@@ -70,8 +71,11 @@ fuzz:
 bench: deps-test all $(TEST_BEAMS)
 	bench/rpc
 
+bench-docker: deps-test all
+	bench/docker
+
 clean:
 	$(MAKE) -C c_src clean
 	rm -rf $(EBIN) _build
 
-.PHONY: all c c-asan c-unit erl test-build deps deps-test run test docker-up fuzz bench clean
+.PHONY: all c c-asan c-unit erl test-build deps deps-test run test docker-up fuzz bench bench-docker clean
