@@ -11,6 +11,7 @@
 #include "backends/docker/dk.h"
 #include "backends/docker/docker.h"
 #include "core/core.h"
+#include "core/logbuf.h"
 #include "core/sandbox.h"
 
 /* Backend available: the cached engine state (see engine.c). */
@@ -94,6 +95,16 @@ static void dk_journal(const struct sbx_sandbox *sb, ei_x_buff *x) {
     ei_x_encode_binary(x, cid, (int)strlen(cid));
 }
 
+/* sbx_logbuf_query callback: keeps the record's time (ms) in *arg, plus one ms so that
+ * the record itself is not fetched again. */
+static void last_record(void *arg, int64_t ts, enum sbx_stream stream, const char *data,
+                        size_t len) {
+    (void)stream;
+    (void)data;
+    (void)len;
+    *(int64_t *)arg = ts + 1;
+}
+
 /* Backend adopt: re-attaches to the journalled container id, tentatively running; the
  * reconcile that follows the engine's first answer says what it really is. */
 static int dk_adopt(struct sbx_sandbox *sb, const char *buf, int idx) {
@@ -118,6 +129,9 @@ static int dk_adopt(struct sbx_sandbox *sb, const char *buf, int idx) {
     sbx_demux_init(&ds->logs_demux, 0);
     snprintf(ds->cid, sizeof ds->cid, "%s", cid);
     ds->phase = DK_RUNNING;
+    /* Logs follow on from the last record kept, not from the container's start. */
+    sbx_logbuf_query(sb->logs, 1, 0, last_record, &ds->logs_since_ms);
+    ds->logs_last_ms = ds->logs_since_ms;
     sb->bstate = ds;
     (void)dk_engine(sb->core);
     return 1;

@@ -136,7 +136,8 @@ int dk_stats_parse(const char *json, size_t len, struct dk_metrics *m) {
         online = json_is_array(per) ? json_array_size(per) : 0;
     }
     m->cpu_percent = 0.0;
-    if (sys > pre_sys && total > pre_total)
+    /* The first sample of a stream has no precpu_stats: no interval, 0 %. */
+    if (pre_sys > 0 && sys > pre_sys && total > pre_total)
         m->cpu_percent = (double)(total - pre_total) / (double)(sys - pre_sys) * (double)online * 100.0;
     json_t *mem = json_object_get(j, "memory_stats"), *ms = json_object_get(mem, "stats");
     uint64_t usage = u64_of(mem, "usage");
