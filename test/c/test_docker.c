@@ -293,6 +293,35 @@ static void test_top_refused_and_empty(void **state) {
     ei_x_free(&x);
 }
 
+/* ---- ports ------------------------------------------------------------------------- */
+
+static void test_ports_parse(void **state) {
+    (void)state;
+    const char *j = "{\"NetworkSettings\":{\"Ports\":{"
+                    "\"8000/tcp\":[{\"HostIp\":\"0.0.0.0\",\"HostPort\":\"18080\"},"
+                    "{\"HostIp\":\"::\",\"HostPort\":\"18080\"}],"
+                    "\"53/udp\":[{\"HostIp\":\"0.0.0.0\",\"HostPort\":\"32768\"}],"
+                    "\"9000/tcp\":null,\"bad\":[{\"HostPort\":\"1\"}],"
+                    "\"7/tcp\":[{\"HostPort\":\"99999\"},{\"HostPort\":7}]}}}";
+    struct dk_port p[4];
+    int n = dk_ports_parse(j, strlen(j), p, 4);
+    assert_int_equal(n, 2);
+    int tcp = strcmp(p[0].proto, "tcp") == 0 ? 0 : 1;
+    assert_int_equal(p[tcp].host, 18080);
+    assert_int_equal(p[tcp].container, 8000);
+    assert_int_equal(p[1 - tcp].host, 32768);
+    assert_string_equal(p[1 - tcp].proto, "udp");
+    assert_int_equal(dk_ports_parse(j, strlen(j), p, 1), 1);
+    assert_int_equal(dk_ports_parse("{}", 2, p, 4), 0);
+    ei_x_buff x;
+    ei_x_new(&x);
+    dk_ports_encode(p, 0, &x);
+    int idx = 0, arity = -1;
+    assert_int_equal(ei_decode_list_header(x.buff, &idx, &arity), 0);
+    assert_int_equal(arity, 0);
+    ei_x_free(&x);
+}
+
 /* ---- image references --------------------------------------------------------------- */
 
 static void test_image_split(void **state) {
@@ -395,6 +424,7 @@ int main(void) {
         cmocka_unit_test(test_metrics_encode),
         cmocka_unit_test(test_top),
         cmocka_unit_test(test_top_refused_and_empty),
+        cmocka_unit_test(test_ports_parse),
         cmocka_unit_test(test_image_split),
         cmocka_unit_test(test_tar_roundtrip),
         cmocka_unit_test(test_tar_refusals),

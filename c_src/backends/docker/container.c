@@ -36,6 +36,7 @@ static void report_end(struct dk_state *ds) {
     ds->phase = DK_IDLE;
     ds->end_pending = 0;
     ds->oom_seen = 0;
+    ds->nports = 0;
     if (ds->end_timer != NULL)
         evtimer_del(ds->end_timer);
     sbx_sandbox_ended(sb, &ex, oom);
@@ -214,8 +215,10 @@ static void inspect_done(struct dk_op *op, int status, const char *body, size_t 
     if (!json_is_object(st))
         goto done;
     if (json_is_true(json_object_get(st, "Running"))) {
-        if (ds->phase == DK_RUNNING)
+        if (ds->phase == DK_RUNNING) {
+            ds->nports = dk_ports_parse(body, len, ds->ports, DK_PORTS_MAX);
             ensure_streams(ds);
+        }
         if (ds->inspect_again) {
             ds->inspect_again = 0;
             dk_refresh(ds);
@@ -350,6 +353,25 @@ static int step_check(struct dk_state *ds, int status, int ok, const char *body,
     return 0;
 }
 
+/* The container runs: streams opened, the core told. */
+static void running(struct dk_state *ds) {
+    ds->phase = DK_RUNNING;
+    ds->gone = 0;
+    ds->made_now = 0;
+    ensure_streams(ds);
+    sbx_sandbox_started(ds->sb, NULL);
+}
+
+/* Inspect after start answered: the published ports. */
+static void ports_done(struct dk_op *op, int status, const char *body, size_t len,
+                       const char *err) {
+    struct dk_state *ds = op->ds;
+    if (step_check(ds, status, status == 200, body, err))
+        return;
+    ds->nports = dk_ports_parse(body, len, ds->ports, DK_PORTS_MAX);
+    running(ds);
+}
+
 /* POST start answered: running. */
 static void start_done(struct dk_op *op, int status, const char *body, size_t len,
                        const char *err) {
@@ -357,11 +379,16 @@ static void start_done(struct dk_op *op, int status, const char *body, size_t le
     (void)len;
     if (step_check(ds, status, status == 204 || status == 304, body, err))
         return;
-    ds->phase = DK_RUNNING;
-    ds->gone = 0;
-    ds->made_now = 0;
-    ensure_streams(ds);
-    sbx_sandbox_started(ds->sb, NULL);
+    if (ds->sb->cfg.nports > 0) {
+        /* The ports Docker chose (host 0) are known from inspect. */
+        char path[200];
+        snprintf(path, sizeof path, "/containers/%s/json", ds->cid);
+        ds->step = dk_request(dk_engine_peek(), ds, "GET", path, 0, NULL, 0, NULL, 15000, 0, NULL,
+                              ports_done, NULL);
+        if (ds->step != NULL)
+            return;
+    }
+    running(ds);
 }
 
 /* Starts the container. */

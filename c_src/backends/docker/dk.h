@@ -105,6 +105,13 @@ struct dk_metrics {
     int64_t ts;
 };
 
+#define DK_PORTS_MAX 32
+/* A published port as the engine reports it (host 0 never: Docker chose one). */
+struct dk_port {
+    int host, container;
+    char proto[8];
+};
+
 struct dk_state {
     struct sbx_sandbox *sb;
     char cid[DK_CID_MAX];       /* container id; "" when none */
@@ -142,6 +149,8 @@ struct dk_state {
     struct sbx_err fail_err;
     int64_t logs_last_ms;       /* wall time of the last output received */
     void (*remove_done)(struct sbx_sandbox *sb);
+    struct dk_port ports[DK_PORTS_MAX];
+    int nports;
 };
 #define DK_STEP_IMAGE 1
 #define DK_STEP_PULL 2
@@ -231,6 +240,12 @@ void dk_metrics_encode(const struct dk_metrics *m, ei_x_buff *x);
 int dk_top_encode(const char *json, size_t len, ei_x_buff *x);
 /* Image reference -> fromImage and tag for a pull ("busybox" -> "busybox", "latest"). */
 void dk_image_split(const char *image, char *name, size_t ncap, char *tag, size_t tcap);
+
+/* Container inspect -> its published ports (NetworkSettings.Ports), one per container
+ * port and host port; returns how many (at most cap). */
+int dk_ports_parse(const char *json, size_t len, struct dk_port *out, int cap);
+/* Encodes ports as [#{host, container, proto}]. */
+void dk_ports_encode(const struct dk_port *p, int n, ei_x_buff *x);
 
 /* tar.c: pure helpers (unit-tested). */
 /* A tar holding one regular file at path name (relative, no leading '/'). malloc'ed in

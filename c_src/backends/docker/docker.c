@@ -146,6 +146,12 @@ static void dk_ref(const struct sbx_sandbox *sb, ei_x_buff *x) {
         ei_x_encode_atom(x, "undefined");
 }
 
+/* Backend ports: as the engine published them at the last start or inspect. */
+static void dk_ports(const struct sbx_sandbox *sb, ei_x_buff *x) {
+    const struct dk_state *ds = sb->bstate;
+    dk_ports_encode(ds != NULL ? ds->ports : NULL, ds != NULL ? ds->nports : 0, x);
+}
+
 const struct sbx_backend sbx_backend_docker = {
     .name = "docker",
     .type = SBX_TYPE_DOCKER,
@@ -167,4 +173,5 @@ const struct sbx_backend sbx_backend_docker = {
     .adopt = dk_adopt,
     .journal = dk_journal,
     .ref = dk_ref,
+    .ports = dk_ports,
 };

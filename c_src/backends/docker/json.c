@@ -285,3 +285,58 @@ void dk_image_split(const char *image, char *name, size_t ncap, char *tag, size_
         snprintf(tag, tcap, "%s", "latest");
     }
 }
+
+/* See dk.h. Bindings repeated for IPv4 and IPv6 count once. */
+int dk_ports_parse(const char *json, size_t len, struct dk_port *out, int cap) {
+    json_t *j = json_loadb(json, len, 0, NULL);
+    json_t *ports = json_object_get(json_object_get(j, "NetworkSettings"), "Ports");
+    const char *key;
+    json_t *list;
+    int n = 0;
+    if (!json_is_object(ports))
+        goto done;
+    json_object_foreach(ports, key, list) {
+        int cport = 0;
+        char proto[8] = "";
+        if (sscanf(key, "%d/%7[a-z]", &cport, proto) != 2 || cport <= 0 || cport > 65535 ||
+            (strcmp(proto, "tcp") != 0 && strcmp(proto, "udp") != 0 && strcmp(proto, "sctp") != 0))
+            continue;
+        size_t i;
+        json_t *b;
+        json_array_foreach(list, i, b) {
+            const char *hp = json_string_value(json_object_get(b, "HostPort"));
+            char *end;
+            long h = hp != NULL ? strtol(hp, &end, 10) : 0;
+            if (hp == NULL || *end != '\0' || h <= 0 || h > 65535)
+                continue;
+            int dup = 0;
+            for (int k = 0; k < n; k++)
+                dup |= out[k].host == h && out[k].container == cport && strcmp(out[k].proto, proto) == 0;
+            if (dup || n >= cap)
+                continue;
+            out[n].host = (int)h;
+            out[n].container = cport;
+            snprintf(out[n].proto, sizeof out[n].proto, "%s", proto);
+            n++;
+        }
+    }
+done:
+    json_decref(j);
+    return n;
+}
+
+/* See dk.h. */
+void dk_ports_encode(const struct dk_port *p, int n, ei_x_buff *x) {
+    if (n > 0)
+        ei_x_encode_list_header(x, n);
+    for (int i = 0; i < n; i++) {
+        ei_x_encode_map_header(x, 3);
+        ei_x_encode_atom(x, "host");
+        ei_x_encode_long(x, p[i].host);
+        ei_x_encode_atom(x, "container");
+        ei_x_encode_long(x, p[i].container);
+        ei_x_encode_atom(x, "proto");
+        ei_x_encode_atom(x, p[i].proto);
+    }
+    ei_x_encode_empty_list(x);
+}
