@@ -618,6 +618,8 @@ static void query_done(struct sbx_sandbox *sb, uint64_t key, const char *term, s
     struct sbx_call *call = sbx_call_from_key(sbx_core_get()->node, key);
     if (call == NULL)
         return;
+    free(call->state);
+    call->state = NULL;
     if (term != NULL && err == NULL) {
         ei_x_encode_tuple_header(&call->result, 2);
         ei_x_encode_atom(&call->result, "ok");
