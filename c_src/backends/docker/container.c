@@ -404,10 +404,33 @@ static void step_start(struct dk_state *ds) {
     }
 }
 
-/* POST create answered: the container id. */
+/* The stale container that held our name is gone: create again. */
+static void stale_done(struct dk_op *op, int status, const char *body, size_t len,
+                       const char *err) {
+    struct dk_state *ds = op->ds;
+    (void)len;
+    if (step_check(ds, status, status == 204 || status == 404, body, err))
+        return;
+    step_create(ds);
+}
+
+/* POST create answered: the container id. A name conflict means a container of an
+ * earlier sandbox with this id on this node (destroyed while the engine was down, or
+ * made just before sandboxd was killed): it is removed, once, and create runs again. */
 static void create_done(struct dk_op *op, int status, const char *body, size_t len,
                         const char *err) {
     struct dk_state *ds = op->ds;
+    if (status == 409 && !ds->conflict_retried && !ds->stop_asked) {
+        char name[300], path[400];
+        ds->conflict_retried = 1;
+        dk_container_name(ds->sb, name, sizeof name);
+        snprintf(path, sizeof path, "/containers/%s?v=1&force=1", name);
+        SBX_WARN("removing a stale container with our name", "id=%s name=%s", ds->sb->id, name);
+        ds->step = dk_request(dk_engine_peek(), ds, "DELETE", path, 0, NULL, 0, NULL, 30000, 0,
+                              NULL, stale_done, NULL);
+        if (ds->step != NULL)
+            return;
+    }
     json_t *j = status == 201 ? json_loadb(body, len, 0, NULL) : NULL;
     const char *id = json_string_value(json_object_get(j, "Id"));
     if (status == 201 && (id == NULL || strlen(id) >= DK_CID_MAX || strlen(id) < 12)) {
@@ -615,6 +638,7 @@ int dk_start(struct sbx_sandbox *sb, struct sbx_err *err) {
     }
     ds->phase = DK_CREATING;
     ds->stop_asked = 0;
+    ds->conflict_retried = 0;
     ds->made_now = 0;
     ds->oom_seen = 0;
     memset(&ds->fail_err, 0, sizeof ds->fail_err);

@@ -146,6 +146,7 @@ struct dk_state {
     /* create sequence */
     int step_kind;              /* DK_STEP_* of ds->step */
     int made_now;               /* this start created the container */
+    int conflict_retried;       /* a stale container with our name was removed */
     struct sbx_err fail_err;
     int64_t logs_last_ms;       /* wall time of the last output received */
     void (*remove_done)(struct sbx_sandbox *sb);

@@ -156,8 +156,14 @@ static void stats_done(struct dk_op *op, int status, const char *body, size_t le
     (void)body;
     (void)len;
     (void)err;
-    op->ds->stats_op = NULL;
-    dk_lines_free(&op->ds->stats_lines);
+    struct dk_state *ds = op->ds;
+    ds->stats_op = NULL;
+    dk_lines_free(&ds->stats_lines);
+    /* Nobody waits for a sample that will not come (the next query re-opens it). */
+    struct sbx_err e2 = {.reason_atom = "backend", .detail = "the stats stream ended"};
+    for (struct dk_query *q = ds->queries; q != NULL; q = q->next)
+        if (q->kind == DK_Q_METRICS && q->term == NULL && !q->has_err)
+            dk_query_answer_later(ds, q, NULL, 0, &e2);
 }
 
 /* See dk.h. Opens the stats stream of a running container if it is not open. */
