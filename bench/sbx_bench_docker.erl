@@ -82,7 +82,7 @@ run() ->
 %% ---- the three ways of one cycle: {ok, Ms} | {error, What} -------------------------
 
 cycle_sandboxd(#{node := N}, I) ->
-    Id = iolist_to_binary(io_lib:format("b~p_~b", [I, erlang:unique_integer([positive])])),
+    Id = iolist_to_binary(["b", tag(I)]),
     T0 = erlang:monotonic_time(microsecond),
     case rpc:call(N, sandbox, create, [Id, docker, #{image => list_to_binary(?IMAGE),
                                                      cmd => [<<"sleep">>, <<"3600">>]}], 120000) of
@@ -97,10 +97,10 @@ cycle_sandboxd(#{node := N}, I) ->
     end.
 
 cycle_curl(Init, I) ->
-    Name = io_lib:format("sbx_bench_curl_~s_~p_~b", [os:getpid(), I, erlang:unique_integer([positive])]),
+    Name = ["sbx_bench_curl_", os:getpid(), "_", tag(I)],
     Body = ["{\"Image\":\"", ?IMAGE, "\",\"Cmd\":[\"sleep\",\"3600\"],\"Labels\":{\"sandboxd.bench\":\"",
             os:getpid(), "\"},\"HostConfig\":{\"Init\":", Init, "}}"],
-    Script = ["C='curl -sf --unix-socket ", sock(), "'; ",
+    Script = ["C='curl -sS --fail-with-body --unix-socket ", sock(), "'; ",
               "id=$($C -X POST -H 'Content-Type: application/json' -d '", Body, "' ",
               "'http://docker/containers/create?name=", Name, "' | sed -n 's/.*\"Id\":\"\\([0-9a-f]*\\)\".*/\\1/p') && ",
               "[ -n \"$id\" ] && $C -X POST http://docker/containers/$id/start && ",
@@ -112,9 +112,17 @@ cycle_curl(Init, I) ->
 cycle_cli(Init, I) ->
     InitFlag = case Init of "true" -> " --init"; _ -> "" end,
     Script = ["id=$(docker run -d --rm", InitFlag, " --label sandboxd.bench=", os:getpid(),
-              " --name sbx_bench_cli_", os:getpid(), "_", io_lib:format("~p_~b", [I, erlang:unique_integer([positive])]),
+              " --name sbx_bench_cli_", os:getpid(), "_", tag(I),
               " ", ?IMAGE, " sleep 3600) && docker stop -t 10 $id >/dev/null && echo CYCLE-OK"],
     timed_sh(Script).
+
+%% A name part unique to this cycle: [A-Za-z0-9_] only.
+tag(I) ->
+    P = case I of
+            {A, B} -> io_lib:format("~p_~p", [A, B]);
+            _ -> io_lib:format("~p", [I])
+        end,
+    lists:flatten([P, "_", integer_to_list(erlang:unique_integer([positive]))]).
 
 timed_sh(Script) ->
     T0 = erlang:monotonic_time(microsecond),
@@ -156,7 +164,7 @@ concurrent(Methods, Conc, Rounds) ->
                    _ ->
                        io:format("  ~-9s wall per round of ~b: median ~7.1f ms (~s)  per cycle median ~7.1f "
                                  "max ~7.1f  (~b cycles failed)~n",
-                                 [M, Conc, pct(Walls, 50), lists:join(" ", [io_lib:format("~.0f", [W]) || {W, _, _} <- Rs]),
+                                 [M, Conc, pct(Walls, 50), lists:join(" ", [io_lib:format("~.1f", [W]) || {W, _, _} <- Rs]),
                                   pct(Per, 50), lists:last(Per), Fails]),
                        pct(Walls, 50)
                end
@@ -197,7 +205,7 @@ logs(Sbx, Init, Mb, Rounds) ->
                        Rates = lists:sort([B / ?MB / (Ms / 1000) || {Ms, B} <- Oks]),
                        io:format("  ~-12s ~7.1f MB/s median (rounds: ~s; create-to-last-line ms: ~s)~n",
                                  [M, pct(Rates, 50), lists:join(" ", [io_lib:format("~.1f", [X]) || X <- Rates]),
-                                  lists:join(" ", [io_lib:format("~.0f", [Ms]) || {Ms, _} <- Oks])]),
+                                  lists:join(" ", [io_lib:format("~.1f", [Ms]) || {Ms, _} <- Oks])]),
                        pct(Rates, 50)
                end
            end} || M <- [sandboxd, docker_logs]]).

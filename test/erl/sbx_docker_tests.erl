@@ -40,7 +40,8 @@ tests() ->
      {ttl_ms_destroys, 60000, t(fun ttl/1)},
      {owner_down_destroys, 60000, t(fun owner/1)},
      {killed_or_removed_behind_back, 120000, t(fun behind_back/1)},
-     {burst_50mb_to_subscriber, 400000, t(fun burst/1)},
+     {burst_50mb_to_subscriber, 400000, t(fun(S) -> burst(S, keep_running) end)},
+     {burst_50mb_then_exit_nothing_lost, 400000, t(fun(S) -> burst(S, exit) end)},
      {concurrent_20_creates_while_pinging, 300000, t(fun concurrent/1)},
      {dockerd_killed_reconcile_then_sigkill_adopt, 600000, guarded(fun engine_down/0)}].
 
@@ -950,24 +951,30 @@ behind_back(S) ->
 -define(BURST_LINE, 100).            % bytes per line with its newline
 -define(BURST_LINES, 524288).        % 50 MiB
 
-burst(S) ->
+%% Mode keep_running: the container sleeps after its output; exit: it exits right after
+%% the last line, so its status changes while its output may still be on its way.
+burst(S, Mode) ->
     {ok, _} = call(S, subscribe, [all, self(), [log, status]]),
+    After = case Mode of
+                keep_running -> "echo BURST-DONE; exec sleep 3600";
+                exit -> "echo BURST-DONE"
+            end,
     Pad = ?BURST_LINE - 10,
     %% Line i: "%08d " then Pad x's and a newline: exactly 100 bytes.
     Awk = iolist_to_binary(
             ["awk 'BEGIN { p = sprintf(\"%", integer_to_list(Pad), "s\", \"\"); gsub(/ /, \"x\", p); "
-             "for (i = 1; i <= ", integer_to_list(?BURST_LINES), "; i++) printf \"%08d %s\\n\", i, p }'; "
-             "echo BURST-DONE; exec sleep 3600"]),
+             "for (i = 1; i <= ", integer_to_list(?BURST_LINES), "; i++) printf \"%08d %s\\n\", i, p }'; ",
+             After]),
     T0 = now_ms(),
     create_ok(S, burst, #{cmd => Awk}),
     St = burst_collect(#{next => 1, bad => [], events => 0, bytes => 0, dropped => 0, other => 0,
-                         done => false, t_last => T0}),
+                         done => false, t_last => T0, mode => Mode}),
     #{next := Next, bad := Bad, events := Evs, bytes := Bytes, dropped := Dropped,
       other := Other, done := Done, t_last := TLast} = St,
     Ms = max(1, TLast - T0),
-    report("50 MB burst: ~b lines in order of ~b, ~b log events, ~.1f MB of data, ~b ms from create "
+    report("50 MB burst (~p): ~b lines in order of ~b, ~b log events, ~.1f MB of data, ~b ms from create "
            "(~.1f MB/s), dropped ~b, foreign lines ~b, BURST-DONE seen: ~p",
-           [Next - 1, ?BURST_LINES, Evs, Bytes / ?MB, Ms, Bytes / ?MB / (Ms / 1000), Dropped, Other, Done]),
+           [Mode, Next - 1, ?BURST_LINES, Evs, Bytes / ?MB, Ms, Bytes / ?MB / (Ms / 1000), Dropped, Other, Done]),
     ?assertEqual([], lists:sublist(lists:reverse(Bad), 5)),
     ?assertEqual(0, Dropped),
     ?assertEqual(?BURST_LINES + 1, Next),
@@ -991,7 +998,8 @@ burst_collect(St = #{next := Next, bad := Bad}) ->
                 true -> St2#{t_last := now_ms()};
                 false -> burst_collect(St2)
             end;
-        {sandbox_event, <<"burst">>, status, #{to := To}} when To =/= running, To =/= starting ->
+        {sandbox_event, <<"burst">>, status, #{to := To}}
+          when To =/= running, To =/= starting, map_get(mode, St) =:= keep_running ->
             St#{bad := [{status, To, Next} | Bad], t_last := now_ms()};
         {sandbox_event, _, _, _} ->
             burst_collect(St)
@@ -1082,7 +1090,10 @@ engine_down(S0 = #{sname := SName, state_dir := Dir}) ->
     %% Kill dockerd.
     Pid = string:trim(os:cmd("pgrep -x dockerd")),
     ?assertMatch({_, [_]}, {dockerd_pids, string:lexemes(Pid, "\n")}),
-    report("killing dockerd (pid ~s) with SIGKILL", [Pid]),
+    %% Its containerd outlives it for a while; a dockerd started before that one is gone
+    %% cannot start its own (docker-up.sh would then fall back to --iptables=false).
+    Containerd = string:lexemes(os:cmd("pgrep -P " ++ Pid ++ " -x containerd"), "\n"),
+    report("killing dockerd (pid ~s, its containerd ~p) with SIGKILL", [Pid, Containerd]),
     ?U:os_kill(list_to_integer(Pid), "KILL"),
     ok = ?U:wait_until(fun() -> not filelib:is_file("/proc/" ++ Pid ++ "/stat") orelse
                                     string:find(os:cmd("cat /proc/" ++ Pid ++ "/stat"), ") Z") =/= nomatch
@@ -1119,7 +1130,14 @@ engine_down(S0 = #{sname := SName, state_dir := Dir}) ->
     report("engine down: list() in ~.1f ms: ~p", [MsL, [{I, St} || #{id := I, status := St} <- Lst]]),
     ?assertEqual(Ids, ids(Lst)),
     pong = call(S0, ping, []),
-    %% Start dockerd again, the way scripts/docker-up.sh does.
+    %% Start dockerd again, the way scripts/docker-up.sh does, once its containerd is gone.
+    TC = now_ms(),
+    Alive = fun(P) -> filelib:is_file("/proc/" ++ P ++ "/stat") andalso
+                          string:find(os:cmd("cat /proc/" ++ P ++ "/stat 2>/dev/null"), ") Z") =:= nomatch end,
+    _ = ?U:wait_until(fun() -> not lists:any(Alive, Containerd) end, 30000, 100),
+    report("the old containerd ~s after ~b ms", [case lists:any(Alive, Containerd) of
+                                                     true -> "still runs"; false -> "exited" end,
+                                                 now_ms() - TC]),
     T1 = now_ms(),
     Up = ensure_dockerd(),
     report("dockerd started again in ~b ms: ~s", [now_ms() - T1, Up]),
