@@ -6,6 +6,7 @@
 #   make fuzz       libFuzzer over framing/term/handshake parsing (FUZZ_SECONDS, default 120)
 #   make bench      benchmarks against the anchors (bench/rpc)
 #   make bench-trace trace events relayed per second, remote_call vs erpc (bench/trace)
+#   make bench-docker  Docker sandboxes against curl on the Engine API and the docker CLI (bench/docker)
 
 ERLC      ?= erlc
 ERLC_OPTS := +warnings_as_errors +debug_info
@@ -81,8 +82,11 @@ bench: deps-test all $(TEST_BEAMS)
 bench-trace: deps-test all
 	bench/trace/run
 
+bench-docker: deps-test all
+	bench/docker
+
 clean:
 	$(MAKE) -C c_src clean
 	rm -rf $(EBIN) _build $(PRIV_BEAMS)
 
-.PHONY: all c c-asan c-unit erl test-build deps deps-test run test docker-up fuzz bench bench-trace clean
+.PHONY: all c c-asan c-unit erl test-build deps deps-test run test docker-up fuzz bench bench-trace bench-docker clean

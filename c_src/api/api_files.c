@@ -1,4 +1,5 @@
-/* copy_to / copy_from: files inside a sandbox's workspace. Paths are resolved beneath
+/* copy_to / copy_from: files inside a sandbox's workspace, or through the backend when
+ * it has copy ops (docker: absolute paths are container paths there). Paths are resolved beneath
  * the workspace with openat2(RESOLVE_BENEATH), so neither ".." nor a symlink the
  * sandbox planted can reach a file outside it. */
 #define _GNU_SOURCE
@@ -64,6 +65,76 @@ static void reply_errno(struct sbx_call *call, int e) {
     sbx_reply_badarg(&call->result, &bad);
 }
 
+/* Answer of a backend copy for a call that may be gone: the value, {badarg, path, Why}
+ * (reason "badarg", why in detail) or the backend's error. */
+static void backend_copy_done(struct sbx_sandbox *sb, uint64_t key, const char *term, size_t len,
+                              const struct sbx_err *err) {
+    struct sbx_call *call = sbx_call_from_key(sbx_core_get()->node, key);
+    if (call == NULL)
+        return;
+    free(call->state);
+    call->state = NULL;
+    if (term != NULL && err == NULL) {
+        int idx = 0;
+        char atom[MAXATOMLEN];
+        /* copy_to answers the bare atom ok; copy_from {ok, Binary}. */
+        if (ei_decode_atom(term, &idx, atom) == 0 && strcmp(atom, "ok") == 0) {
+            ei_x_append_buf(&call->result, term, (int)len);
+        } else {
+            ei_x_encode_tuple_header(&call->result, 2);
+            ei_x_encode_atom(&call->result, "ok");
+            ei_x_append_buf(&call->result, term, (int)len);
+        }
+    } else if (err != NULL && err->reason_atom != NULL && strcmp(err->reason_atom, "badarg") == 0) {
+        static const char *const whys[] = {"enoent", "eisdir", "too_large", "enotdir", "eacces",
+                                           "einval"};
+        struct sbx_badarg bad = {.field = "path", .why = "eacces"};
+        for (size_t i = 0; i < sizeof whys / sizeof whys[0]; i++)
+            if (strcmp(err->detail, whys[i]) == 0)
+                bad.why = whys[i];
+        sbx_reply_badarg(&call->result, &bad);
+    } else {
+        static const struct sbx_err unknown = {"backend", "no answer"};
+        sbx_reply_err(&call->result, sbx_type_name(sb->cfg.type), err != NULL ? err : &unknown);
+    }
+    sbx_call_done(call);
+}
+
+/* Call cancel of a backend copy: the backend drops it (exec_cancel by key). */
+static void backend_copy_cancel(struct sbx_call *call) {
+    struct sbx_sandbox *sb = call->state != NULL ? sbx_sandbox_find(sbx_core_get(), call->state)
+                                                 : NULL;
+    if (sb != NULL && sb->backend->exec_cancel != NULL)
+        sb->backend->exec_cancel(sb, sbx_call_key(call));
+    free(call->state);
+    call->state = NULL;
+}
+
+/* Hands a copy to sb's backend (data NULL: copy_from): pending, or answered at once
+ * with the backend's error. */
+static enum sbx_api_status backend_copy(struct sbx_call *call, struct sbx_sandbox *sb,
+                                        const char *path, const char *data, size_t len) {
+    struct sbx_err err = {0};
+    int rc;
+    call->state = strdup(sb->id);
+    if (call->state == NULL) {
+        sbx_reply_error(&call->result, "limit_reached");
+        return SBX_API_DONE;
+    }
+    call->cancel = backend_copy_cancel;
+    if (data != NULL)
+        rc = sb->backend->copy_to(sb, path, data, len, sbx_call_key(call), backend_copy_done, &err);
+    else
+        rc = sb->backend->copy_from(sb, path, sbx_call_key(call), backend_copy_done, &err);
+    if (rc == 0)
+        return SBX_API_PENDING;
+    free(call->state);
+    call->state = NULL;
+    call->cancel = NULL;
+    sbx_reply_err(&call->result, sbx_type_name(sb->cfg.type), &err);
+    return SBX_API_DONE;
+}
+
 /* See api.h. Writes Data to Path beneath the workspace (parents made 0755,
  * the file 0644 and truncated). Synchronous: blocking file I/O on the loop. */
 enum sbx_api_status sbx_api_copy_to(struct sbx_call *call) {
@@ -82,7 +153,9 @@ enum sbx_api_status sbx_api_copy_to(struct sbx_call *call) {
         goto done;
     }
     idx = call->argv[1];
-    if (sbx_decode_rel_path(call->args.buff, &idx, rel, sizeof rel, &bad) != 0)
+    if ((sb->backend->copy_to != NULL
+             ? sbx_decode_path(call->args.buff, &idx, rel, sizeof rel, &bad)
+             : sbx_decode_rel_path(call->args.buff, &idx, rel, sizeof rel, &bad)) != 0)
         goto badarg;
     idx = call->argv[2];
     ei_get_type(call->args.buff, &idx, &type, &size);
@@ -91,6 +164,13 @@ enum sbx_api_status sbx_api_copy_to(struct sbx_call *call) {
         goto badarg;
     }
     const char *data = call->args.buff + idx + 5;
+    if (sb->backend->copy_to != NULL) {
+        if ((size_t)size > MAX_COPY_BYTES) {
+            reply_errno(call, EFBIG);
+            goto done;
+        }
+        return backend_copy(call, sb, rel, data, (size_t)size);
+    }
     dirfd = open(sb->workspace, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (dirfd < 0 || make_parents(dirfd, rel) != 0) {
         reply_errno(call, errno);
@@ -152,6 +232,11 @@ enum sbx_api_status sbx_api_copy_from(struct sbx_call *call) {
         goto done;
     }
     idx = call->argv[1];
+    if (sb->backend->copy_from != NULL) {
+        if (sbx_decode_path(call->args.buff, &idx, rel, sizeof rel, &bad) != 0)
+            goto badarg;
+        return backend_copy(call, sb, rel, NULL, 0);
+    }
     if (sbx_decode_rel_path(call->args.buff, &idx, rel, sizeof rel, &bad) != 0)
         goto badarg;
     dirfd = open(sb->workspace, O_PATH | O_DIRECTORY | O_CLOEXEC);

@@ -37,6 +37,16 @@ static struct sbx_sandbox *find_arg(struct sbx_call *call, int i) {
     return sb;
 }
 
+/* 1 (answered {error, {unavailable, Type, Why}}) when sb's backend cannot be reached
+ * now (the Docker engine is down): calls on it fail at once instead of waiting. */
+static int backend_down(struct sbx_call *call, struct sbx_sandbox *sb) {
+    const char *why = NULL;
+    if (sb->backend->available == NULL || sb->backend->available(sbx_core_get(), &why))
+        return 0;
+    sbx_reply_unavailable(&call->result, sbx_type_name(sb->cfg.type), why ? why : "unavailable");
+    return 1;
+}
+
 /* Appends {ok, SandboxMap} to call->result. */
 static void reply_ok_sandbox(struct sbx_call *call, const struct sbx_sandbox *sb) {
     ei_x_encode_tuple_header(&call->result, 2);
@@ -316,7 +326,7 @@ static enum sbx_api_status start_and_answer(struct sbx_call *call, struct sbx_sa
  * stopped or exited. A caller that leaves abandons the wait, not the stop. */
 enum sbx_api_status sbx_api_stop(struct sbx_call *call) {
     struct sbx_sandbox *sb = find_arg(call, 0);
-    if (sb == NULL)
+    if (sb == NULL || backend_down(call, sb))
         return SBX_API_DONE;
     if (!sb->backend->alive(sb) && sb->status != SBX_ST_STOPPING) {
         if (sb->status == SBX_ST_RUNNING || sb->status == SBX_ST_STARTING) {
@@ -339,7 +349,7 @@ enum sbx_api_status sbx_api_stop(struct sbx_call *call) {
  * follows the stop is running; otherwise answers at once. */
 enum sbx_api_status sbx_api_start(struct sbx_call *call) {
     struct sbx_sandbox *sb = find_arg(call, 0);
-    if (sb == NULL)
+    if (sb == NULL || backend_down(call, sb))
         return SBX_API_DONE;
     if (sb->status == SBX_ST_RUNNING || sb->status == SBX_ST_STARTING) {
         reply_ok_sandbox(call, sb);
@@ -358,7 +368,7 @@ enum sbx_api_status sbx_api_start(struct sbx_call *call) {
  * then starts again, pending until running. */
 enum sbx_api_status sbx_api_restart(struct sbx_call *call) {
     struct sbx_sandbox *sb = find_arg(call, 0);
-    if (sb == NULL)
+    if (sb == NULL || backend_down(call, sb))
         return SBX_API_DONE;
     if (!sb->backend->alive(sb) && sb->status != SBX_ST_STOPPING)
         return start_and_answer(call, sb);
@@ -439,6 +449,7 @@ enum sbx_api_status sbx_api_list1(struct sbx_call *call) {
 
 struct exec_state {
     char id[SBX_ID_MAX + 1];
+    const char *type; /* the backend's name, for errors */
 };
 
 /* Call cancel: kills the exec (its done then never runs) and frees the state. */
@@ -456,11 +467,13 @@ static void exec_done(uint64_t key, const struct sbx_exec_result *r, const struc
     struct sbx_call *call = sbx_call_from_key(sbx_core_get()->node, key);
     if (call == NULL)
         return;
+    const struct exec_state *st = call->state;
+    const char *type = st != NULL && st->type != NULL ? st->type : "process";
     free(call->state);
     call->state = NULL;
     ei_x_buff *x = &call->result;
     if (err != NULL) {
-        sbx_reply_err(x, "process", err);
+        sbx_reply_err(x, type, err);
     } else if (r->timed_out) {
         sbx_reply_error(x, "timeout");
     } else {
@@ -497,7 +510,7 @@ static enum sbx_api_status do_exec(struct sbx_call *call, int with_opts) {
 
     memset(&opts, 0, sizeof opts);
     struct sbx_sandbox *sb = find_arg(call, 0);
-    if (sb == NULL)
+    if (sb == NULL || backend_down(call, sb))
         return SBX_API_DONE;
     idx = call->argv[1];
     if (sbx_decode_cmd(call->args.buff, &idx, "cmd", &cmd, &bad) != 0)
@@ -511,6 +524,7 @@ static enum sbx_api_status do_exec(struct sbx_call *call, int with_opts) {
         goto done;
     }
     snprintf(st->id, sizeof st->id, "%s", sb->id);
+    st->type = sbx_type_name(sb->cfg.type);
     if (sb->backend->exec == NULL) {
         sbx_reply_error(&call->result, "unsupported");
         goto done;
@@ -604,6 +618,8 @@ static void query_done(struct sbx_sandbox *sb, uint64_t key, const char *term, s
     struct sbx_call *call = sbx_call_from_key(sbx_core_get()->node, key);
     if (call == NULL)
         return;
+    free(call->state);
+    call->state = NULL;
     if (term != NULL && err == NULL) {
         ei_x_encode_tuple_header(&call->result, 2);
         ei_x_encode_atom(&call->result, "ok");
@@ -631,7 +647,7 @@ static enum sbx_api_status do_query(struct sbx_call *call, int metrics) {
     struct sbx_err err = {0};
     ei_x_buff v;
     struct sbx_sandbox *sb = find_arg(call, 0);
-    if (sb == NULL)
+    if (sb == NULL || backend_down(call, sb))
         return SBX_API_DONE;
     /* A container running a BEAM node lists the node's processes, as beam_node does. */
     if (!metrics && sb->cfg.type != SBX_TYPE_BEAM_NODE && sb->cfg.has_beam)

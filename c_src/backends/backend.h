@@ -114,6 +114,8 @@ struct sbx_backend {
     void (*journal)(const struct sbx_sandbox *sb, ei_x_buff *x);
     /* The backend's handle for the sandbox map's `ref` (appends a term). */
     void (*ref)(const struct sbx_sandbox *sb, ei_x_buff *x);
+    /* Optional: the sandbox map's `ports` (appends a list); NULL: []. */
+    void (*ports)(const struct sbx_sandbox *sb, ei_x_buff *x);
 };
 
 const struct sbx_backend *sbx_backend_for(enum sbx_type type);

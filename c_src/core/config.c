@@ -1652,8 +1652,23 @@ int sbx_decode_topics(const char *buf, int *idx, unsigned *out, struct sbx_badar
 
 /* out is the caller's (cap bytes); gets the normalised path: "." components and
  * repeated or trailing slashes dropped. */
+static int decode_path(const char *buf, int *idx, char *out, size_t cap, int allow_abs,
+                       struct sbx_badarg *err);
+
+/* See config.h. */
 int sbx_decode_rel_path(const char *buf, int *idx, char *out, size_t cap,
                         struct sbx_badarg *err) {
+    return decode_path(buf, idx, out, cap, 0, err);
+}
+
+/* See config.h. An absolute path keeps its leading '/'. */
+int sbx_decode_path(const char *buf, int *idx, char *out, size_t cap, struct sbx_badarg *err) {
+    return decode_path(buf, idx, out, cap, 1, err);
+}
+
+/* Both path decoders: normalised (no "." or empty components), no "..", no NUL. */
+static int decode_path(const char *buf, int *idx, char *out, size_t cap, int allow_abs,
+                       struct sbx_badarg *err) {
     int i = *idx;
     char *s = NULL;
     size_t len = 0, w = 0;
@@ -1667,11 +1682,13 @@ int sbx_decode_rel_path(const char *buf, int *idx, char *out, size_t cap,
         why = WHY_EMPTY;
         goto err;
     }
-    if (s[0] == '/') {
+    int abs = s[0] == '/';
+    if (abs && !allow_abs) {
         why = WHY_ABSOLUTE;
         goto err;
     }
-    /* Normalise in place: w <= the read position, always. */
+    /* Normalise in place: w <= the read position, always. An absolute path keeps its
+     * leading '/' at s[0]. */
     for (size_t r = 0; r < len;) {
         size_t e = r;
         while (e < len && s[e] != '/')
@@ -1682,7 +1699,7 @@ int sbx_decode_rel_path(const char *buf, int *idx, char *out, size_t cap,
             goto err;
         }
         if (n > 0 && !(n == 1 && s[r] == '.')) {
-            if (w > 0)
+            if (w > 0 || abs)
                 s[w++] = '/';
             memmove(s + w, s + r, n);
             w += n;

@@ -166,4 +166,8 @@ int sbx_decode_topics(const char *buf, int *idx, unsigned *out, struct sbx_badar
  * at most 1024 bytes. */
 int sbx_decode_rel_path(const char *buf, int *idx, char *out, size_t cap, struct sbx_badarg *err);
 
+/* The same, absolute paths allowed too (for backends that copy through their own API):
+ * "/" alone is {badarg, path, empty}. */
+int sbx_decode_path(const char *buf, int *idx, char *out, size_t cap, struct sbx_badarg *err);
+
 #endif

@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 
 #include "backends/backend.h"
+#include "backends/docker/docker.h"
 #include "backends/process/process.h"
 #include "core/journal.h"
 #include "core/sandbox.h"
@@ -219,6 +220,8 @@ int sbx_core_start(struct sbx_core *core, struct sbx_node *node,
         return -1;
     the_core = core;
     int n = sbx_journal_each(core->state_dir, adopt_one, core);
+    /* Docker: probe the engine; its first answer reconciles the adopted containers. */
+    sbx_docker_init(core);
     SBX_INFO("core started", "state_dir=%s cgroups=%s journalled=%d", core->state_dir,
              core->cg.version == SBX_CG_V1 ? "v1" : core->cg.version == SBX_CG_V2 ? "v2" : "none", n);
     /* Children that ended while nobody listened. */
@@ -248,6 +251,7 @@ void sbx_core_stop(struct sbx_core *core) {
         }
     }
     sbx_subs_free_all(core);
+    sbx_docker_stop(core);
     /* The node's own group (sandboxd/<node>) goes when no sandbox is left in it; a
      * non-empty one (keep policy) stays for the next start. */
     if (core->cg.version != SBX_CG_NONE) {

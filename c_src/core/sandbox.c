@@ -271,7 +271,10 @@ void sbx_sandbox_encode(const struct sbx_sandbox *sb, ei_x_buff *x) {
     else
         ei_x_encode_atom(x, "undefined");
     ei_x_encode_atom(x, "ports");
-    ei_x_encode_empty_list(x);
+    if (sb->backend != NULL && sb->backend->ports != NULL)
+        sb->backend->ports(sb, x);
+    else
+        ei_x_encode_empty_list(x);
     ei_x_encode_atom(x, "labels");
     ei_x_encode_map_header(x, (long)sb->cfg.labels.n);
     for (size_t i = 0; i < sb->cfg.labels.n; i++) {
