@@ -47,6 +47,7 @@ struct trace {
     char mon_ref[REF_MAX]; /* the sink's monitor on the agent */
     size_t mon_ref_len;
     long duration_ms;
+    long max_events;       /* relayed at most (the agent enforces it; so does the relay) */
     struct event *timer;
     uint64_t relayed;
 };
@@ -406,7 +407,8 @@ static void remote_done(uint64_t key, const struct sbx_remote_result *res) {
 
 /* Sink: {sbx_trace, Ref, [Event]} relayed; {sbx_trace_done, Ref, Final} relayed and the
  * end; the 'DOWN' of the agent (it died without a final message) the end too. Anything
- * else (the traced node may send it anything) is ignored. */
+ * else (the traced node may send it anything) is ignored, and so are events beyond
+ * max_events (code in the node could send batches in the agent's place). */
 static void sink_message(struct sbx_proc *p, const struct sbx_rpid *from, const char *msg, size_t len) {
     struct trace *t = by_serial((uint64_t)(uintptr_t)p->data);
     int idx = 0, version, arity, n;
@@ -432,7 +434,7 @@ static void sink_message(struct sbx_proc *p, const struct sbx_rpid *from, const 
     if (strcmp(atom, "sbx_trace") == 0) {
         if (ei_decode_list_header(msg, &idx, &n) != 0)
             return;
-        for (int i = 0; i < n; i++) {
+        for (int i = 0; i < n && t->relayed < (uint64_t)t->max_events; i++) {
             const char *ev;
             size_t ev_len;
             if (sbx_term_span(msg, &idx, &ev, &ev_len) != 0)
@@ -510,6 +512,7 @@ int sbx_trace_begin(struct sbx_core *core, const char *id, const struct sbx_beam
     snprintf(t->id, sizeof t->id, "%s", id);
     t->target = *target;
     t->duration_ms = spec->duration_ms;
+    t->max_events = spec->max_events;
     t->start_key = key;
     t->start_done = done;
     sbx_node_make_ref(core->node, &ref);
