@@ -177,6 +177,8 @@ static void trace_free(struct trace *t) {
  * sent none), the agent told to stop when tell, a waiting trace_stop answered ok. */
 static void trace_end(struct trace *t, const char *reason, int tell) {
     ei_x_buff ok;
+    SBX_INFO("trace ended", "id=%s reason=%s relayed=%llu", t->id,
+             reason != NULL ? reason : "reported_by_agent", (unsigned long long)t->relayed);
     ei_x_new(&ok);
     ei_x_encode_atom(&ok, "ok");
     if (reason != NULL)
@@ -190,6 +192,7 @@ static void trace_end(struct trace *t, const char *reason, int tell) {
 
 /* Ends a trace whose start did not succeed: the starter gets err (an encoded term). */
 static void start_failed(struct trace *t, const ei_x_buff *err) {
+    SBX_INFO("trace not started", "id=%s node=%s", t->id, t->target.node);
     answer(&t->start_done, t->start_key, err);
     trace_free(t);
 }
@@ -254,6 +257,8 @@ static void agent_running(struct trace *t, const char *buf, int idx) {
     }
     t->has_agent = 1;
     t->state = T_RUNNING;
+    SBX_INFO("trace started", "id=%s node=%s max_events=%ld duration_ms=%ld", t->id,
+             t->target.node, t->max_events, t->duration_ms);
     ei_x_new(&mref);
     sbx_node_make_ref(t->core->node, &mref);
     if ((size_t)mref.index <= sizeof t->mon_ref) {
