@@ -48,6 +48,11 @@ run() ->
             Median = lists:nth((length(Good) + 1) div 2, lists:sort(Good)),
             io:format("trace events relayed/s (median of ~b rounds): ~b (target >= ~b)~n",
                       [length(Good), Median, ?TARGET]),
+            {Evs, Ms} = lists:foldl(fun({E, C}, {EAcc, CAcc}) -> {EAcc + E, CAcc + C} end, {0, 0},
+                                    get_list(cpu)),
+            io:format("sandboxd's own cost: ~.2f us of CPU per relayed event, i.e. ~b events "
+                      "per CPU second (the rest of the pipeline is the traced node and the "
+                      "subscriber's node)~n", [Ms * 1000 / max(1, Evs), Evs * 1000 div max(1, Ms)]),
             Median >= ?TARGET orelse
                 sbx_bench_lib:problem("relay rate ~b/s is below the target ~b/s", [Median, ?TARGET])
     end,
@@ -71,6 +76,12 @@ remote_call_part(Ctx) ->
             end;
         _ ->
             io:format("  skipped: bench/trace/remote_call.erl is not there~n")
+    end.
+
+get_list(Key) ->
+    case get(Key) of
+        undefined -> [];
+        L -> L
     end.
 
 to_atom(A) when is_atom(A) -> A;
@@ -110,6 +121,7 @@ one_round(N, Id, FPid, I) ->
                        maps:with([events, dropped_overload, dropped_busy, max_queue, reason], End)]),
             %% Events sandboxd dropped for a subscriber that fell behind are counted on the
             %% next event it gets: none may go missing uncounted.
+            put(cpu, [{Count, Cpu} | get_list(cpu)]),
             Count + Dropped >= ?MAX_EVENTS orelse
                 sbx_bench_lib:problem("round ~b: ~b events received and ~b counted as dropped, of ~b",
                                       [I, Count, Dropped, ?MAX_EVENTS]),

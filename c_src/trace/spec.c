@@ -3,7 +3,6 @@
 
 #include <string.h>
 
-#include "dist/control.h"
 
 static const struct {
     const char *name;
@@ -14,6 +13,11 @@ static const struct {
     {"running", SBX_TF_RUNNING},
 };
 #define NFLAGS (sizeof flag_names / sizeof flag_names[0])
+
+/* An atom (any encoding) at buf+*idx into out as UTF-8; 0 or -1 (not an atom). */
+static int decode_atom(const char *buf, int *idx, char out[MAXATOMLEN_UTF8]) {
+    return ei_decode_atom_as(buf, idx, out, MAXATOMLEN_UTF8, ERLANG_UTF8, NULL, NULL);
+}
 
 /* Sets *err to {field, why}; returns -1 for the caller to pass on. */
 static int bad(struct sbx_badarg *err, const char *field, const char *why) {
@@ -50,7 +54,7 @@ static int decode_pids(const char *buf, int *idx, struct sbx_trace_spec *out, st
         return bad(err, "pids", "invalid");
     if (type == ERL_ATOM_EXT || type == ERL_SMALL_ATOM_EXT || type == ERL_ATOM_UTF8_EXT ||
         type == ERL_SMALL_ATOM_UTF8_EXT) {
-        if (sbx_decode_atom(buf, idx, atom) != 0 ||
+        if (decode_atom(buf, idx, atom) != 0 ||
             (strcmp(atom, "all") != 0 && strcmp(atom, "new") != 0 && strcmp(atom, "existing") != 0))
             return bad(err, "pids", "invalid");
     } else {
@@ -63,7 +67,7 @@ static int decode_pids(const char *buf, int *idx, struct sbx_trace_spec *out, st
             if (ei_decode_pid(buf, idx, &p) == 0)
                 continue;
             *idx = at;
-            if (sbx_decode_atom(buf, idx, atom) != 0 || strcmp(atom, "undefined") == 0)
+            if (decode_atom(buf, idx, atom) != 0 || strcmp(atom, "undefined") == 0)
                 return bad(err, "pids", "invalid");
         }
         if (ei_decode_list_header(buf, idx, &n) != 0 || n != 0) /* proper tail */
@@ -83,7 +87,7 @@ static int decode_flags(const char *buf, int *idx, unsigned *out, struct sbx_bad
     *out = 0;
     for (int i = 0; i < n; i++) {
         size_t k;
-        if (sbx_decode_atom(buf, idx, atom) != 0)
+        if (decode_atom(buf, idx, atom) != 0)
             return bad(err, "flags", "invalid");
         for (k = 0; k < NFLAGS && strcmp(atom, flag_names[k].name) != 0; k++)
             ;
@@ -115,14 +119,14 @@ static int decode_mfa(const char *buf, int *idx, struct sbx_trace_spec *out, str
     long a;
     char atom[MAXATOMLEN_UTF8];
     if (ei_decode_tuple_header(buf, idx, &arity) != 0 || (arity != 3 && arity != 4) ||
-        sbx_decode_atom(buf, idx, out->mod) != 0 || strcmp(out->mod, "_") == 0 ||
-        sbx_decode_atom(buf, idx, out->fun) != 0 || ei_get_type(buf, idx, &type, &size) != 0)
+        decode_atom(buf, idx, out->mod) != 0 || strcmp(out->mod, "_") == 0 ||
+        decode_atom(buf, idx, out->fun) != 0 || ei_get_type(buf, idx, &type, &size) != 0)
         return bad(err, "mfa", "invalid");
     if (type == ERL_SMALL_INTEGER_EXT || type == ERL_INTEGER_EXT) {
         if (ei_decode_long(buf, idx, &a) != 0 || a < 0 || a > 255)
             return bad(err, "mfa", "invalid");
         out->arity = (int)a;
-    } else if (sbx_decode_atom(buf, idx, atom) == 0 && strcmp(atom, "_") == 0) {
+    } else if (decode_atom(buf, idx, atom) == 0 && strcmp(atom, "_") == 0) {
         out->arity = -1;
     } else {
         return bad(err, "mfa", "invalid");
@@ -162,7 +166,7 @@ int sbx_trace_spec_decode(const char *buf, int *idx, struct sbx_trace_spec *out,
         return bad(err, "spec", "not_a_map");
     for (int i = 0; i < pairs; i++) {
         int kstart = *idx, rc;
-        if (sbx_decode_atom(buf, idx, key) != 0) {
+        if (decode_atom(buf, idx, key) != 0) {
             *idx = kstart;
             if (ei_skip_term(buf, idx) != 0)
                 return bad(err, "spec", "bad_key");

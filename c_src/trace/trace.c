@@ -47,6 +47,7 @@ struct trace {
     char mon_ref[REF_MAX]; /* the sink's monitor on the agent */
     size_t mon_ref_len;
     long duration_ms;
+    long max_events;       /* relayed at most (the agent enforces it; so does the relay) */
     struct event *timer;
     uint64_t relayed;
 };
@@ -176,6 +177,8 @@ static void trace_free(struct trace *t) {
  * sent none), the agent told to stop when tell, a waiting trace_stop answered ok. */
 static void trace_end(struct trace *t, const char *reason, int tell) {
     ei_x_buff ok;
+    SBX_INFO("trace ended", "id=%s reason=%s relayed=%llu", t->id,
+             reason != NULL ? reason : "reported_by_agent", (unsigned long long)t->relayed);
     ei_x_new(&ok);
     ei_x_encode_atom(&ok, "ok");
     if (reason != NULL)
@@ -189,6 +192,7 @@ static void trace_end(struct trace *t, const char *reason, int tell) {
 
 /* Ends a trace whose start did not succeed: the starter gets err (an encoded term). */
 static void start_failed(struct trace *t, const ei_x_buff *err) {
+    SBX_INFO("trace not started", "id=%s node=%s", t->id, t->target.node);
     answer(&t->start_done, t->start_key, err);
     trace_free(t);
 }
@@ -253,6 +257,8 @@ static void agent_running(struct trace *t, const char *buf, int idx) {
     }
     t->has_agent = 1;
     t->state = T_RUNNING;
+    SBX_INFO("trace started", "id=%s node=%s max_events=%ld duration_ms=%ld", t->id,
+             t->target.node, t->max_events, t->duration_ms);
     ei_x_new(&mref);
     sbx_node_make_ref(t->core->node, &mref);
     if ((size_t)mref.index <= sizeof t->mon_ref) {
@@ -406,7 +412,8 @@ static void remote_done(uint64_t key, const struct sbx_remote_result *res) {
 
 /* Sink: {sbx_trace, Ref, [Event]} relayed; {sbx_trace_done, Ref, Final} relayed and the
  * end; the 'DOWN' of the agent (it died without a final message) the end too. Anything
- * else (the traced node may send it anything) is ignored. */
+ * else (the traced node may send it anything) is ignored, and so are events beyond
+ * max_events (code in the node could send batches in the agent's place). */
 static void sink_message(struct sbx_proc *p, const struct sbx_rpid *from, const char *msg, size_t len) {
     struct trace *t = by_serial((uint64_t)(uintptr_t)p->data);
     int idx = 0, version, arity, n;
@@ -432,7 +439,7 @@ static void sink_message(struct sbx_proc *p, const struct sbx_rpid *from, const 
     if (strcmp(atom, "sbx_trace") == 0) {
         if (ei_decode_list_header(msg, &idx, &n) != 0)
             return;
-        for (int i = 0; i < n; i++) {
+        for (int i = 0; i < n && t->relayed < (uint64_t)t->max_events; i++) {
             const char *ev;
             size_t ev_len;
             if (sbx_term_span(msg, &idx, &ev, &ev_len) != 0)
@@ -510,6 +517,7 @@ int sbx_trace_begin(struct sbx_core *core, const char *id, const struct sbx_beam
     snprintf(t->id, sizeof t->id, "%s", id);
     t->target = *target;
     t->duration_ms = spec->duration_ms;
+    t->max_events = spec->max_events;
     t->start_key = key;
     t->start_done = done;
     sbx_node_make_ref(core->node, &ref);
