@@ -25,6 +25,8 @@ tests() ->
      {get_state_and_processes, 180000, t(fun state_processes/1)},
      {trace_gen_server_then_no_flags, 180000, t(fun trace/1)},
      {node_never_up_timeout_leaves_nothing, 180000, t(fun never_up/1)},
+     {container_exits_before_node_up, 180000, t(fun exits_before_up/1)},
+     {caller_leaves_while_create_waits, 180000, t(fun caller_leaves/1)},
      {not_running_after_container_exit, 180000, t(fun container_exits/1)}].
 
 %%% ---------------------------------------------------------------------------------
@@ -251,6 +253,35 @@ never_up(S) ->
     ok = ?U:wait_until(fun() -> containers(S) =:= [] end, 30000),
     [Alive, _] = string:split(atom_to_list(maps:get(name, maps:get(beam, Cfg))), "@"),
     ?assertNot(lists:member(Alive, epmd_names())).
+
+%% The container's command ends before any node comes up: create answers {error, timeout}
+%% without waiting out the 30 s, and nothing is left.
+exits_before_up(S) ->
+    {Cfg0, _} = node_config(S, uname("ctr")),
+    Cfg = Cfg0#{cmd => [<<"sh">>, <<"-c">>, <<"sleep 1; exit 3">>]},
+    T0 = now_ms(),
+    R = call(S, create, [<<"eb">>, docker, Cfg]),
+    report("create of a container that exits first: ~p after ~b ms", [R, now_ms() - T0]),
+    ?assertEqual({error, timeout}, R),
+    ?assertEqual({error, not_found}, call(S, get, [<<"eb">>])),
+    ok = ?U:wait_until(fun() -> containers(S) =:= [] end, 30000).
+
+%% The caller of create leaves while create waits for a node that never answers: the
+%% sandbox and its container go, and sandboxd keeps no process for the call.
+caller_leaves(S) ->
+    {Cfg0, _} = node_config(S, uname("ctr")),
+    Cfg = Cfg0#{beam => (maps:get(beam, Cfg0))#{name => list_to_atom(uname("other") ++ "@" ++ ?U:host())}},
+    Before = maps:get(processes, ?U:info(S)),
+    {Pid, Ref} = spawn_monitor(fun() -> call(S, create, [<<"cl">>, docker, Cfg]) end),
+    ok = ?U:wait_until(fun() -> containers(S) =/= [] end, 30000),
+    timer:sleep(1000),
+    exit(Pid, kill),
+    receive {'DOWN', Ref, process, Pid, _} -> ok end,
+    T0 = now_ms(),
+    ok = ?U:wait_until(fun() -> containers(S) =:= [] end, 30000),
+    report("container removed ~b ms after the caller left", [now_ms() - T0]),
+    ok = ?U:wait_until(fun() -> call(S, get, [<<"cl">>]) =:= {error, not_found} end, 10000),
+    ok = ?U:wait_until(fun() -> maps:get(processes, ?U:info(S)) =< Before end, 10000).
 
 %% The node stops itself: the container exits, and remote_call then answers that the node
 %% is not running (it does not hang, and sandboxd stays up).
