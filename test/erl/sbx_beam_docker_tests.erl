@@ -27,7 +27,8 @@ tests() ->
      {node_never_up_timeout_leaves_nothing, 180000, t(fun never_up/1)},
      {container_exits_before_node_up, 180000, t(fun exits_before_up/1)},
      {caller_leaves_while_create_waits, 180000, t(fun caller_leaves/1)},
-     {not_running_after_container_exit, 180000, t(fun container_exits/1)}].
+     {not_running_after_container_exit, 180000, t(fun container_exits/1)},
+     {sigkill_sandboxd_adopts_and_calls_again, 180000, t(fun sigkill_adopt/1)}].
 
 %%% ---------------------------------------------------------------------------------
 %%% Harness
@@ -298,3 +299,24 @@ container_exits(S) ->
     ?assertMatch({error, {backend, docker, _}}, call(S, get_state, [<<"ex">>, init])),
     pong = net_adm:ping(maps:get(node, S)),
     destroy(S, <<"ex">>, Node).
+
+%% SIGKILL of sandboxd: the container and its node run on; sandboxd started again with the
+%% same state directory and name adopts the sandbox and calls into the node as before.
+sigkill_adopt(S0 = #{sname := SName, state_dir := Dir, os_pid := OsPid, port := Port}) ->
+    Node = create_node(S0, <<"ad">>),
+    Scope = list_to_atom(uname("scope")),
+    {ok, Srv} = call(S0, remote_call, [<<"ad">>, gen_server, start, [{local, Scope}, pg, [Scope], []]]),
+    ?U:os_kill(OsPid, "KILL"),
+    receive {Port, {exit_status, _}} -> ok after 10000 -> error(sandboxd_not_killed) end,
+    ?assertEqual(pong, net_adm:ping(Node)),
+    T0 = now_ms(),
+    S1 = (?U:start_isolated(#{sname => SName, state_dir => Dir}))#{image => maps:get(image, S0)},
+    ok = ?U:wait_until(fun() -> element(1, call(S1, get, [<<"ad">>])) =:= ok andalso
+                                    maps:get(status, element(2, call(S1, get, [<<"ad">>]))) =:= running
+                       end, 30000, 200),
+    report("adopted ~b ms after the restart", [now_ms() - T0]),
+    ?assertEqual(Node, call(S1, remote_call, [<<"ad">>, erlang, node, []])),
+    ?assertEqual({ok, rpc:call(Node, sys, get_state, [Scope])}, call(S1, get_state, [<<"ad">>, Scope])),
+    {ok, Procs} = call(S1, processes, [<<"ad">>]),
+    ?assertMatch([#{pid := Srv}], [P || #{registered_name := N} = P <- Procs, N =:= Scope]),
+    destroy(S1, <<"ad">>, Node).
