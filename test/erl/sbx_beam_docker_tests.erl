@@ -315,6 +315,10 @@ sigkill_adopt(S0 = #{sname := SName, state_dir := Dir, os_pid := OsPid, port := 
                                     maps:get(status, element(2, call(S1, get, [<<"ad">>]))) =:= running
                        end, 30000, 200),
     report("adopted ~b ms after the restart", [now_ms() - T0]),
+    %% (processes and destroy answer {error, {unavailable, docker, <<"not probed yet">>}}
+    %% until the restarted sandboxd has reached the engine, as for any container; remote_call
+    %% and get_state do not need the engine.)
+    ok = ?U:wait_until(fun() -> docker_available(S1) end, 20000),
     ?assertEqual(Node, call(S1, remote_call, [<<"ad">>, erlang, node, []])),
     ?assertEqual({ok, rpc:call(Node, sys, get_state, [Scope])}, call(S1, get_state, [<<"ad">>, Scope])),
     {ok, Procs} = call(S1, processes, [<<"ad">>]),
