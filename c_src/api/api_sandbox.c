@@ -131,7 +131,7 @@ static void destroy_failed_cb(evutil_socket_t fd, short what, void *arg) {
 /* Starts the health check of a create that is running, or answers {ok, Sandbox}. The
  * answer may be pending (SBX_API_PENDING; call->state and cancel set). */
 static enum sbx_api_status create_running(struct sbx_call *call, struct sbx_sandbox *sb) {
-    if (sb->cfg.health.type == SBX_HC_NONE) {
+    if (!sbx_health_wanted(sb)) {
         reply_ok_sandbox(call, sb);
         return SBX_API_DONE;
     }

@@ -1,5 +1,8 @@
 /* Health probes: tcp (connect), http (GET, status line), exec (exit code 0), each
- * retried every interval_ms until timeout_ms. One probe at a time per sandbox. */
+ * retried every interval_ms until timeout_ms. One probe at a time per sandbox. A sandbox
+ * with no health_check whose container hosts a BEAM node (docker's `beam`) is probed by
+ * calling erlang:node() in that node (rpc/remote.h) until it answers, within
+ * SBX_HEALTH_BEAM_MS. */
 #define _GNU_SOURCE
 #include "core/health.h"
 
@@ -14,6 +17,7 @@
 
 #include "core/core.h"
 #include "core/sandbox.h"
+#include "rpc/remote.h"
 #include "util/clock.h"
 
 struct health {
@@ -25,9 +29,14 @@ struct health {
     struct event *timer;
     struct bufferevent *bev;
     int exec_running;
+    int remote_running;   /* a beam probe's remote call is under way */
+    int beam;             /* probing the BEAM node (no health_check given) */
+    int interval_ms;
 };
 
 static struct health *probes;
+
+static void beam_done(uint64_t key, const struct sbx_remote_result *res);
 
 /* The probe under way for sb, or NULL: at most one per sandbox. */
 static struct health *find(struct sbx_sandbox *sb) {
@@ -52,6 +61,8 @@ static void unlink_free(struct health *h) {
         event_free(h->timer);
     if (h->exec_running && h->sb->backend->exec_cancel != NULL)
         h->sb->backend->exec_cancel(h->sb, (uint64_t)(uintptr_t)h);
+    if (h->remote_running)
+        sbx_remote_cancel(h->sb->core->node, beam_done, (uint64_t)(uintptr_t)h);
     free(h);
 }
 
@@ -68,7 +79,6 @@ static void finish(struct health *h, int healthy) {
 /* After a failed attempt: the next one in interval_ms, or, past the
  * deadline or once sb is not running, finish unhealthy (h is freed). */
 static void schedule(struct health *h) {
-    const struct sbx_health_check *hc = &h->sb->cfg.health;
     if (h->bev != NULL) {
         bufferevent_free(h->bev);
         h->bev = NULL;
@@ -77,7 +87,7 @@ static void schedule(struct health *h) {
         finish(h, 0);
         return;
     }
-    struct timeval tv = {hc->interval_ms / 1000, (hc->interval_ms % 1000) * 1000};
+    struct timeval tv = {h->interval_ms / 1000, (h->interval_ms % 1000) * 1000};
     evtimer_add(h->timer, &tv);
 }
 
@@ -125,6 +135,37 @@ static void exec_done(uint64_t key, const struct sbx_exec_result *r, const struc
         schedule(h);
 }
 
+/* Beam probe answered: the node returned a value (it is up and took our cookie); anything
+ * else (not registered yet, refused, timeout) retries. */
+static void beam_done(uint64_t key, const struct sbx_remote_result *res) {
+    struct health *h = (struct health *)(uintptr_t)key;
+    h->remote_running = 0;
+    if (res->kind == SBX_REMOTE_VALUE)
+        finish(h, 1);
+    else
+        schedule(h);
+}
+
+/* One beam attempt: erlang:node() in the sandbox's node, for at most what is left of the
+ * deadline and 2 s. Not even starting one (container not running) retries. */
+static void probe_beam(struct health *h) {
+    static const char no_args[] = {ERL_NIL_EXT};
+    struct sbx_sandbox *sb = h->sb;
+    struct sbx_beam_target t;
+    int64_t left = h->deadline - sbx_mono_ms();
+    if (left > 2000)
+        left = 2000;
+    if (left < 1)
+        left = 1;
+    if (sb->backend->beam_target != NULL && sb->backend->beam_target(sb, &t) == 0 &&
+        sbx_remote_call(sb->core->node, &t, "erlang", "node", no_args, sizeof no_args, (int)left,
+                        beam_done, (uint64_t)(uintptr_t)h) == 0)
+        h->remote_running = 1;
+    memset(&t, 0, sizeof t);
+    if (!h->remote_running)
+        schedule(h);
+}
+
 /* The probe timer: one attempt of the configured kind; failing to even start one retries. */
 static void probe(evutil_socket_t fd, short what, void *arg) {
     struct health *h = arg;
@@ -132,6 +173,10 @@ static void probe(evutil_socket_t fd, short what, void *arg) {
     const struct sbx_health_check *hc = &sb->cfg.health;
     (void)fd;
     (void)what;
+    if (h->beam) {
+        probe_beam(h);
+        return;
+    }
     if (hc->type == SBX_HC_EXEC) {
         struct sbx_exec_opts opts;
         struct sbx_err err;
@@ -165,6 +210,13 @@ static void probe(evutil_socket_t fd, short what, void *arg) {
         schedule(h);
 }
 
+/* See health.h. */
+int sbx_health_wanted(const struct sbx_sandbox *sb) {
+    return sb->cfg.health.type != SBX_HC_NONE ||
+           (sb->cfg.type == SBX_TYPE_DOCKER && sb->cfg.has_beam && sb->backend != NULL &&
+            sb->backend->beam_target != NULL);
+}
+
 /* See health.h. The first attempt runs from the loop, never inside this call; done runs
  * once unless the probe is cancelled. sbx_sandbox_free aborts a probe, so sb outlives it. */
 int sbx_health_start(struct sbx_sandbox *sb, uint64_t key, sbx_health_fn done) {
@@ -174,7 +226,9 @@ int sbx_health_start(struct sbx_sandbox *sb, uint64_t key, sbx_health_fn done) {
     h->sb = sb;
     h->key = key;
     h->done = done;
-    h->deadline = sbx_mono_ms() + sb->cfg.health.timeout_ms;
+    h->beam = sb->cfg.health.type == SBX_HC_NONE;
+    h->interval_ms = h->beam ? SBX_HEALTH_BEAM_INTERVAL_MS : sb->cfg.health.interval_ms;
+    h->deadline = sbx_mono_ms() + (h->beam ? SBX_HEALTH_BEAM_MS : sb->cfg.health.timeout_ms);
     h->timer = evtimer_new(sb->core->base, probe, h);
     if (h->timer == NULL) {
         free(h);

@@ -13,6 +13,7 @@
 #include "core/core.h"
 #include "core/logbuf.h"
 #include "core/sandbox.h"
+#include "dist/node.h"
 
 /* Backend available: the cached engine state (see engine.c). */
 static int dk_available(struct sbx_core *core, const char **why) {
@@ -43,8 +44,13 @@ static void state_free(struct sbx_sandbox *sb, int answer) {
 
 /* Backend release: every request of the sandbox is cancelled, pending execs answered
  * with an error, the state freed. A container still there (engine down) is an orphan
- * that the next reconcile removes. */
-static void dk_release(struct sbx_sandbox *sb) { state_free(sb, 1); }
+ * that the next reconcile removes. The cookie remote calls registered for the
+ * container's BEAM node (rpc/remote.h) is forgotten. */
+static void dk_release(struct sbx_sandbox *sb) {
+    state_free(sb, 1);
+    if (sb->cfg.has_beam && sb->cfg.node_name != NULL && sb->core != NULL && sb->core->node != NULL)
+        sbx_node_forget_peer_cookie(sb->core->node, sb->cfg.node_name);
+}
 
 /* Backend detach: the state is freed, the container left running for adoption. */
 static void dk_detach(struct sbx_sandbox *sb) { state_free(sb, 0); }
@@ -77,9 +83,12 @@ static int dk_shell(struct sbx_sandbox *sb, ei_x_buff *x, struct sbx_err *err) {
     return 0;
 }
 
-/* Backend beam_target: the container's BEAM node, when the config has `beam`. */
+/* Backend beam_target: the container's BEAM node, when the config has `beam` and the
+ * container is running (else -1: "the node is not running"). */
 static int dk_beam_target(struct sbx_sandbox *sb, struct sbx_beam_target *t) {
-    if (!sb->cfg.has_beam || sb->cfg.node_name == NULL)
+    const struct dk_state *ds = sb->bstate;
+    if (!sb->cfg.has_beam || sb->cfg.node_name == NULL || ds == NULL ||
+        ds->phase != DK_RUNNING || ds->end_pending || ds->cid[0] == '\0')
         return -1;
     snprintf(t->node, sizeof t->node, "%s", sb->cfg.node_name);
     snprintf(t->cookie, sizeof t->cookie, "%s", sb->cfg.cookie != NULL ? sb->cfg.cookie : "");
