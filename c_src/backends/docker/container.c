@@ -42,7 +42,8 @@ static void report_end(struct dk_state *ds) {
     sbx_sandbox_ended(sb, &ex, oom);
 }
 
-/* The drain deadline passed: report the end without the rest of the logs. */
+/* The logs stream of an ended container stayed silent for DRAIN_MS: report the end
+ * without waiting for it to close. */
 static void end_timer_cb(evutil_socket_t fd, short what, void *arg) {
     struct dk_state *ds = arg;
     (void)fd;
@@ -56,7 +57,8 @@ static void end_timer_cb(evutil_socket_t fd, short what, void *arg) {
 }
 
 /* The container is no longer running: streams closed, the end reported once the logs
- * stream has drained (at most DRAIN_MS). kind 0 = unknown exit. */
+ * stream has drained (Docker closes it after the last line; a stream silent for DRAIN_MS
+ * is given up). kind 0 = unknown exit. */
 static void finish_end(struct dk_state *ds, int kind, int code, int oom) {
     struct dk_engine *e = dk_engine_peek();
     if (ds->phase != DK_RUNNING || ds->end_pending)
@@ -124,6 +126,11 @@ static int logs_emit(void *arg, enum sbx_demux_stream stream, const char *data, 
 static void logs_data(struct dk_op *op, const char *buf, size_t len) {
     struct dk_state *ds = op->ds;
     const char *why = NULL;
+    if (ds->end_pending && ds->end_timer != NULL) {
+        /* Still draining: the deadline counts from the last data. */
+        struct timeval tv = {DRAIN_MS / 1000, (DRAIN_MS % 1000) * 1000};
+        evtimer_add(ds->end_timer, &tv);
+    }
     if (sbx_demux_feed(&ds->logs_demux, buf, len, logs_emit, ds, &why) < 0)
         SBX_WARN("docker logs stream refused", "id=%s why=\"%s\"", ds->sb->id, why ? why : "");
     /* Docker sends a line at a time: what arrives within CO_DELAY_MS goes out together. */
@@ -217,6 +224,7 @@ static void inspect_done(struct dk_op *op, int status, const char *body, size_t 
     if (json_is_true(json_object_get(st, "Running"))) {
         if (ds->phase == DK_RUNNING) {
             ds->nports = dk_ports_parse(body, len, ds->ports, DK_PORTS_MAX);
+            dk_ip_parse(body, len, ds->ip, sizeof ds->ip);
             ensure_streams(ds);
         }
         if (ds->inspect_again) {
@@ -369,6 +377,7 @@ static void ports_done(struct dk_op *op, int status, const char *body, size_t le
     if (step_check(ds, status, status == 200, body, err))
         return;
     ds->nports = dk_ports_parse(body, len, ds->ports, DK_PORTS_MAX);
+    dk_ip_parse(body, len, ds->ip, sizeof ds->ip);
     running(ds);
 }
 
@@ -379,8 +388,11 @@ static void start_done(struct dk_op *op, int status, const char *body, size_t le
     (void)len;
     if (step_check(ds, status, status == 204 || status == 304, body, err))
         return;
-    if (ds->sb->cfg.nports > 0) {
-        /* The ports Docker chose (host 0) are known from inspect. */
+    enum sbx_hc_type hc = ds->sb->cfg.health.type;
+    ds->ip[0] = '\0';
+    if (ds->sb->cfg.nports > 0 || hc == SBX_HC_TCP || hc == SBX_HC_HTTP) {
+        /* The ports Docker chose (host 0) and the address health probes go to are known
+         * from inspect. */
         char path[200];
         snprintf(path, sizeof path, "/containers/%s/json", ds->cid);
         ds->step = dk_request(dk_engine_peek(), ds, "GET", path, 0, NULL, 0, NULL, 15000, 0, NULL,

@@ -152,6 +152,7 @@ struct dk_state {
     void (*remove_done)(struct sbx_sandbox *sb);
     struct dk_port ports[DK_PORTS_MAX];
     int nports;
+    char ip[48];                /* the container's IPv4 address ("" unknown / none) */
 };
 #define DK_STEP_IMAGE 1
 #define DK_STEP_PULL 2
@@ -245,6 +246,9 @@ void dk_image_split(const char *image, char *name, size_t ncap, char *tag, size_
 /* Container inspect -> its published ports (NetworkSettings.Ports), one per container
  * port and host port; returns how many (at most cap). */
 int dk_ports_parse(const char *json, size_t len, struct dk_port *out, int cap);
+/* Container inspect -> its IPv4 address (NetworkSettings.IPAddress, else the first
+ * network's) into out; "" when it has none. */
+void dk_ip_parse(const char *json, size_t len, char *out, size_t cap);
 /* Encodes ports as [#{host, container, proto}]. */
 void dk_ports_encode(const struct dk_port *p, int n, ei_x_buff *x);
 
