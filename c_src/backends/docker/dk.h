@@ -75,6 +75,7 @@ struct dk_engine {
     struct dk_lines events_lines;
     struct event *probe_timer;
     uint64_t stdin_seq;
+    int64_t events_opened_ms;
 };
 
 /* An exec under way (exec.c). */

@@ -14,6 +14,7 @@
 #include "core/sandbox.h"
 #include "dist/node.h"
 #include "net/http.h"
+#include "util/clock.h"
 #include "util/log.h"
 
 static struct dk_engine *the_engine;
@@ -325,6 +326,7 @@ static void events_open(struct dk_engine *e) {
     if (dk_urlenc(filt, enc, sizeof enc) != 0)
         return;
     snprintf(path, sizeof path, "/events?filters=%s", enc);
+    e->events_opened_ms = sbx_mono_ms();
     e->events_op = dk_request(e, NULL, "GET", path, 0, NULL, 0, NULL, 0, 0, events_data,
                               events_done, e);
 }
@@ -362,10 +364,14 @@ static void probe_done(struct dk_op *op, int status, const char *body, size_t le
             evtimer_del(e->probe_timer);
         events_open(e);
         reconcile(e);
-    } else if (e->events_op == NULL) {
+    } else if (e->events_op == NULL && sbx_mono_ms() - e->events_opened_ms >= 1000) {
         /* Still up (the events stream had ended): dockerd restarted in between. */
         events_open(e);
         reconcile(e);
+    } else if (e->events_op == NULL && e->probe_timer != NULL) {
+        /* The stream ended again at once: try again in a second, not in a loop. */
+        struct timeval tv = {1, 0};
+        evtimer_add(e->probe_timer, &tv);
     }
 done:
     json_decref(j);
