@@ -171,6 +171,8 @@ struct dk_op *dk_request(struct dk_engine *e, struct dk_state *ds, const char *m
                          dk_data_fn on_data, dk_done_fn on_done, void *arg);
 void dk_cancel(struct dk_engine *e, struct dk_op *op);
 void dk_cancel_all(struct dk_engine *e, struct dk_state *ds);
+/* Removes container cid without waiting (its sandbox is gone); nothing when down. */
+void dk_remove_orphan(struct dk_engine *e, const char *cid);
 /* A request failed below HTTP: looks at the engine again (may mark it down). */
 void dk_engine_suspect(struct dk_engine *e, const char *err);
 /* 1 if up; else 0 and *err = {unavailable, Why}. */

@@ -34,6 +34,10 @@ static void state_free(struct sbx_sandbox *sb, int answer) {
         return;
     if (e != NULL)
         dk_cancel_all(e, ds);
+    /* Freed while destroying with its container still there (the daemon stops with the
+     * destroy policy): the container goes without us. */
+    if (answer && sb->destroying && ds->cid[0] != '\0')
+        dk_remove_orphan(e, ds->cid);
     ds->logs_op = ds->wait_op = ds->stats_op = ds->inspect_op = ds->step = NULL;
     sb->bstate = NULL;
     dk_exec_release(ds, answer);

@@ -503,13 +503,39 @@ struct dk_engine *dk_engine_peek(void) { return the_engine; }
 /* See docker.h. Probes the engine now (reconcile follows once it answers). */
 void sbx_docker_init(struct sbx_core *core) { (void)dk_engine(core); }
 
-/* See docker.h. Every request is dropped without callbacks; sandboxes must already be
- * released or detached. */
+/* 1 while a container removal started by dk_remove_orphan is under way. */
+static int removals_pending(const struct dk_engine *e) {
+    for (const struct dk_op *op = e->ops; op != NULL; op = op->next)
+        if (op->on_done == orphan_done)
+            return 1;
+    return 0;
+}
+
+/* See dk.h. Fire and forget: the engine removes cid (with its anonymous volumes). */
+void dk_remove_orphan(struct dk_engine *e, const char *cid) {
+    char path[200];
+    if (e == NULL || !e->up || cid[0] == '\0')
+        return;
+    snprintf(path, sizeof path, "/containers/%s?v=1&force=1", cid);
+    struct dk_op *rm = dk_request(e, NULL, "DELETE", path, 0, NULL, 0, NULL, 10000, 0, NULL,
+                                  orphan_done, e);
+    if (rm != NULL)
+        snprintf(rm->tag, sizeof rm->tag, "%s", cid);
+}
+
+/* See docker.h. Removals of containers whose sandboxes were destroyed during the stop
+ * (shutdown policy destroy) get up to 10 s of the loop; every other request is dropped
+ * without callbacks. Sandboxes must already be released or detached. */
 void sbx_docker_stop(struct sbx_core *core) {
     struct dk_engine *e = the_engine;
-    (void)core;
     if (e == NULL)
         return;
+    dk_cancel(e, e->events_op);
+    dk_cancel(e, e->probe_op);
+    e->events_op = e->probe_op = NULL;
+    int64_t deadline = sbx_mono_ms() + 10000;
+    while (removals_pending(e) && sbx_mono_ms() < deadline)
+        event_base_loop(core->base, EVLOOP_ONCE);
     the_engine = NULL;
     while (e->ops != NULL) {
         struct dk_op *op = e->ops;
