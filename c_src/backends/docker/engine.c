@@ -186,10 +186,14 @@ void dk_cancel_all(struct dk_engine *e, struct dk_state *ds) {
     }
 }
 
-/* See dk.h. Docker's {"message": ...} when the body has one, else the body itself. */
+/* See dk.h. Docker's {"message": ...} when the body has one, else the body itself; a
+ * request without an answer is {unavailable, docker, Why}. */
 void dk_set_http_err(struct sbx_err *err, int status, const char *body, const char *terr) {
     err->reason_atom = "backend";
     if (status == 0) {
+        /* No answer from the engine (it went away under the request): unavailable. */
+        if (terr == NULL || strncmp(terr, "too large:", 10) != 0)
+            err->reason_atom = "unavailable";
         snprintf(err->detail, sizeof err->detail, "%s", terr != NULL ? terr : "no answer");
         return;
     }
