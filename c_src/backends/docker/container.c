@@ -25,6 +25,7 @@
 #define CO_DELAY_MS 5
 
 static void step_create(struct dk_state *ds);
+static void step_pull(struct dk_state *ds);
 static void step_start(struct dk_state *ds);
 static void ensure_streams(struct dk_state *ds);
 
@@ -432,6 +433,13 @@ static void stale_done(struct dk_op *op, int status, const char *body, size_t le
 static void create_done(struct dk_op *op, int status, const char *body, size_t len,
                         const char *err) {
     struct dk_state *ds = op->ds;
+    if (status == 404 && ds->sb->cfg.pull == SBX_PULL_IF_MISSING && !ds->pulled &&
+        !ds->stop_asked && body != NULL && strstr(body, "No such image") != NULL) {
+        /* if_missing: the create said the image is missing; pull it, then create again. */
+        ds->step = NULL;
+        step_pull(ds);
+        return;
+    }
     if (status == 409 && !ds->conflict_retried && !ds->stop_asked) {
         char name[300], path[400];
         ds->conflict_retried = 1;
@@ -556,6 +564,7 @@ static void pull_done(struct dk_op *op, int status, const char *body, size_t len
     }
     if (step_check(ds, status, status == 200, body, err))
         return;
+    ds->pulled = 1;
     step_create(ds);
 }
 
@@ -576,49 +585,6 @@ static void step_pull(struct dk_state *ds) {
                           pull_done, NULL);
     if (ds->step == NULL) {
         struct sbx_err err = {.reason_atom = "backend", .detail = "cannot send the pull request"};
-        fail(ds, &err);
-    }
-}
-
-/* Image inspect answered: present (create), missing (pull, or fail for pull never). */
-static void image_done(struct dk_op *op, int status, const char *body, size_t len,
-                       const char *err) {
-    struct dk_state *ds = op->ds;
-    (void)len;
-    if (status == 404 && ds->sb->cfg.pull != SBX_PULL_NEVER && !ds->stop_asked) {
-        ds->step = NULL;
-        step_pull(ds);
-        return;
-    }
-    if (status == 404 && !ds->stop_asked) {
-        ds->step = NULL;
-        struct sbx_err e2 = {.reason_atom = "backend"};
-        snprintf(e2.detail, sizeof e2.detail, "404: No such image: %.200s (pull => never)",
-                 ds->sb->cfg.image);
-        fail(ds, &e2);
-        return;
-    }
-    if (step_check(ds, status, status == 200, body, err))
-        return;
-    step_create(ds);
-}
-
-/* The image step: per the pull policy. */
-static void step_image(struct dk_state *ds) {
-    char path[2000];
-    if (ds->sb->cfg.pull == SBX_PULL_ALWAYS) {
-        step_pull(ds);
-        return;
-    }
-    snprintf(path, sizeof path, "/images/%s/json", ds->sb->cfg.image);
-    for (char *p = path; *p != '\0'; p++)
-        if (*p <= ' ' || *p == '?' || *p == '#' || *p == '%' || (unsigned char)*p >= 127)
-            *p = '_'; /* not an image name docker would accept anyway */
-    ds->step_kind = DK_STEP_IMAGE;
-    ds->step = dk_request(dk_engine_peek(), ds, "GET", path, 0, NULL, 0, NULL, 30000, 0, NULL,
-                          image_done, NULL);
-    if (ds->step == NULL) {
-        struct sbx_err err = {.reason_atom = "backend", .detail = "cannot send the image request"};
         fail(ds, &err);
     }
 }
@@ -651,6 +617,7 @@ int dk_start(struct sbx_sandbox *sb, struct sbx_err *err) {
     ds->phase = DK_CREATING;
     ds->stop_asked = 0;
     ds->conflict_retried = 0;
+    ds->pulled = 0;
     ds->made_now = 0;
     ds->oom_seen = 0;
     memset(&ds->fail_err, 0, sizeof ds->fail_err);
@@ -660,7 +627,12 @@ int dk_start(struct sbx_sandbox *sb, struct sbx_err *err) {
     } else {
         ds->cid[0] = '\0';
         ds->gone = 0;
-        step_image(ds);
+        /* pull always pulls first; otherwise create at once, and a create answering "No
+         * such image" pulls (if_missing) or fails with Docker's 404 (never). */
+        if (sb->cfg.pull == SBX_PULL_ALWAYS)
+            step_pull(ds);
+        else
+            step_create(ds);
     }
     return SBX_START_PENDING;
 }

@@ -148,6 +148,7 @@ struct dk_state {
     int step_kind;              /* DK_STEP_* of ds->step */
     int made_now;               /* this start created the container */
     int conflict_retried;       /* a stale container with our name was removed */
+    int pulled;                 /* this start pulled the image */
     struct sbx_err fail_err;
     int64_t logs_last_ms;       /* wall time of the last output received */
     void (*remove_done)(struct sbx_sandbox *sb);
@@ -155,7 +156,6 @@ struct dk_state {
     int nports;
     char ip[48];                /* the container's IPv4 address ("" unknown / none) */
 };
-#define DK_STEP_IMAGE 1
 #define DK_STEP_PULL 2
 #define DK_STEP_CREATE 3
 #define DK_STEP_START 4
