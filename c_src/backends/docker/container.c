@@ -346,6 +346,14 @@ static void fail(struct dk_state *ds, const struct sbx_err *err) {
 static int step_check(struct dk_state *ds, int status, int ok, const char *body,
                       const char *terr) {
     ds->step = NULL;
+    if (ds->stop_asked && !ds->made_now && ds->cid[0] != '\0') {
+        /* Stop asked while an existing container was being started again: it may run
+         * now, so stop it the usual way (its end is then reported as stopped). */
+        ds->stop_asked = 0;
+        ds->phase = DK_RUNNING;
+        dk_stop(ds->sb, 0);
+        return 1;
+    }
     if (ds->stop_asked) {
         ds->fail_err.reason_atom = "backend";
         snprintf(ds->fail_err.detail, sizeof ds->fail_err.detail, "stopped while starting");
