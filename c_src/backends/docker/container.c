@@ -611,24 +611,17 @@ static struct dk_state *state_for(struct sbx_sandbox *sb) {
     return ds;
 }
 
-/* See dk.h (backend start): always SBX_START_PENDING unless the engine is down. */
-int dk_start(struct sbx_sandbox *sb, struct sbx_err *err) {
-    struct dk_engine *e = dk_engine(sb->core);
-    if (!dk_engine_check_up(e, err))
-        return -1;
-    struct dk_state *ds = state_for(sb);
-    if (ds == NULL) {
-        err->reason_atom = "backend";
-        snprintf(err->detail, sizeof err->detail, "out of memory");
-        return -1;
+/* See dk.h. The first step of a start, once the engine is known to be up (or its
+ * failure, reported to the core, when it is not). */
+void dk_start_resume(struct dk_state *ds) {
+    struct sbx_sandbox *sb = ds->sb;
+    struct sbx_err err;
+    memset(&err, 0, sizeof err);
+    if (!dk_engine_check_up(dk_engine_peek(), &err)) {
+        ds->fail_err = err;
+        start_failed(ds);
+        return;
     }
-    ds->phase = DK_CREATING;
-    ds->stop_asked = 0;
-    ds->conflict_retried = 0;
-    ds->pulled = 0;
-    ds->made_now = 0;
-    ds->oom_seen = 0;
-    memset(&ds->fail_err, 0, sizeof ds->fail_err);
     if (ds->cid[0] != '\0' && !ds->gone) {
         ds->logs_since_ms = sbx_wall_ms();
         step_start(ds);
@@ -642,6 +635,33 @@ int dk_start(struct sbx_sandbox *sb, struct sbx_err *err) {
         else
             step_create(ds);
     }
+}
+
+/* See dk.h (backend start): always SBX_START_PENDING unless the engine is down. Before
+ * the engine's first answer the start waits for it (resumed from engine.c). */
+int dk_start(struct sbx_sandbox *sb, struct sbx_err *err) {
+    struct dk_engine *e = dk_engine(sb->core);
+    int wait = e != NULL && !e->up && !e->ever_probed && e->probe_op != NULL;
+    if (!wait && !dk_engine_check_up(e, err))
+        return -1;
+    struct dk_state *ds = state_for(sb);
+    if (ds == NULL) {
+        err->reason_atom = "backend";
+        snprintf(err->detail, sizeof err->detail, "out of memory");
+        return -1;
+    }
+    ds->phase = DK_CREATING;
+    ds->stop_asked = 0;
+    ds->conflict_retried = 0;
+    ds->pulled = 0;
+    ds->made_now = 0;
+    ds->oom_seen = 0;
+    ds->step_kind = 0;
+    memset(&ds->fail_err, 0, sizeof ds->fail_err);
+    if (wait)
+        ds->waiting_engine = 1;
+    else
+        dk_start_resume(ds);
     return SBX_START_PENDING;
 }
 
@@ -655,36 +675,53 @@ static void stop_done(struct dk_op *op, int status, const char *body, size_t len
     dk_refresh(op->ds);
 }
 
-/* See dk.h (backend stop). Engine down or nothing running: ended at once. */
+/* Reports an unknown end from the loop's next turn, never inside the stop that asked
+ * (the core may free the sandbox right after stop returns). */
+static void end_soon(struct dk_state *ds) {
+    struct timeval tv = {0, 0};
+    ds->end_exit.kind = 0;
+    ds->end_exit.value = 0;
+    ds->end_oom = 0;
+    ds->end_pending = 1;
+    if (ds->end_timer == NULL)
+        ds->end_timer = evtimer_new(ds->sb->core->base, end_timer_cb, ds);
+    if (ds->end_timer == NULL || evtimer_add(ds->end_timer, &tv) != 0)
+        report_end(ds); /* out of memory: now rather than never */
+}
+
+/* See dk.h (backend stop). Engine down or nothing made yet: ended on the next loop
+ * turn (a container left is an orphan for the next reconcile). */
 void dk_stop(struct sbx_sandbox *sb, int grace_ms) {
     struct dk_state *ds = sb->bstate;
     struct dk_engine *e = dk_engine_peek();
     struct sbx_exit none = {0, 0};
-    if (ds == NULL || ds->phase == DK_IDLE || e == NULL || !e->up) {
-        if (ds != NULL) {
-            if (ds->phase == DK_CREATING) {
-                dk_cancel(e, ds->step);
-                ds->step = NULL;
-            }
-            ds->phase = DK_IDLE;
+    if (ds == NULL || ds->phase == DK_IDLE) {
+        sbx_sandbox_ended(sb, &none, 0); /* not alive: the core allows it here */
+        return;
+    }
+    if (ds->end_pending)
+        return;
+    if (e == NULL || !e->up) {
+        if (ds->phase == DK_CREATING) {
+            dk_cancel(e, ds->step);
+            ds->step = NULL;
+            ds->waiting_engine = 0;
         }
-        sbx_sandbox_ended(sb, &none, 0);
+        end_soon(ds);
         return;
     }
     if (ds->phase == DK_CREATING) {
+        ds->waiting_engine = 0;
         if (ds->cid[0] == '\0' && ds->step_kind != DK_STEP_CREATE) {
             /* Nothing made yet: drop the request (a pull stops with it). */
             dk_cancel(e, ds->step);
             ds->step = NULL;
-            ds->phase = DK_IDLE;
-            sbx_sandbox_ended(sb, &none, 0);
+            end_soon(ds);
             return;
         }
         ds->stop_asked = 1;
         return;
     }
-    if (ds->end_pending)
-        return;
     char path[200];
     int t = grace_ms / 1000;
     snprintf(path, sizeof path, "/containers/%s/stop?t=%d", ds->cid, t);

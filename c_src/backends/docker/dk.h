@@ -149,6 +149,7 @@ struct dk_state {
     int made_now;               /* this start created the container */
     int conflict_retried;       /* a stale container with our name was removed */
     int pulled;                 /* this start pulled the image */
+    int waiting_engine;         /* started before the engine's first answer */
     struct sbx_err fail_err;
     int64_t logs_last_ms;       /* wall time of the last output received */
     void (*remove_done)(struct sbx_sandbox *sb);
@@ -186,6 +187,7 @@ void dk_container_name(const struct sbx_sandbox *sb, char *out, size_t cap);
 
 /* container.c */
 int dk_start(struct sbx_sandbox *sb, struct sbx_err *err);
+void dk_start_resume(struct dk_state *ds);
 void dk_stop(struct sbx_sandbox *sb, int grace_ms);
 void dk_remove(struct sbx_sandbox *sb, void (*done)(struct sbx_sandbox *sb));
 void dk_refresh(struct dk_state *ds);

@@ -21,6 +21,8 @@ static struct dk_engine *the_engine;
 
 static void probe_start(struct dk_engine *e);
 static void reconcile(struct dk_engine *e);
+static void probe_answered(struct dk_engine *e, int status, const char *body,
+                           size_t len, const char *err);
 
 /* See dk.h. Keeps at most DK_LINE_MAX bytes: a longer line is skipped up to its newline. */
 void dk_lines_feed(struct dk_lines *l, const char *data, size_t len, dk_line_fn fn, void *arg) {
@@ -335,10 +337,30 @@ static void events_open(struct dk_engine *e) {
                               events_done, e);
 }
 
+/* Starts that waited for the first probe go on (engine up) or fail (down). */
+static void resume_waiting(struct dk_engine *e) {
+    struct sbx_sandbox *sb = e->core->first, *next;
+    for (; sb != NULL; sb = next) {
+        next = sb->next;
+        struct dk_state *ds = sb->backend == &sbx_backend_docker ? sb->bstate : NULL;
+        if (ds != NULL && ds->waiting_engine) {
+            ds->waiting_engine = 0;
+            dk_start_resume(ds); /* may report a failure; sb stays registered */
+        }
+    }
+}
+
 /* /version answered: negotiate, then (coming up) events and reconcile. */
 static void probe_done(struct dk_op *op, int status, const char *body, size_t len,
                        const char *err) {
     struct dk_engine *e = op->arg;
+    probe_answered(e, status, body, len, err);
+    resume_waiting(e);
+}
+
+/* The body of probe_done, before the starts waiting for it resume. */
+static void probe_answered(struct dk_engine *e, int status, const char *body,
+                           size_t len, const char *err) {
     json_t *j = NULL;
     int major = 0, minor = 0;
     e->probe_op = NULL;
@@ -556,8 +578,8 @@ void sbx_docker_stop(struct sbx_core *core) {
 /* See docker.h. */
 int sbx_docker_available(struct sbx_core *core, const char **why) {
     struct dk_engine *e = dk_engine(core);
-    if (e != NULL && e->up)
-        return 1;
+    if (e != NULL && (e->up || (!e->ever_probed && e->probe_op != NULL)))
+        return 1; /* before the first probe's answer, calls wait for it (dk_start) */
     *why = e != NULL ? e->why : "out of memory";
     return 0;
 }
