@@ -282,14 +282,9 @@ void dk_reconcile_one(struct dk_state *ds, const char *cid) {
     }
     if (ds->cid[0] == '\0')
         snprintf(ds->cid, sizeof ds->cid, "%s", cid);
-    /* Streams of before the reconnection are dead: open them again after inspect. */
-    struct dk_engine *e = dk_engine_peek();
-    dk_cancel(e, ds->logs_op);
-    dk_cancel(e, ds->wait_op);
-    dk_cancel(e, ds->stats_op);
-    ds->logs_op = ds->wait_op = ds->stats_op = NULL;
-    co_flush(ds);
-    if (ds->logs_last_ms > 0)
+    /* Streams that died with the engine are opened again after inspect, the logs from
+     * the last output received; a stream still open is kept (nothing skipped). */
+    if (ds->logs_op == NULL && ds->logs_last_ms > 0)
         ds->logs_since_ms = ds->logs_last_ms;
     dk_refresh(ds);
 }
