@@ -77,6 +77,8 @@ static void cancel_plain(struct sbx_call *call) {
 
 /* create(Id, Type, Config) */
 
+static void create_when_gone(struct sbx_sandbox *sb, uint64_t key, int ok);
+
 static void create_cancel(struct sbx_call *call) {
     /* The caller left while the sandbox came up: nothing must be left behind. */
     struct sbx_core *core = sbx_core_get();
@@ -211,7 +213,14 @@ enum sbx_api_status sbx_api_create(struct sbx_call *call) {
         sbx_reply_unavailable(&call->result, sbx_type_name(type), be == NULL ? "not built" : why);
         goto done;
     }
-    if (sbx_sandbox_find(core, id) != NULL) {
+    struct sbx_sandbox *old = sbx_sandbox_find(core, id);
+    if (old != NULL && old->destroying &&
+        sbx_sandbox_wait(old, SBX_WAIT_GONE, sbx_call_key(call), create_when_gone) == 0) {
+        /* Destroyed but not gone yet (its container being removed): create once it is. */
+        call->cancel = cancel_plain;
+        goto done_pending;
+    }
+    if (old != NULL) {
         sbx_reply_error(&call->result, "already_exists");
         goto done;
     }
@@ -262,6 +271,39 @@ badarg:
 done:
     sbx_config_free(&cfg);
     return SBX_API_DONE;
+done_pending:
+    sbx_config_free(&cfg);
+    return SBX_API_PENDING;
+}
+
+/* Zero-delay timer: runs a create again (by key; the caller may have left). Frees arg. */
+static void create_again_cb(evutil_socket_t fd, short what, void *arg) {
+    uint64_t key = *(uint64_t *)arg;
+    (void)fd;
+    (void)what;
+    free(arg);
+    struct sbx_call *call = sbx_call_from_key(sbx_core_get()->node, key);
+    if (call == NULL)
+        return;
+    call->cancel = NULL;
+    if (sbx_api_create(call) == SBX_API_DONE)
+        sbx_call_done(call);
+}
+
+/* Waiter: the sandbox with the id a create waits for is gone (or failed); the create runs
+ * again from the loop, outside the destroy that runs this. */
+static void create_when_gone(struct sbx_sandbox *sb, uint64_t key, int ok) {
+    struct timeval tv = {0, 0};
+    uint64_t *k = malloc(sizeof *k);
+    (void)sb;
+    (void)ok;
+    if (k != NULL) {
+        *k = key;
+        if (event_base_once(sbx_core_get()->base, -1, EV_TIMEOUT, create_again_cb, k, &tv) == 0)
+            return;
+        free(k);
+    }
+    answer_waiter(NULL, key, 0, "limit_reached");
 }
 
 /* destroy(Id): answered once everything is gone. */

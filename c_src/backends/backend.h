@@ -5,6 +5,7 @@
 #define SBX_BACKENDS_BACKEND_H
 
 #include <ei.h>
+#include <netinet/in.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -114,6 +115,11 @@ struct sbx_backend {
     void (*journal)(const struct sbx_sandbox *sb, ei_x_buff *x);
     /* The backend's handle for the sandbox map's `ref` (appends a term). */
     void (*ref)(const struct sbx_sandbox *sb, ei_x_buff *x);
+    /* Optional: where a tcp/http health probe for `port` (the config's, a host port)
+     * connects: 0 with *sa filled, or -1 for 127.0.0.1:port. Docker answers the
+     * container's own address, since its userland proxy accepts on a published host
+     * port even when nothing listens inside. */
+    int (*probe_addr)(const struct sbx_sandbox *sb, int port, struct sockaddr_in *sa);
     /* Optional: the sandbox map's `ports` (appends a list); NULL: []. */
     void (*ports)(const struct sbx_sandbox *sb, ei_x_buff *x);
 };

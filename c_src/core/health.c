@@ -192,6 +192,8 @@ static void probe(evutil_socket_t fd, short what, void *arg) {
     }
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)hc->port)};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (sb->backend != NULL && sb->backend->probe_addr != NULL)
+        (void)sb->backend->probe_addr(sb, hc->port, &sa);
     h->bev = bufferevent_socket_new(sb->core->base, -1, BEV_OPT_CLOSE_ON_FREE);
     if (h->bev == NULL) {
         schedule(h);

@@ -322,6 +322,61 @@ static void test_ports_parse(void **state) {
     ei_x_free(&x);
 }
 
+static void test_ip_parse(void **state) {
+    (void)state;
+    char ip[48];
+    const char *a = "{\"NetworkSettings\":{\"IPAddress\":\"172.17.0.5\"}}";
+    dk_ip_parse(a, strlen(a), ip, sizeof ip);
+    assert_string_equal(ip, "172.17.0.5");
+    const char *b = "{\"NetworkSettings\":{\"IPAddress\":\"\",\"Networks\":{\"mynet\":"
+                    "{\"IPAddress\":\"10.1.2.3\"}}}}";
+    dk_ip_parse(b, strlen(b), ip, sizeof ip);
+    assert_string_equal(ip, "10.1.2.3");
+    const char *c = "{\"NetworkSettings\":{\"IPAddress\":\"1.2.3.4; rm\"}}";
+    dk_ip_parse(c, strlen(c), ip, sizeof ip);
+    assert_string_equal(ip, "");
+    dk_ip_parse("null", 4, ip, sizeof ip);
+    assert_string_equal(ip, "");
+}
+
+/* ---- paths (core/config.c sbx_decode_path, used for backend copies) ---------------- */
+
+/* Decodes s (as a binary) with sbx_decode_path: 0 and out, or -1 and the why. */
+static int decode_path_of(const char *s, char *out, size_t cap, const char **why) {
+    ei_x_buff x;
+    struct sbx_badarg bad = {0};
+    ei_x_new(&x);
+    ei_x_encode_binary(&x, s, (long)strlen(s));
+    int idx = 0;
+    int rc = sbx_decode_path(x.buff, &idx, out, cap, &bad);
+    *why = bad.why;
+    ei_x_free(&x);
+    return rc;
+}
+
+static void test_decode_path(void **state) {
+    (void)state;
+    char out[1100];
+    const char *why = NULL;
+    assert_int_equal(decode_path_of("/etc//./hostname", out, sizeof out, &why), 0);
+    assert_string_equal(out, "/etc/hostname");
+    assert_int_equal(decode_path_of("sub/./f.txt", out, sizeof out, &why), 0);
+    assert_string_equal(out, "sub/f.txt");
+    assert_int_equal(decode_path_of("/tmp/../etc", out, sizeof out, &why), -1);
+    assert_string_equal(why, "dot_dot");
+    assert_int_equal(decode_path_of("/", out, sizeof out, &why), -1);
+    assert_string_equal(why, "empty");
+    /* The relative-only decoder still refuses absolute paths. */
+    ei_x_buff x;
+    struct sbx_badarg bad = {0};
+    ei_x_new(&x);
+    ei_x_encode_binary(&x, "/etc", 4);
+    int idx = 0;
+    assert_int_equal(sbx_decode_rel_path(x.buff, &idx, out, sizeof out, &bad), -1);
+    assert_string_equal(bad.why, "absolute");
+    ei_x_free(&x);
+}
+
 /* ---- image references --------------------------------------------------------------- */
 
 static void test_image_split(void **state) {
@@ -425,6 +480,8 @@ int main(void) {
         cmocka_unit_test(test_top),
         cmocka_unit_test(test_top_refused_and_empty),
         cmocka_unit_test(test_ports_parse),
+        cmocka_unit_test(test_ip_parse),
+        cmocka_unit_test(test_decode_path),
         cmocka_unit_test(test_image_split),
         cmocka_unit_test(test_tar_roundtrip),
         cmocka_unit_test(test_tar_refusals),

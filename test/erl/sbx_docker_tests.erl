@@ -1090,11 +1090,13 @@ engine_down(S0 = #{sname := SName, state_dir := Dir}) ->
     %% Kill dockerd.
     Pid = string:trim(os:cmd("pgrep -x dockerd")),
     ?assertMatch({_, [_]}, {dockerd_pids, string:lexemes(Pid, "\n")}),
-    %% Its containerd outlives it for a while; a dockerd started before that one is gone
-    %% cannot start its own (docker-up.sh would then fall back to --iptables=false).
+    %% With its containerd, as a crash of the docker service's control group would: an
+    %% orphaned containerd stays, and a new dockerd then fails to start its own (and
+    %% docker-up.sh falls back to --iptables=false). The containers' shims live on.
     Containerd = string:lexemes(os:cmd("pgrep -P " ++ Pid ++ " -x containerd"), "\n"),
-    report("killing dockerd (pid ~s, its containerd ~p) with SIGKILL", [Pid, Containerd]),
+    report("killing dockerd (pid ~s) and its containerd ~p with SIGKILL", [Pid, Containerd]),
     ?U:os_kill(list_to_integer(Pid), "KILL"),
+    [?U:os_kill(list_to_integer(C), "KILL") || C <- Containerd],
     ok = ?U:wait_until(fun() -> not filelib:is_file("/proc/" ++ Pid ++ "/stat") orelse
                                     string:find(os:cmd("cat /proc/" ++ Pid ++ "/stat"), ") Z") =/= nomatch
                        end, 10000),
@@ -1103,7 +1105,9 @@ engine_down(S0 = #{sname := SName, state_dir := Dir}) ->
                          {R, (erlang:monotonic_time(microsecond) - T) / 1000} end,
     {RC, MsC} = Timed(create, [<<"kd6">>, docker, #{image => ?IMAGE, cmd => ?SLEEP}]),
     report("engine down: create answered ~p in ~.1f ms", [RC, MsC]),
-    ?assertMatch({error, {unavailable, docker, _}}, RC),
+    %% Checked at the end (so that reconcile and adoption are tested whatever), as are
+    %% the calls below.
+    put(late, [{create_right_after_kill, RC}]),
     T0 = now_ms(),
     Down = fun() -> case maps:get(docker, maps:get(backends, ?U:info(S0))) of
                         {unavailable, W} when is_binary(W) -> true;
@@ -1124,7 +1128,7 @@ engine_down(S0 = #{sname := SName, state_dir := Dir}) ->
     [begin
          {R, Ms} = Timed(F, A),
          report("engine down: ~p answered ~p in ~.1f ms", [F, R, Ms]),
-         ?assertMatch({F, {error, {unavailable, docker, _}}}, {F, R})
+         put(late, [{F, R} | get(late)])
      end || {F, A} <- Calls],
     {Lst, MsL} = Timed(list, []),
     report("engine down: list() in ~.1f ms: ~p", [MsL, [{I, St} || #{id := I, status := St} <- Lst]]),
@@ -1132,11 +1136,12 @@ engine_down(S0 = #{sname := SName, state_dir := Dir}) ->
     pong = call(S0, ping, []),
     %% Start dockerd again, the way scripts/docker-up.sh does, once its containerd is gone.
     TC = now_ms(),
-    Alive = fun(P) -> filelib:is_file("/proc/" ++ P ++ "/stat") andalso
-                          string:find(os:cmd("cat /proc/" ++ P ++ "/stat 2>/dev/null"), ") Z") =:= nomatch end,
+    %% Gone means reaped too: dockerd takes a zombie containerd (its pid file names it)
+    %% for a running one.
+    Alive = fun(P) -> filelib:is_file("/proc/" ++ P ++ "/stat") end,
     _ = ?U:wait_until(fun() -> not lists:any(Alive, Containerd) end, 30000, 100),
     report("the old containerd ~s after ~b ms", [case lists:any(Alive, Containerd) of
-                                                     true -> "still runs"; false -> "exited" end,
+                                                     true -> "still there"; false -> "reaped" end,
                                                  now_ms() - TC]),
     T1 = now_ms(),
     Up = ensure_dockerd(),
@@ -1201,6 +1206,9 @@ engine_down(S0 = #{sname := SName, state_dir := Dir}) ->
     [?assertEqual({Id, ok}, {Id, call(S1, destroy, [Id])}) || Id <- All],
     ?assertEqual([], call(S1, list, [])),
     assert_no_containers(S1),
+    ?assertEqual([], [X || {_, R} = X <- lists:reverse(get(late)),
+                           not is_tuple(R) orelse element(1, R) =/= error orelse
+                               not is_tuple(element(2, R)) orelse element(1, element(2, R)) =/= unavailable]),
     ok.
 
 wait_container_gone(Ref, T0) ->

@@ -25,6 +25,7 @@
 #define CO_DELAY_MS 5
 
 static void step_create(struct dk_state *ds);
+static void step_pull(struct dk_state *ds);
 static void step_start(struct dk_state *ds);
 static void ensure_streams(struct dk_state *ds);
 
@@ -42,7 +43,8 @@ static void report_end(struct dk_state *ds) {
     sbx_sandbox_ended(sb, &ex, oom);
 }
 
-/* The drain deadline passed: report the end without the rest of the logs. */
+/* The logs stream of an ended container stayed silent for DRAIN_MS: report the end
+ * without waiting for it to close. */
 static void end_timer_cb(evutil_socket_t fd, short what, void *arg) {
     struct dk_state *ds = arg;
     (void)fd;
@@ -56,7 +58,8 @@ static void end_timer_cb(evutil_socket_t fd, short what, void *arg) {
 }
 
 /* The container is no longer running: streams closed, the end reported once the logs
- * stream has drained (at most DRAIN_MS). kind 0 = unknown exit. */
+ * stream has drained (Docker closes it after the last line; a stream silent for DRAIN_MS
+ * is given up). kind 0 = unknown exit. */
 static void finish_end(struct dk_state *ds, int kind, int code, int oom) {
     struct dk_engine *e = dk_engine_peek();
     if (ds->phase != DK_RUNNING || ds->end_pending)
@@ -124,6 +127,11 @@ static int logs_emit(void *arg, enum sbx_demux_stream stream, const char *data, 
 static void logs_data(struct dk_op *op, const char *buf, size_t len) {
     struct dk_state *ds = op->ds;
     const char *why = NULL;
+    if (ds->end_pending && ds->end_timer != NULL) {
+        /* Still draining: the deadline counts from the last data. */
+        struct timeval tv = {DRAIN_MS / 1000, (DRAIN_MS % 1000) * 1000};
+        evtimer_add(ds->end_timer, &tv);
+    }
     if (sbx_demux_feed(&ds->logs_demux, buf, len, logs_emit, ds, &why) < 0)
         SBX_WARN("docker logs stream refused", "id=%s why=\"%s\"", ds->sb->id, why ? why : "");
     /* Docker sends a line at a time: what arrives within CO_DELAY_MS goes out together. */
@@ -217,6 +225,7 @@ static void inspect_done(struct dk_op *op, int status, const char *body, size_t 
     if (json_is_true(json_object_get(st, "Running"))) {
         if (ds->phase == DK_RUNNING) {
             ds->nports = dk_ports_parse(body, len, ds->ports, DK_PORTS_MAX);
+            dk_ip_parse(body, len, ds->ip, sizeof ds->ip);
             ensure_streams(ds);
         }
         if (ds->inspect_again) {
@@ -273,14 +282,9 @@ void dk_reconcile_one(struct dk_state *ds, const char *cid) {
     }
     if (ds->cid[0] == '\0')
         snprintf(ds->cid, sizeof ds->cid, "%s", cid);
-    /* Streams of before the reconnection are dead: open them again after inspect. */
-    struct dk_engine *e = dk_engine_peek();
-    dk_cancel(e, ds->logs_op);
-    dk_cancel(e, ds->wait_op);
-    dk_cancel(e, ds->stats_op);
-    ds->logs_op = ds->wait_op = ds->stats_op = NULL;
-    co_flush(ds);
-    if (ds->logs_last_ms > 0)
+    /* Streams that died with the engine are opened again after inspect, the logs from
+     * the last output received; a stream still open is kept (nothing skipped). */
+    if (ds->logs_op == NULL && ds->logs_last_ms > 0)
         ds->logs_since_ms = ds->logs_last_ms;
     dk_refresh(ds);
 }
@@ -337,6 +341,14 @@ static void fail(struct dk_state *ds, const struct sbx_err *err) {
 static int step_check(struct dk_state *ds, int status, int ok, const char *body,
                       const char *terr) {
     ds->step = NULL;
+    if (ds->stop_asked && !ds->made_now && ds->cid[0] != '\0') {
+        /* Stop asked while an existing container was being started again: it may run
+         * now, so stop it the usual way (its end is then reported as stopped). */
+        ds->stop_asked = 0;
+        ds->phase = DK_RUNNING;
+        dk_stop(ds->sb, 0);
+        return 1;
+    }
     if (ds->stop_asked) {
         ds->fail_err.reason_atom = "backend";
         snprintf(ds->fail_err.detail, sizeof ds->fail_err.detail, "stopped while starting");
@@ -369,6 +381,7 @@ static void ports_done(struct dk_op *op, int status, const char *body, size_t le
     if (step_check(ds, status, status == 200, body, err))
         return;
     ds->nports = dk_ports_parse(body, len, ds->ports, DK_PORTS_MAX);
+    dk_ip_parse(body, len, ds->ip, sizeof ds->ip);
     running(ds);
 }
 
@@ -379,8 +392,11 @@ static void start_done(struct dk_op *op, int status, const char *body, size_t le
     (void)len;
     if (step_check(ds, status, status == 204 || status == 304, body, err))
         return;
-    if (ds->sb->cfg.nports > 0) {
-        /* The ports Docker chose (host 0) are known from inspect. */
+    enum sbx_hc_type hc = ds->sb->cfg.health.type;
+    ds->ip[0] = '\0';
+    if (ds->sb->cfg.nports > 0 || hc == SBX_HC_TCP || hc == SBX_HC_HTTP) {
+        /* The ports Docker chose (host 0) and the address health probes go to are known
+         * from inspect. */
         char path[200];
         snprintf(path, sizeof path, "/containers/%s/json", ds->cid);
         ds->step = dk_request(dk_engine_peek(), ds, "GET", path, 0, NULL, 0, NULL, 15000, 0, NULL,
@@ -420,6 +436,13 @@ static void stale_done(struct dk_op *op, int status, const char *body, size_t le
 static void create_done(struct dk_op *op, int status, const char *body, size_t len,
                         const char *err) {
     struct dk_state *ds = op->ds;
+    if (status == 404 && ds->sb->cfg.pull == SBX_PULL_IF_MISSING && !ds->pulled &&
+        !ds->stop_asked && body != NULL && strstr(body, "No such image") != NULL) {
+        /* if_missing: the create said the image is missing; pull it, then create again. */
+        ds->step = NULL;
+        step_pull(ds);
+        return;
+    }
     if (status == 409 && !ds->conflict_retried && !ds->stop_asked) {
         char name[300], path[400];
         ds->conflict_retried = 1;
@@ -544,6 +567,7 @@ static void pull_done(struct dk_op *op, int status, const char *body, size_t len
     }
     if (step_check(ds, status, status == 200, body, err))
         return;
+    ds->pulled = 1;
     step_create(ds);
 }
 
@@ -568,49 +592,6 @@ static void step_pull(struct dk_state *ds) {
     }
 }
 
-/* Image inspect answered: present (create), missing (pull, or fail for pull never). */
-static void image_done(struct dk_op *op, int status, const char *body, size_t len,
-                       const char *err) {
-    struct dk_state *ds = op->ds;
-    (void)len;
-    if (status == 404 && ds->sb->cfg.pull != SBX_PULL_NEVER && !ds->stop_asked) {
-        ds->step = NULL;
-        step_pull(ds);
-        return;
-    }
-    if (status == 404 && !ds->stop_asked) {
-        ds->step = NULL;
-        struct sbx_err e2 = {.reason_atom = "backend"};
-        snprintf(e2.detail, sizeof e2.detail, "404: No such image: %.200s (pull => never)",
-                 ds->sb->cfg.image);
-        fail(ds, &e2);
-        return;
-    }
-    if (step_check(ds, status, status == 200, body, err))
-        return;
-    step_create(ds);
-}
-
-/* The image step: per the pull policy. */
-static void step_image(struct dk_state *ds) {
-    char path[2000];
-    if (ds->sb->cfg.pull == SBX_PULL_ALWAYS) {
-        step_pull(ds);
-        return;
-    }
-    snprintf(path, sizeof path, "/images/%s/json", ds->sb->cfg.image);
-    for (char *p = path; *p != '\0'; p++)
-        if (*p <= ' ' || *p == '?' || *p == '#' || *p == '%' || (unsigned char)*p >= 127)
-            *p = '_'; /* not an image name docker would accept anyway */
-    ds->step_kind = DK_STEP_IMAGE;
-    ds->step = dk_request(dk_engine_peek(), ds, "GET", path, 0, NULL, 0, NULL, 30000, 0, NULL,
-                          image_done, NULL);
-    if (ds->step == NULL) {
-        struct sbx_err err = {.reason_atom = "backend", .detail = "cannot send the image request"};
-        fail(ds, &err);
-    }
-}
-
 /* A zeroed state for sb (NULL when out of memory). */
 static struct dk_state *state_for(struct sbx_sandbox *sb) {
     struct dk_state *ds = sb->bstate;
@@ -625,10 +606,38 @@ static struct dk_state *state_for(struct sbx_sandbox *sb) {
     return ds;
 }
 
-/* See dk.h (backend start): always SBX_START_PENDING unless the engine is down. */
+/* See dk.h. The first step of a start, once the engine is known to be up (or its
+ * failure, reported to the core, when it is not). */
+void dk_start_resume(struct dk_state *ds) {
+    struct sbx_sandbox *sb = ds->sb;
+    struct sbx_err err;
+    memset(&err, 0, sizeof err);
+    if (!dk_engine_check_up(dk_engine_peek(), &err)) {
+        ds->fail_err = err;
+        start_failed(ds);
+        return;
+    }
+    if (ds->cid[0] != '\0' && !ds->gone) {
+        ds->logs_since_ms = sbx_wall_ms();
+        step_start(ds);
+    } else {
+        ds->cid[0] = '\0';
+        ds->gone = 0;
+        /* pull always pulls first; otherwise create at once, and a create answering "No
+         * such image" pulls (if_missing) or fails with Docker's 404 (never). */
+        if (sb->cfg.pull == SBX_PULL_ALWAYS)
+            step_pull(ds);
+        else
+            step_create(ds);
+    }
+}
+
+/* See dk.h (backend start): always SBX_START_PENDING unless the engine is down. Before
+ * the engine's first answer the start waits for it (resumed from engine.c). */
 int dk_start(struct sbx_sandbox *sb, struct sbx_err *err) {
     struct dk_engine *e = dk_engine(sb->core);
-    if (!dk_engine_check_up(e, err))
+    int wait = e != NULL && !e->up && !e->ever_probed && e->probe_op != NULL;
+    if (!wait && !dk_engine_check_up(e, err))
         return -1;
     struct dk_state *ds = state_for(sb);
     if (ds == NULL) {
@@ -639,17 +648,15 @@ int dk_start(struct sbx_sandbox *sb, struct sbx_err *err) {
     ds->phase = DK_CREATING;
     ds->stop_asked = 0;
     ds->conflict_retried = 0;
+    ds->pulled = 0;
     ds->made_now = 0;
     ds->oom_seen = 0;
+    ds->step_kind = 0;
     memset(&ds->fail_err, 0, sizeof ds->fail_err);
-    if (ds->cid[0] != '\0' && !ds->gone) {
-        ds->logs_since_ms = sbx_wall_ms();
-        step_start(ds);
-    } else {
-        ds->cid[0] = '\0';
-        ds->gone = 0;
-        step_image(ds);
-    }
+    if (wait)
+        ds->waiting_engine = 1;
+    else
+        dk_start_resume(ds);
     return SBX_START_PENDING;
 }
 
@@ -663,36 +670,53 @@ static void stop_done(struct dk_op *op, int status, const char *body, size_t len
     dk_refresh(op->ds);
 }
 
-/* See dk.h (backend stop). Engine down or nothing running: ended at once. */
+/* Reports an unknown end from the loop's next turn, never inside the stop that asked
+ * (the core may free the sandbox right after stop returns). */
+static void end_soon(struct dk_state *ds) {
+    struct timeval tv = {0, 0};
+    ds->end_exit.kind = 0;
+    ds->end_exit.value = 0;
+    ds->end_oom = 0;
+    ds->end_pending = 1;
+    if (ds->end_timer == NULL)
+        ds->end_timer = evtimer_new(ds->sb->core->base, end_timer_cb, ds);
+    if (ds->end_timer == NULL || evtimer_add(ds->end_timer, &tv) != 0)
+        report_end(ds); /* out of memory: now rather than never */
+}
+
+/* See dk.h (backend stop). Engine down or nothing made yet: ended on the next loop
+ * turn (a container left is an orphan for the next reconcile). */
 void dk_stop(struct sbx_sandbox *sb, int grace_ms) {
     struct dk_state *ds = sb->bstate;
     struct dk_engine *e = dk_engine_peek();
     struct sbx_exit none = {0, 0};
-    if (ds == NULL || ds->phase == DK_IDLE || e == NULL || !e->up) {
-        if (ds != NULL) {
-            if (ds->phase == DK_CREATING) {
-                dk_cancel(e, ds->step);
-                ds->step = NULL;
-            }
-            ds->phase = DK_IDLE;
+    if (ds == NULL || ds->phase == DK_IDLE) {
+        sbx_sandbox_ended(sb, &none, 0); /* not alive: the core allows it here */
+        return;
+    }
+    if (ds->end_pending)
+        return;
+    if (e == NULL || !e->up) {
+        if (ds->phase == DK_CREATING) {
+            dk_cancel(e, ds->step);
+            ds->step = NULL;
+            ds->waiting_engine = 0;
         }
-        sbx_sandbox_ended(sb, &none, 0);
+        end_soon(ds);
         return;
     }
     if (ds->phase == DK_CREATING) {
+        ds->waiting_engine = 0;
         if (ds->cid[0] == '\0' && ds->step_kind != DK_STEP_CREATE) {
             /* Nothing made yet: drop the request (a pull stops with it). */
             dk_cancel(e, ds->step);
             ds->step = NULL;
-            ds->phase = DK_IDLE;
-            sbx_sandbox_ended(sb, &none, 0);
+            end_soon(ds);
             return;
         }
         ds->stop_asked = 1;
         return;
     }
-    if (ds->end_pending)
-        return;
     char path[200];
     int t = grace_ms / 1000;
     snprintf(path, sizeof path, "/containers/%s/stop?t=%d", ds->cid, t);

@@ -75,6 +75,7 @@ struct dk_engine {
     struct dk_lines events_lines;
     struct event *probe_timer;
     uint64_t stdin_seq;
+    int64_t events_opened_ms;
 };
 
 /* An exec under way (exec.c). */
@@ -147,13 +148,15 @@ struct dk_state {
     int step_kind;              /* DK_STEP_* of ds->step */
     int made_now;               /* this start created the container */
     int conflict_retried;       /* a stale container with our name was removed */
+    int pulled;                 /* this start pulled the image */
+    int waiting_engine;         /* started before the engine's first answer */
     struct sbx_err fail_err;
     int64_t logs_last_ms;       /* wall time of the last output received */
     void (*remove_done)(struct sbx_sandbox *sb);
     struct dk_port ports[DK_PORTS_MAX];
     int nports;
+    char ip[48];                /* the container's IPv4 address ("" unknown / none) */
 };
-#define DK_STEP_IMAGE 1
 #define DK_STEP_PULL 2
 #define DK_STEP_CREATE 3
 #define DK_STEP_START 4
@@ -169,6 +172,8 @@ struct dk_op *dk_request(struct dk_engine *e, struct dk_state *ds, const char *m
                          dk_data_fn on_data, dk_done_fn on_done, void *arg);
 void dk_cancel(struct dk_engine *e, struct dk_op *op);
 void dk_cancel_all(struct dk_engine *e, struct dk_state *ds);
+/* Removes container cid without waiting (its sandbox is gone); nothing when down. */
+void dk_remove_orphan(struct dk_engine *e, const char *cid);
 /* A request failed below HTTP: looks at the engine again (may mark it down). */
 void dk_engine_suspect(struct dk_engine *e, const char *err);
 /* 1 if up; else 0 and *err = {unavailable, Why}. */
@@ -182,6 +187,7 @@ void dk_container_name(const struct sbx_sandbox *sb, char *out, size_t cap);
 
 /* container.c */
 int dk_start(struct sbx_sandbox *sb, struct sbx_err *err);
+void dk_start_resume(struct dk_state *ds);
 void dk_stop(struct sbx_sandbox *sb, int grace_ms);
 void dk_remove(struct sbx_sandbox *sb, void (*done)(struct sbx_sandbox *sb));
 void dk_refresh(struct dk_state *ds);
@@ -245,6 +251,9 @@ void dk_image_split(const char *image, char *name, size_t ncap, char *tag, size_
 /* Container inspect -> its published ports (NetworkSettings.Ports), one per container
  * port and host port; returns how many (at most cap). */
 int dk_ports_parse(const char *json, size_t len, struct dk_port *out, int cap);
+/* Container inspect -> its IPv4 address (NetworkSettings.IPAddress, else the first
+ * network's) into out; "" when it has none. */
+void dk_ip_parse(const char *json, size_t len, char *out, size_t cap);
 /* Encodes ports as [#{host, container, proto}]. */
 void dk_ports_encode(const struct dk_port *p, int n, ei_x_buff *x);
 

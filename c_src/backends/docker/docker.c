@@ -3,6 +3,7 @@
  * is in engine.c, the container's life in container.c, exec in exec.c, metrics and
  * processes in stats.c, copies in archive.c. */
 #define _GNU_SOURCE
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,10 @@ static void state_free(struct sbx_sandbox *sb, int answer) {
         return;
     if (e != NULL)
         dk_cancel_all(e, ds);
+    /* Freed while destroying with its container still there (the daemon stops with the
+     * destroy policy): the container goes without us. */
+    if (answer && sb->destroying && ds->cid[0] != '\0')
+        dk_remove_orphan(e, ds->cid);
     ds->logs_op = ds->wait_op = ds->stats_op = ds->inspect_op = ds->step = NULL;
     sb->bstate = NULL;
     dk_exec_release(ds, answer);
@@ -161,6 +166,23 @@ static void dk_ports(const struct sbx_sandbox *sb, ei_x_buff *x) {
     dk_ports_encode(ds != NULL ? ds->ports : NULL, ds != NULL ? ds->nports : 0, x);
 }
 
+/* Backend probe_addr: the container's address and the container port that the
+ * config's port publishes (or that port itself inside the container). */
+static int dk_probe_addr(const struct sbx_sandbox *sb, int port, struct sockaddr_in *sa) {
+    const struct dk_state *ds = sb->bstate;
+    int cport = port;
+    struct in_addr ip;
+    if (ds == NULL || ds->ip[0] == '\0' || inet_pton(AF_INET, ds->ip, &ip) != 1)
+        return -1;
+    sa->sin_addr = ip;
+    for (int i = 0; i < ds->nports; i++)
+        if (ds->ports[i].host == port && strcmp(ds->ports[i].proto, "tcp") == 0)
+            cport = ds->ports[i].container;
+    sa->sin_family = AF_INET;
+    sa->sin_port = htons((uint16_t)cport);
+    return 0;
+}
+
 const struct sbx_backend sbx_backend_docker = {
     .name = "docker",
     .type = SBX_TYPE_DOCKER,
@@ -183,4 +205,5 @@ const struct sbx_backend sbx_backend_docker = {
     .journal = dk_journal,
     .ref = dk_ref,
     .ports = dk_ports,
+    .probe_addr = dk_probe_addr,
 };

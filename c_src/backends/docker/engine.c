@@ -14,12 +14,15 @@
 #include "core/sandbox.h"
 #include "dist/node.h"
 #include "net/http.h"
+#include "util/clock.h"
 #include "util/log.h"
 
 static struct dk_engine *the_engine;
 
 static void probe_start(struct dk_engine *e);
 static void reconcile(struct dk_engine *e);
+static void probe_answered(struct dk_engine *e, int status, const char *body,
+                           size_t len, const char *err);
 
 /* See dk.h. Keeps at most DK_LINE_MAX bytes: a longer line is skipped up to its newline. */
 void dk_lines_feed(struct dk_lines *l, const char *data, size_t len, dk_line_fn fn, void *arg) {
@@ -185,10 +188,14 @@ void dk_cancel_all(struct dk_engine *e, struct dk_state *ds) {
     }
 }
 
-/* See dk.h. Docker's {"message": ...} when the body has one, else the body itself. */
+/* See dk.h. Docker's {"message": ...} when the body has one, else the body itself; a
+ * request without an answer is {unavailable, docker, Why}. */
 void dk_set_http_err(struct sbx_err *err, int status, const char *body, const char *terr) {
     err->reason_atom = "backend";
     if (status == 0) {
+        /* No answer from the engine (it went away under the request): unavailable. */
+        if (terr == NULL || strncmp(terr, "too large:", 10) != 0)
+            err->reason_atom = "unavailable";
         snprintf(err->detail, sizeof err->detail, "%s", terr != NULL ? terr : "no answer");
         return;
     }
@@ -325,14 +332,35 @@ static void events_open(struct dk_engine *e) {
     if (dk_urlenc(filt, enc, sizeof enc) != 0)
         return;
     snprintf(path, sizeof path, "/events?filters=%s", enc);
+    e->events_opened_ms = sbx_mono_ms();
     e->events_op = dk_request(e, NULL, "GET", path, 0, NULL, 0, NULL, 0, 0, events_data,
                               events_done, e);
+}
+
+/* Starts that waited for the first probe go on (engine up) or fail (down). */
+static void resume_waiting(struct dk_engine *e) {
+    struct sbx_sandbox *sb = e->core->first, *next;
+    for (; sb != NULL; sb = next) {
+        next = sb->next;
+        struct dk_state *ds = sb->backend == &sbx_backend_docker ? sb->bstate : NULL;
+        if (ds != NULL && ds->waiting_engine) {
+            ds->waiting_engine = 0;
+            dk_start_resume(ds); /* may report a failure; sb stays registered */
+        }
+    }
 }
 
 /* /version answered: negotiate, then (coming up) events and reconcile. */
 static void probe_done(struct dk_op *op, int status, const char *body, size_t len,
                        const char *err) {
     struct dk_engine *e = op->arg;
+    probe_answered(e, status, body, len, err);
+    resume_waiting(e);
+}
+
+/* The body of probe_done, before the starts waiting for it resume. */
+static void probe_answered(struct dk_engine *e, int status, const char *body,
+                           size_t len, const char *err) {
     json_t *j = NULL;
     int major = 0, minor = 0;
     e->probe_op = NULL;
@@ -362,10 +390,14 @@ static void probe_done(struct dk_op *op, int status, const char *body, size_t le
             evtimer_del(e->probe_timer);
         events_open(e);
         reconcile(e);
-    } else if (e->events_op == NULL) {
+    } else if (e->events_op == NULL && sbx_mono_ms() - e->events_opened_ms >= 1000) {
         /* Still up (the events stream had ended): dockerd restarted in between. */
         events_open(e);
         reconcile(e);
+    } else if (e->events_op == NULL && e->probe_timer != NULL) {
+        /* The stream ended again at once: try again in a second, not in a loop. */
+        struct timeval tv = {1, 0};
+        evtimer_add(e->probe_timer, &tv);
     }
 done:
     json_decref(j);
@@ -497,13 +529,39 @@ struct dk_engine *dk_engine_peek(void) { return the_engine; }
 /* See docker.h. Probes the engine now (reconcile follows once it answers). */
 void sbx_docker_init(struct sbx_core *core) { (void)dk_engine(core); }
 
-/* See docker.h. Every request is dropped without callbacks; sandboxes must already be
- * released or detached. */
+/* 1 while a container removal started by dk_remove_orphan is under way. */
+static int removals_pending(const struct dk_engine *e) {
+    for (const struct dk_op *op = e->ops; op != NULL; op = op->next)
+        if (op->on_done == orphan_done)
+            return 1;
+    return 0;
+}
+
+/* See dk.h. Fire and forget: the engine removes cid (with its anonymous volumes). */
+void dk_remove_orphan(struct dk_engine *e, const char *cid) {
+    char path[200];
+    if (e == NULL || !e->up || cid[0] == '\0')
+        return;
+    snprintf(path, sizeof path, "/containers/%s?v=1&force=1", cid);
+    struct dk_op *rm = dk_request(e, NULL, "DELETE", path, 0, NULL, 0, NULL, 10000, 0, NULL,
+                                  orphan_done, e);
+    if (rm != NULL)
+        snprintf(rm->tag, sizeof rm->tag, "%s", cid);
+}
+
+/* See docker.h. Removals of containers whose sandboxes were destroyed during the stop
+ * (shutdown policy destroy) get up to 10 s of the loop; every other request is dropped
+ * without callbacks. Sandboxes must already be released or detached. */
 void sbx_docker_stop(struct sbx_core *core) {
     struct dk_engine *e = the_engine;
-    (void)core;
     if (e == NULL)
         return;
+    dk_cancel(e, e->events_op);
+    dk_cancel(e, e->probe_op);
+    e->events_op = e->probe_op = NULL;
+    int64_t deadline = sbx_mono_ms() + 10000;
+    while (removals_pending(e) && sbx_mono_ms() < deadline)
+        event_base_loop(core->base, EVLOOP_ONCE);
     the_engine = NULL;
     while (e->ops != NULL) {
         struct dk_op *op = e->ops;
@@ -520,8 +578,8 @@ void sbx_docker_stop(struct sbx_core *core) {
 /* See docker.h. */
 int sbx_docker_available(struct sbx_core *core, const char **why) {
     struct dk_engine *e = dk_engine(core);
-    if (e != NULL && e->up)
-        return 1;
+    if (e != NULL && (e->up || (!e->ever_probed && e->probe_op != NULL)))
+        return 1; /* before the first probe's answer, calls wait for it (dk_start) */
     *why = e != NULL ? e->why : "out of memory";
     return 0;
 }

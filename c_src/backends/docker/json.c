@@ -340,3 +340,22 @@ void dk_ports_encode(const struct dk_port *p, int n, ei_x_buff *x) {
     }
     ei_x_encode_empty_list(x);
 }
+
+/* See dk.h. Only a dotted IPv4 address is kept. */
+void dk_ip_parse(const char *json, size_t len, char *out, size_t cap) {
+    json_t *j = json_loadb(json, len, 0, NULL);
+    json_t *ns = json_object_get(j, "NetworkSettings");
+    const char *ip = json_string_value(json_object_get(ns, "IPAddress"));
+    if (ip == NULL || ip[0] == '\0') {
+        const char *name;
+        json_t *net;
+        ip = NULL;
+        json_object_foreach(json_object_get(ns, "Networks"), name, net) {
+            const char *a = json_string_value(json_object_get(net, "IPAddress"));
+            if (ip == NULL && a != NULL && a[0] != '\0')
+                ip = a;
+        }
+    }
+    snprintf(out, cap, "%s", ip != NULL && strspn(ip, "0123456789.") == strlen(ip) ? ip : "");
+    json_decref(j);
+}
