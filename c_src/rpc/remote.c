@@ -33,8 +33,15 @@ static void st_message(struct sbx_proc *p, const struct sbx_rpid *from, const ch
 static void st_kill(struct sbx_proc *p);
 static void st_conn_down(struct sbx_proc *p, uint64_t conn_id);
 
-static const struct sbx_proc_ops remote_ops = {
-    .message = st_message, .kill = st_kill, .conn_down = st_conn_down, .demonitored = NULL};
+/* The call's process traps exits: it is the remote process's group leader, so code in the
+ * node can reach it with exit/2 or link/1, and a kill would drop the call without done
+ * ever running (the caller's call, and the timer that would end it, gone with it). The
+ * monitor's DOWN, the timeout or conn_down end the call instead. */
+static const struct sbx_proc_ops remote_ops = {.message = st_message,
+                                               .kill = st_kill,
+                                               .conn_down = st_conn_down,
+                                               .demonitored = NULL,
+                                               .traps_exits = 1};
 
 /* Frees the state and what it holds (timer, copies); not the process. */
 static void st_free(struct rcall_state *st) {
@@ -45,7 +52,8 @@ static void st_free(struct rcall_state *st) {
     free(st);
 }
 
-/* Kill op (node shutdown, exit signal): the caller is not told; the state goes. */
+/* Kill op (node shutdown only: the process traps exits): the caller is not told; the
+ * state goes. */
 static void st_kill(struct sbx_proc *p) {
     st_free(p->data);
     p->data = NULL;

@@ -26,7 +26,8 @@ tests() ->
      {error_name_in_use, 90000, fun name_in_use/0},
      {node_dies_on_its_own, 90000, fun node_dies/0},
      {not_beam_and_bad_args, 60000, fun not_beam/0},
-     {sigkill_sandboxd_adopt, 120000, fun sigkill_adopt/0}].
+     {sigkill_sandboxd_adopt, 120000, fun sigkill_adopt/0},
+     {remote_call_survives_exit_to_group_leader, 90000, fun exit_to_group_leader/0}].
 
 %%% ---------------------------------------------------------------------------------
 %%% Helpers
@@ -381,3 +382,39 @@ sigkill_adopt() ->
     ?assert(length(Procs) > 10),
     ok = call(S2, destroy, [<<"ad">>]),
     assert_gone(Name).
+
+%% The process a remote_call runs in has sandboxd's call process as its group leader, so
+%% code in the node can send that process exit signals. The call must still answer and
+%% leave nothing behind in sandboxd.
+exit_to_group_leader() ->
+    S = ?U:start_isolated(),
+    create_ok(S, <<"gl">>, #{name => list_to_binary(uname("gl"))}),
+    Node = node_of(S, <<"gl">>),
+    #{node := SbxNode} = S,
+    Before = maps:get(processes, ?U:info(S)),
+    Self = self(),
+    Caller = spawn_link(fun() ->
+                                R = rpc:call(SbxNode, sandbox, remote_call,
+                                             [<<"gl">>, timer, sleep, [1500], 20000], 30000),
+                                Self ! {answer, R}
+                        end),
+    %% The sleeping remote process, found from the test node; its group leader is
+    %% sandboxd's call process.
+    FindGl = fun() ->
+                     [GL || P <- rpc:call(Node, erlang, processes, []),
+                            {current_function, {timer, sleep, 1}} <-
+                                [rpc:call(Node, erlang, process_info, [P, current_function])],
+                            {group_leader, GL} <- [rpc:call(Node, erlang, process_info, [P, group_leader])],
+                            node(GL) =:= SbxNode]
+             end,
+    ok = ?U:wait_until(fun() -> FindGl() =/= [] end, 5000),
+    [GL | _] = FindGl(),
+    report("group leader of the remote process: ~p", [GL]),
+    true = rpc:call(Node, erlang, exit, [GL, kill]),
+    true = rpc:call(Node, erlang, exit, [GL, some_reason]),
+    Answer = receive {answer, A} -> A after 25000 -> no_answer end,
+    report("answer: ~p", [Answer]),
+    ?assertEqual(ok, Answer),
+    unlink(Caller),
+    ok = ?U:wait_until(fun() -> maps:get(processes, ?U:info(S)) =< Before end, 5000),
+    ok = call(S, destroy, [<<"gl">>]).
