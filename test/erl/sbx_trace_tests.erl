@@ -17,7 +17,7 @@
 %% gen_server callbacks (the traced server, run inside the sandbox's node).
 -export([init/1, handle_call/3, handle_cast/2]).
 %% Run inside the sandbox's node.
--export([flood_start/0, flood_loop/1, flood_count/0, agent_state/0, no_flags/1]).
+-export([flood_start/0, flood_loop/1, flood_count/0, agent_state/0, no_flags/1, big_casts/2]).
 
 -define(U, sbx_test_util).
 -define(MB, (1024 * 1024)).
@@ -39,7 +39,8 @@ tests() ->
      {flood_1m_events_bounded, 180000, fun flood/0},
      {destroy_ends_trace, 90000, fun destroy_ends/0},
      {sigkill_sandboxd_agent_stops, 120000, fun sigkill/0},
-     {sigterm_sandboxd_during_trace, 90000, fun sigterm/0}].
+     {sigterm_sandboxd_during_trace, 90000, fun sigterm/0},
+     {big_events_batched_under_packet_limit, 120000, fun big_batches/0}].
 
 %%% ---------------------------------------------------------------------------------
 %%% The traced gen_server
@@ -523,3 +524,33 @@ sigterm() ->
     ?assertEqual(nomatch, re:run(Text, "AddressSanitizer|LeakSanitizer|runtime error:")),
     ?assertMatch({match, _}, re:run(Text, "msg=\"stopped\"")),
     ok.
+
+%% Inside the traced node: N casts of a Size-byte binary to the server, as fast as it goes.
+big_casts(N, Size) ->
+    Bin = binary:copy(<<"y">>, Size),
+    [gen_server:cast(?SERVER, {big, Bin}) || _ <- lists:seq(1, N)],
+    ok.
+
+%% Events near max_msg_bytes (1 MiB) arriving faster than a batch's time: the agent's
+%% batches must stay far below sandboxd's packet limit (64 MiB), or sandboxd drops the
+%% connection to the node and the trace ends node_down with its events lost.
+big_batches() ->
+    {S, Id, Pid, _} = setup(),
+    {ok, _} = call(S, subscribe, [Id, self(), [trace]]),
+    N = 100,
+    {ok, TRef} = call(S, trace_start, [Id, #{pids => [Pid], flags => ['receive'],
+                                            max_msg_bytes => 1 bsl 20, max_events => 1000}]),
+    ok = call(S, remote_call, [Id, ?MODULE, big_casts, [N, 900 * 1024]]),
+    0 = call(S, remote_call, [Id, gen_server, call, [?SERVER, get]]),
+    timer:sleep(500),
+    ok = call(S, trace_stop, [TRef]),
+    {Events, End} = collect(Id, 10000),
+    report("events delivered to the subscriber", length(Events)),
+    report("end", End),
+    ?assertMatch(#{reason := stopped}, End),
+    %% Every receive was traced (a busy connection or the subscriber's window may drop
+    %% some: those are counted in the end event's dropped, not lost with the connection).
+    ?assertMatch(#{events := E} when E >= N + 1, End),
+    ?assertEqual(1, call(S, remote_call, [Id, gen_server, call, [?SERVER, incr]])),
+    assert_clean(S, Id, Pid),
+    ok = call(S, destroy, [Id]).
