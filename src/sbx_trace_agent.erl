@@ -25,9 +25,10 @@
 -export([init/2, janitor/3]).
 
 -define(NAME, sbx_trace_agent).
-%% The start map's layout. sandboxd sends vsn => ?VSN; an agent of another layout answers
-%% {error, agent_version} and sandboxd loads its own (code:load_binary) and starts again.
--define(VSN, 1).
+%% The start map's layout and the agent's behaviour. sandboxd sends vsn => ?VSN; an agent
+%% of another version answers {error, agent_version} and sandboxd loads its own
+%% (code:load_binary) and starts again. 2: batches bounded by bytes too.
+-define(VSN, 2).
 -define(BATCH_MAX, 500).
 -define(BATCH_MS, 20).
 %% A batch is also sent once its events reach this many bytes (external size): events can
