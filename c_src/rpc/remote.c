@@ -162,7 +162,9 @@ other:
 /* The call's process is the remote process's group leader (as the caller's is for
  * rpc:call): {io_request, From, ReplyAs, Req} gets {io_reply, ReplyAs, ok} for output
  * (discarded: the node's own output goes to its logs) and {error, enotsup} for input,
- * so that io:format in the called function returns instead of hanging. */
+ * so that io:format in the called function returns instead of hanging. From must be on
+ * the node called (the request's connection): code there must not make sandboxd send
+ * io_reply messages to processes of other nodes. */
 static void io_request(struct rcall_state *st, struct sbx_proc *p, const char *msg, int idx) {
     struct sbx_rpid to;
     int is_local, arity;
@@ -171,7 +173,7 @@ static void io_request(struct rcall_state *st, struct sbx_proc *p, const char *m
     size_t reply_as_len, req_len;
     char atom[MAXATOMLEN_UTF8];
     if (sbx_node_decode_pid(st->node, msg, &idx, &is_local, &n, &s, &to) != 0 || is_local ||
-        sbx_term_span(msg, &idx, &reply_as, &reply_as_len) != 0 ||
+        to.conn_id != st->conn_id || sbx_term_span(msg, &idx, &reply_as, &reply_as_len) != 0 ||
         sbx_term_span(msg, &idx, &req, &req_len) != 0)
         return;
     int k = 0, output = 0;

@@ -12,6 +12,8 @@
 -include_lib("stdlib/include/assert.hrl").
 
 -export([tests/0]).
+%% Run inside a sandbox's node.
+-export([io_request_for/1]).
 
 -define(U, sbx_test_util).
 
@@ -27,7 +29,8 @@ tests() ->
      {node_dies_on_its_own, 90000, fun node_dies/0},
      {not_beam_and_bad_args, 60000, fun not_beam/0},
      {sigkill_sandboxd_adopt, 120000, fun sigkill_adopt/0},
-     {remote_call_survives_exit_to_group_leader, 90000, fun exit_to_group_leader/0}].
+     {remote_call_survives_exit_to_group_leader, 90000, fun exit_to_group_leader/0},
+     {io_reply_only_to_the_node_that_asked, 90000, fun io_reply_target/0}].
 
 %%% ---------------------------------------------------------------------------------
 %%% Helpers
@@ -418,3 +421,25 @@ exit_to_group_leader() ->
     unlink(Caller),
     ok = ?U:wait_until(fun() -> maps:get(processes, ?U:info(S)) =< Before end, 5000),
     ok = call(S, destroy, [<<"gl">>]).
+
+%% Inside the sandbox's node: an io_request to our group leader (sandboxd's call process)
+%% that names From as the requester, as io:put_chars would for itself.
+io_request_for(From) ->
+    group_leader() ! {io_request, From, spoofed_reply_as, {put_chars, unicode, <<"x">>}},
+    ok.
+
+%% sandboxd answers io requests of the remote process (so io:format there returns), but
+%% only to a process on that node: code in the node must not make sandboxd send
+%% {io_reply, AnyTerm, ok} to processes of other nodes.
+io_reply_target() ->
+    S = ?U:start_isolated(),
+    Ebin = list_to_binary(filename:absname("_build/test/ebin")),
+    create_ok(S, <<"io">>, #{name => list_to_binary(uname("io")), code_paths => [Ebin]}),
+    ok = call(S, remote_call, [<<"io">>, io, format, ["still answered~n"]]),
+    ok = call(S, remote_call, [<<"io">>, ?MODULE, io_request_for, [self()]]),
+    %% The request reached sandboxd before the call's end (one connection, in order), and
+    %% any reply to us would have come before the call's answer (one connection too).
+    Got = receive {io_reply, spoofed_reply_as, _} = M -> M after 0 -> none end,
+    report("io_reply to this node: ~p", [Got]),
+    ?assertEqual(none, Got),
+    ok = call(S, destroy, [<<"io">>]).
