@@ -41,7 +41,8 @@ tests() ->
      {sigkill_sandboxd_agent_stops, 120000, fun sigkill/0},
      {sigterm_sandboxd_during_trace, 90000, fun sigterm/0},
      {big_events_batched_under_packet_limit, 120000, fun big_batches/0},
-     {event_with_dropped_key_keeps_subscriber, 120000, fun dropped_key/0}].
+     {event_with_dropped_key_keeps_subscriber, 120000, fun dropped_key/0},
+     {agent_pid_of_another_node_refused, 90000, fun foreign_agent/0}].
 
 %%% ---------------------------------------------------------------------------------
 %%% The traced gen_server
@@ -624,3 +625,26 @@ dropped_key_sub(Parent) ->
         _ -> ok
     end,
     dropped_key_sub(Parent).
+
+%% Code in the traced node answers trace_start's agent call with a pid of another node
+%% (here: this test process). sandboxd must refuse it, not monitor it or send it stops.
+foreign_agent() ->
+    {S, Id, Pid, _} = setup(),
+    Bin = binary_to_list(term_to_binary(self())),
+    Forms = [{attribute, 1, module, sbx_trace_agent},
+             {attribute, 2, export, [{start, 1}]},
+             {function, 3, start, 1,
+              [{clause, 3, [{var, 3, '_'}], [],
+                [{tuple, 3, [{atom, 3, ok},
+                             {call, 3, {remote, 3, {atom, 3, erlang}, {atom, 3, binary_to_term}},
+                              [{bin, 3, [{bin_element, 3, {string, 3, Bin}, default, default}]}]}]}]}]}],
+    {ok, sbx_trace_agent, Fake} = compile:forms(Forms, []),
+    {module, sbx_trace_agent} = call(S, remote_call, [Id, code, load_binary,
+                                                      [sbx_trace_agent, "fake.beam", Fake]]),
+    R = call(S, trace_start, [Id, #{pids => [Pid]}]),
+    report("trace_start", R),
+    ?assertMatch({error, {backend, beam_node, _}}, R),
+    {monitored_by, Mons} = process_info(self(), monitored_by),
+    report("monitored by", Mons),
+    ?assertEqual([], [P || P <- Mons, node(P) =/= node()]),
+    ok = call(S, destroy, [Id]).
