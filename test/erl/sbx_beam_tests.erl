@@ -30,7 +30,8 @@ tests() ->
      {not_beam_and_bad_args, 60000, fun not_beam/0},
      {sigkill_sandboxd_adopt, 120000, fun sigkill_adopt/0},
      {remote_call_survives_exit_to_group_leader, 90000, fun exit_to_group_leader/0},
-     {io_reply_only_to_the_node_that_asked, 90000, fun io_reply_target/0}].
+     {io_reply_only_to_the_node_that_asked, 90000, fun io_reply_target/0},
+     {destroy_answers_pending_metrics, 90000, fun destroy_during_query/0}].
 
 %%% ---------------------------------------------------------------------------------
 %%% Helpers
@@ -443,3 +444,34 @@ io_reply_target() ->
     report("io_reply to this node: ~p", [Got]),
     ?assertEqual(none, Got),
     ok = call(S, destroy, [<<"io">>]).
+
+%% metrics/1 and processes/1 of a beam_node wait for the node's helper. A destroy (or stop)
+%% meanwhile must answer them, not leave their callers waiting forever. The helper is
+%% replaced by one that takes 5 s.
+destroy_during_query() ->
+    S = ?U:start_isolated(),
+    create_ok(S, <<"dq">>, #{name => list_to_binary(uname("dq"))}),
+    Before = maps:get(processes, ?U:info(S)),
+    Forms = [{attribute, 1, module, sbx_beam_helper},
+             {attribute, 2, export, [{metrics, 3}, {processes, 0}]},
+             {function, 3, metrics, 3,
+              [{clause, 3, [{var, 3, '_'}, {var, 3, '_'}, {var, 3, '_'}], [],
+                [{call, 3, {remote, 3, {atom, 3, timer}, {atom, 3, sleep}}, [{integer, 3, 5000}]},
+                 {tuple, 3, [{integer, 3, 0}, {integer, 3, 0}, {map, 3, []}]}]}]},
+             {function, 4, processes, 0,
+              [{clause, 4, [], [],
+                [{call, 4, {remote, 4, {atom, 4, timer}, {atom, 4, sleep}}, [{integer, 4, 5000}]},
+                 {nil, 4}]}]}],
+    {ok, sbx_beam_helper, Slow} = compile:forms(Forms, []),
+    {module, sbx_beam_helper} = call(S, remote_call, [<<"dq">>, code, load_binary,
+                                                      [sbx_beam_helper, "slow.beam", Slow]]),
+    #{node := SbxNode} = S,
+    Self = self(),
+    [spawn_link(fun() -> Self ! {F, rpc:call(SbxNode, sandbox, F, [<<"dq">>], 30000)} end)
+     || F <- [metrics, processes]],
+    timer:sleep(500),
+    ok = call(S, destroy, [<<"dq">>]),
+    Answers = [receive {F, A} -> A after 20000 -> no_answer end || F <- [metrics, processes]],
+    report("answers after destroy: ~p", [Answers]),
+    [?assertMatch({error, _}, A) || A <- Answers],
+    ok = ?U:wait_until(fun() -> maps:get(processes, ?U:info(S)) =< Before end, 5000).
