@@ -531,6 +531,7 @@ static int bm_available(struct sbx_core *core, const char **why) {
 static int bm_metrics_sync(struct sbx_sandbox *sb, ei_x_buff *x, struct sbx_err *err) {
     return PROC->metrics(sb, x, err);
 }
+/* As bm_metrics_sync: the process backend's view, appended to the caller's x. */
 static int bm_processes_sync(struct sbx_sandbox *sb, ei_x_buff *x, struct sbx_err *err) {
     return PROC->processes(sb, x, err);
 }
