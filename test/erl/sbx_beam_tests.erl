@@ -31,7 +31,8 @@ tests() ->
      {sigkill_sandboxd_adopt, 120000, fun sigkill_adopt/0},
      {remote_call_survives_exit_to_group_leader, 90000, fun exit_to_group_leader/0},
      {io_reply_only_to_the_node_that_asked, 90000, fun io_reply_target/0},
-     {destroy_answers_pending_metrics, 90000, fun destroy_during_query/0}].
+     {destroy_answers_pending_metrics, 90000, fun destroy_during_query/0},
+     {sigkill_sandboxd_during_start, 120000, fun sigkill_during_start/0}].
 
 %%% ---------------------------------------------------------------------------------
 %%% Helpers
@@ -475,3 +476,45 @@ destroy_during_query() ->
     report("answers after destroy: ~p", [Answers]),
     [?assertMatch({error, _}, A) || A <- Answers],
     ok = ?U:wait_until(fun() -> maps:get(processes, ?U:info(S)) =< Before end, 5000).
+
+%% sandboxd killed while a node is still coming up (erl is slowed by a wrapper that waits
+%% 3 s before exec): the restarted sandboxd adopts the node and must still run the
+%% start-up it never got to (code paths, apps), not report it running without them.
+sigkill_during_start() ->
+    Wrapper = filename:absname(filename:join(?U:log_dir(), uname("slow_erl") ++ ".sh")),
+    {ok, Erl} = {ok, os:find_executable("erl")},
+    ok = file:write_file(Wrapper, ["#!/bin/sh\nsleep 3\nexec ", Erl, " \"$@\"\n"]),
+    ok = file:change_mode(Wrapper, 8#755),
+    #{os_pid := Os1, node := N, sname := SName, state_dir := Dir} =
+        ?U:start_isolated(#{args => ["--erl", Wrapper]}),
+    App = list_to_atom(uname("dsdemo")),
+    Ebin = make_app(App),
+    Srv = list_to_atom(atom_to_list(App) ++ "_srv"),
+    Name = uname("dstart"),
+    Self = self(),
+    spawn(fun() ->
+                  Self ! {created, rpc:call(N, sandbox, create,
+                                            [<<"ds">>, beam_node,
+                                             #{name => list_to_binary(Name),
+                                               code_paths => [list_to_binary(Ebin)],
+                                               apps => [App]}], 30000)}
+          end),
+    ok = ?U:wait_until(fun() -> os_pids_of(Name) =/= [] end, 10000),
+    ?U:os_kill(Os1, "KILL"),
+    ok = ?U:wait_until(fun() -> not lists:member(N, nodes(hidden)) end, 10000),
+    S2 = ?U:start_isolated(#{sname => SName, state_dir => Dir}),
+    {ok, #{status := St}} = call(S2, get, [<<"ds">>]),
+    report("status after the restart: ~p", [St]),
+    Running = fun() ->
+                      case call(S2, remote_call, [<<"ds">>, erlang, whereis, [Srv]]) of
+                          P when is_pid(P) -> true;
+                          _ -> false
+                      end
+              end,
+    Ok = ?U:wait_until(Running, 20000),
+    report("app server after the restart: ~p", [Ok]),
+    ?assertEqual(ok, Ok),
+    ?assertEqual(1, call(S2, remote_call, [<<"ds">>, gen_server, call, [Srv, bump]])),
+    ?assertMatch({ok, #{status := running}}, call(S2, get, [<<"ds">>])),
+    ok = call(S2, destroy, [<<"ds">>]),
+    assert_gone(Name).
