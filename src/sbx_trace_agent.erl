@@ -25,11 +25,16 @@
 -export([init/2, janitor/3]).
 
 -define(NAME, sbx_trace_agent).
-%% The start map's layout. sandboxd sends vsn => ?VSN; an agent of another layout answers
-%% {error, agent_version} and sandboxd loads its own (code:load_binary) and starts again.
--define(VSN, 1).
+%% The start map's layout and the agent's behaviour. sandboxd sends vsn => ?VSN; an agent
+%% of another version answers {error, agent_version} and sandboxd loads its own
+%% (code:load_binary) and starts again. 2: batches bounded by bytes too.
+-define(VSN, 2).
 -define(BATCH_MAX, 500).
 -define(BATCH_MS, 20).
+%% A batch is also sent once its events reach this many bytes (external size): events can
+%% be max_msg_bytes (up to 1 MiB) each, and a batch of ?BATCH_MAX of them would pass the
+%% largest packet sandboxd accepts (64 MiB), which drops the connection to this node.
+-define(BATCH_BYTES, (1 bsl 20)).
 -define(CHECK_EVERY, 64).
 -define(QUEUE_HIGH, 10000).
 -define(START_TIMEOUT, 5000).
@@ -42,7 +47,7 @@
     pidspec, flags, pattern, start_pids,
     max_events, max_bytes, rate_max, rate_ms,
     win_start = 0, win_count = 0,
-    events = 0, batch = [], batch_len = 0, flush_timer,
+    events = 0, batch = [], batch_len = 0, batch_bytes = 0, flush_timer,
     since_check = 0,
     dropped_rate = 0, dropped_overload = 0, dropped_busy = 0, max_queue = 0,
     janitor, duration
@@ -271,10 +276,12 @@ event(Msg, St) ->
         {true, St1} ->
             Ev = to_event(Msg, Now, St1#st.max_bytes),
             St2 = St1#st{events = St1#st.events + 1, batch = [Ev | St1#st.batch],
-                         batch_len = St1#st.batch_len + 1},
+                         batch_len = St1#st.batch_len + 1,
+                         batch_bytes = St1#st.batch_bytes + erlang:external_size(Ev)},
             if
                 St2#st.events >= St2#st.max_events -> {stop, limit, St2};
-                St2#st.batch_len >= ?BATCH_MAX -> {ok, flush(St2)};
+                St2#st.batch_len >= ?BATCH_MAX; St2#st.batch_bytes >= ?BATCH_BYTES ->
+                    {ok, flush(St2)};
                 St2#st.flush_timer =:= undefined ->
                     T = erlang:send_after(?BATCH_MS, self(), {sbx_trace_flush, St2#st.ref}),
                     {ok, St2#st{flush_timer = T}};
@@ -296,8 +303,8 @@ flush(St = #st{batch = []}) ->
     St;
 flush(St = #st{sink = Sink, ref = Ref, batch = B, batch_len = N}) ->
     case erlang:send(Sink, {sbx_trace, Ref, lists:reverse(B)}, [nosuspend, noconnect]) of
-        ok -> St#st{batch = [], batch_len = 0};
-        _ -> St#st{batch = [], batch_len = 0, dropped_busy = St#st.dropped_busy + N}
+        ok -> St#st{batch = [], batch_len = 0, batch_bytes = 0};
+        _ -> St#st{batch = [], batch_len = 0, batch_bytes = 0, dropped_busy = St#st.dropped_busy + N}
     end.
 
 %% The end: tracing off, the last batch and the final event out, the janitor released.

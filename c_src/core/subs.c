@@ -205,6 +205,24 @@ int sbx_subs_wanted(const struct sbx_core *core, const struct sbx_sandbox *sb, e
     return 0;
 }
 
+/* 1 if the encoded map has the atom key `dropped` (a trace event is relayed as the traced
+ * node sent it, so it may have one: a second one would make a map the subscriber's node
+ * cannot decode, and it would drop its connection). The map is a validated term. */
+static int has_dropped_key(const char *map) {
+    int idx = 0, pairs;
+    char atom[MAXATOMLEN_UTF8];
+    if (ei_decode_map_header(map, &idx, &pairs) != 0)
+        return 0;
+    for (int i = 0; i < pairs; i++) {
+        int k = idx;
+        if (ei_decode_atom(map, &k, atom) == 0 && strcmp(atom, "dropped") == 0)
+            return 1;
+        if (ei_skip_term(map, &idx) != 0 || ei_skip_term(map, &idx) != 0)
+            return 0;
+    }
+    return 0;
+}
+
 /* Fan-out of sbx_subs_publish and sbx_subs_publish_last: payload stays the caller's. A
  * subscriber without credit (unless last), or behind a backlogged connection, loses the
  * event (counted) and is asked for its queue length. payload_pairs < 0 marks a payload
@@ -230,7 +248,7 @@ static void publish(struct sbx_core *core, const struct sbx_sandbox *sb, enum sb
         ei_x_encode_atom(&m, "sandbox_event");
         ei_x_encode_binary(&m, sb->id, (int)strlen(sb->id));
         ei_x_encode_atom(&m, topic_names[topic]);
-        if (s->dropped > 0 && payload_pairs >= 0) {
+        if (s->dropped > 0 && payload_pairs >= 0 && !has_dropped_key(payload)) {
             /* The map with one more pair: dropped => N. */
             int idx = 0, arity;
             ei_decode_map_header(payload, &idx, &arity);

@@ -164,8 +164,8 @@ static void exit_signal(struct sbx_node *node, const struct who *from, const str
         return;
     if (is_link_exit && !sbx_proc_unlink(p, &from->remote))
         return; /* not linked: a stale signal */
-    if (p->name != NULL)
-        return; /* system processes trap exits */
+    if (p->name != NULL || (p->ops != NULL && p->ops->traps_exits))
+        return; /* system processes (and those that say so) trap exits */
     int idx = 0;
     char atom[MAXATOMLEN_UTF8];
     if (sbx_decode_atom(reason, &idx, atom) == 0 && strcmp(atom, "normal") == 0)

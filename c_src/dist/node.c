@@ -193,7 +193,7 @@ static void conn_down_one(struct sbx_proc *p, void *arg) {
     for (struct sbx_link *l = p->links; l != NULL; l = l->next)
         linked |= l->pid.conn_id == ctx->conn_id;
     sbx_proc_drop_conn(p, ctx->conn_id);
-    if (linked && p->name == NULL) {
+    if (linked && p->name == NULL && (p->ops == NULL || !p->ops->traps_exits)) {
         ei_x_buff r;
         ei_x_new(&r);
         ei_x_encode_atom(&r, "noconnection");

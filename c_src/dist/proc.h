@@ -44,6 +44,9 @@ struct sbx_proc_ops {
     void (*conn_down)(struct sbx_proc *p, uint64_t conn_id);
     /* A watcher removed its monitor (for example an erpc caller that timed out). */
     void (*demonitored)(struct sbx_proc *p);
+    /* 1: the process traps exits and drops the EXIT messages: exit signals never kill it,
+     * and a link through a connection that goes down runs conn_down instead of kill. */
+    int traps_exits;
 };
 
 struct sbx_proc {

@@ -33,8 +33,15 @@ static void st_message(struct sbx_proc *p, const struct sbx_rpid *from, const ch
 static void st_kill(struct sbx_proc *p);
 static void st_conn_down(struct sbx_proc *p, uint64_t conn_id);
 
-static const struct sbx_proc_ops remote_ops = {
-    .message = st_message, .kill = st_kill, .conn_down = st_conn_down, .demonitored = NULL};
+/* The call's process traps exits: it is the remote process's group leader, so code in the
+ * node can reach it with exit/2 or link/1, and a kill would drop the call without done
+ * ever running (the caller's call, and the timer that would end it, gone with it). The
+ * monitor's DOWN, the timeout or conn_down end the call instead. */
+static const struct sbx_proc_ops remote_ops = {.message = st_message,
+                                               .kill = st_kill,
+                                               .conn_down = st_conn_down,
+                                               .demonitored = NULL,
+                                               .traps_exits = 1};
 
 /* Frees the state and what it holds (timer, copies); not the process. */
 static void st_free(struct rcall_state *st) {
@@ -45,7 +52,8 @@ static void st_free(struct rcall_state *st) {
     free(st);
 }
 
-/* Kill op (node shutdown, exit signal): the caller is not told; the state goes. */
+/* Kill op (node shutdown only: the process traps exits): the caller is not told; the
+ * state goes. */
 static void st_kill(struct sbx_proc *p) {
     st_free(p->data);
     p->data = NULL;
@@ -154,7 +162,9 @@ other:
 /* The call's process is the remote process's group leader (as the caller's is for
  * rpc:call): {io_request, From, ReplyAs, Req} gets {io_reply, ReplyAs, ok} for output
  * (discarded: the node's own output goes to its logs) and {error, enotsup} for input,
- * so that io:format in the called function returns instead of hanging. */
+ * so that io:format in the called function returns instead of hanging. From must be on
+ * the node called (the request's connection): code there must not make sandboxd send
+ * io_reply messages to processes of other nodes. */
 static void io_request(struct rcall_state *st, struct sbx_proc *p, const char *msg, int idx) {
     struct sbx_rpid to;
     int is_local, arity;
@@ -163,7 +173,7 @@ static void io_request(struct rcall_state *st, struct sbx_proc *p, const char *m
     size_t reply_as_len, req_len;
     char atom[MAXATOMLEN_UTF8];
     if (sbx_node_decode_pid(st->node, msg, &idx, &is_local, &n, &s, &to) != 0 || is_local ||
-        sbx_term_span(msg, &idx, &reply_as, &reply_as_len) != 0 ||
+        to.conn_id != st->conn_id || sbx_term_span(msg, &idx, &reply_as, &reply_as_len) != 0 ||
         sbx_term_span(msg, &idx, &req, &req_len) != 0)
         return;
     int k = 0, output = 0;

@@ -17,8 +17,9 @@
 #define SBX_TRACE_MSG_BYTES_MIN 64
 #define SBX_TRACE_MSG_BYTES_MAX (1 << 20)
 #define SBX_TRACE_PIDS_MAX 1000
-/* The agent's start map layout (sbx_trace_agent's ?VSN): sent as vsn. */
-#define SBX_TRACE_AGENT_VSN 1
+/* The agent's start map layout and behaviour (sbx_trace_agent's ?VSN): sent as vsn.
+ * 2: batches bounded by bytes as well as by count. */
+#define SBX_TRACE_AGENT_VSN 2
 
 /* Trace flags (bits), as named in the API. */
 enum {

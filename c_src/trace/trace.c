@@ -245,13 +245,16 @@ static int call_start(struct trace *t) {
                            (size_t)t->args.index, START_TIMEOUT_MS, remote_done, t->serial);
 }
 
-/* The agent answered {ok, Pid}: monitor it and tell the starter {ok, TraceRef}. */
+/* The agent answered {ok, Pid}: monitor it and tell the starter {ok, TraceRef}. Pid must
+ * be on the traced node (code there could answer with a pid of any other node, which
+ * sandboxd would then monitor and send stops to). */
 static void agent_running(struct trace *t, const char *buf, int idx) {
     int is_local;
     uint32_t num, serial;
     ei_x_buff ok, mref;
     if (sbx_node_decode_pid(t->core->node, buf, &idx, &is_local, &num, &serial, &t->agent) != 0 ||
-        is_local || t->agent.conn_id == 0) {
+        is_local || t->agent.conn_id == 0 ||
+        t->agent.conn_id != sbx_remote_conn_id(t->core->node, t->target.node)) {
         start_failed_text(t, "the trace agent answered %s%s", "no pid", "");
         return;
     }

@@ -12,6 +12,8 @@
 -include_lib("stdlib/include/assert.hrl").
 
 -export([tests/0]).
+%% Run inside a sandbox's node.
+-export([io_request_for/1]).
 
 -define(U, sbx_test_util).
 
@@ -26,7 +28,11 @@ tests() ->
      {error_name_in_use, 90000, fun name_in_use/0},
      {node_dies_on_its_own, 90000, fun node_dies/0},
      {not_beam_and_bad_args, 60000, fun not_beam/0},
-     {sigkill_sandboxd_adopt, 120000, fun sigkill_adopt/0}].
+     {sigkill_sandboxd_adopt, 120000, fun sigkill_adopt/0},
+     {remote_call_survives_exit_to_group_leader, 90000, fun exit_to_group_leader/0},
+     {io_reply_only_to_the_node_that_asked, 90000, fun io_reply_target/0},
+     {destroy_answers_pending_metrics, 90000, fun destroy_during_query/0},
+     {sigkill_sandboxd_during_start, 120000, fun sigkill_during_start/0}].
 
 %%% ---------------------------------------------------------------------------------
 %%% Helpers
@@ -380,4 +386,135 @@ sigkill_adopt() ->
     {ok, Procs} = call(S2, processes, [<<"ad">>]),
     ?assert(length(Procs) > 10),
     ok = call(S2, destroy, [<<"ad">>]),
+    assert_gone(Name).
+
+%% The process a remote_call runs in has sandboxd's call process as its group leader, so
+%% code in the node can send that process exit signals. The call must still answer and
+%% leave nothing behind in sandboxd.
+exit_to_group_leader() ->
+    S = ?U:start_isolated(),
+    create_ok(S, <<"gl">>, #{name => list_to_binary(uname("gl"))}),
+    Node = node_of(S, <<"gl">>),
+    #{node := SbxNode} = S,
+    Before = maps:get(processes, ?U:info(S)),
+    Self = self(),
+    Caller = spawn_link(fun() ->
+                                R = rpc:call(SbxNode, sandbox, remote_call,
+                                             [<<"gl">>, timer, sleep, [1500], 20000], 30000),
+                                Self ! {answer, R}
+                        end),
+    %% The sleeping remote process, found from the test node; its group leader is
+    %% sandboxd's call process.
+    FindGl = fun() ->
+                     [GL || P <- rpc:call(Node, erlang, processes, []),
+                            {current_function, {timer, sleep, 1}} <-
+                                [rpc:call(Node, erlang, process_info, [P, current_function])],
+                            {group_leader, GL} <- [rpc:call(Node, erlang, process_info, [P, group_leader])],
+                            node(GL) =:= SbxNode]
+             end,
+    ok = ?U:wait_until(fun() -> FindGl() =/= [] end, 5000),
+    [GL | _] = FindGl(),
+    report("group leader of the remote process: ~p", [GL]),
+    true = rpc:call(Node, erlang, exit, [GL, kill]),
+    true = rpc:call(Node, erlang, exit, [GL, some_reason]),
+    Answer = receive {answer, A} -> A after 25000 -> no_answer end,
+    report("answer: ~p", [Answer]),
+    ?assertEqual(ok, Answer),
+    unlink(Caller),
+    ok = ?U:wait_until(fun() -> maps:get(processes, ?U:info(S)) =< Before end, 5000),
+    ok = call(S, destroy, [<<"gl">>]).
+
+%% Inside the sandbox's node: an io_request to our group leader (sandboxd's call process)
+%% that names From as the requester, as io:put_chars would for itself.
+io_request_for(From) ->
+    group_leader() ! {io_request, From, spoofed_reply_as, {put_chars, unicode, <<"x">>}},
+    ok.
+
+%% sandboxd answers io requests of the remote process (so io:format there returns), but
+%% only to a process on that node: code in the node must not make sandboxd send
+%% {io_reply, AnyTerm, ok} to processes of other nodes.
+io_reply_target() ->
+    S = ?U:start_isolated(),
+    Ebin = list_to_binary(filename:absname("_build/test/ebin")),
+    create_ok(S, <<"io">>, #{name => list_to_binary(uname("io")), code_paths => [Ebin]}),
+    ok = call(S, remote_call, [<<"io">>, io, format, ["still answered~n"]]),
+    ok = call(S, remote_call, [<<"io">>, ?MODULE, io_request_for, [self()]]),
+    %% The request reached sandboxd before the call's end (one connection, in order), and
+    %% any reply to us would have come before the call's answer (one connection too).
+    Got = receive {io_reply, spoofed_reply_as, _} = M -> M after 0 -> none end,
+    report("io_reply to this node: ~p", [Got]),
+    ?assertEqual(none, Got),
+    ok = call(S, destroy, [<<"io">>]).
+
+%% metrics/1 and processes/1 of a beam_node wait for the node's helper. A destroy (or stop)
+%% meanwhile must answer them, not leave their callers waiting forever. The helper is
+%% replaced by one that takes 5 s.
+destroy_during_query() ->
+    S = ?U:start_isolated(),
+    create_ok(S, <<"dq">>, #{name => list_to_binary(uname("dq"))}),
+    Before = maps:get(processes, ?U:info(S)),
+    Forms = [{attribute, 1, module, sbx_beam_helper},
+             {attribute, 2, export, [{metrics, 3}, {processes, 0}]},
+             {function, 3, metrics, 3,
+              [{clause, 3, [{var, 3, '_'}, {var, 3, '_'}, {var, 3, '_'}], [],
+                [{call, 3, {remote, 3, {atom, 3, timer}, {atom, 3, sleep}}, [{integer, 3, 5000}]},
+                 {tuple, 3, [{integer, 3, 0}, {integer, 3, 0}, {map, 3, []}]}]}]},
+             {function, 4, processes, 0,
+              [{clause, 4, [], [],
+                [{call, 4, {remote, 4, {atom, 4, timer}, {atom, 4, sleep}}, [{integer, 4, 5000}]},
+                 {nil, 4}]}]}],
+    {ok, sbx_beam_helper, Slow} = compile:forms(Forms, []),
+    {module, sbx_beam_helper} = call(S, remote_call, [<<"dq">>, code, load_binary,
+                                                      [sbx_beam_helper, "slow.beam", Slow]]),
+    #{node := SbxNode} = S,
+    Self = self(),
+    [spawn_link(fun() -> Self ! {F, rpc:call(SbxNode, sandbox, F, [<<"dq">>], 30000)} end)
+     || F <- [metrics, processes]],
+    timer:sleep(500),
+    ok = call(S, destroy, [<<"dq">>]),
+    Answers = [receive {F, A} -> A after 20000 -> no_answer end || F <- [metrics, processes]],
+    report("answers after destroy: ~p", [Answers]),
+    [?assertMatch({error, _}, A) || A <- Answers],
+    ok = ?U:wait_until(fun() -> maps:get(processes, ?U:info(S)) =< Before end, 5000).
+
+%% sandboxd killed while a node is still coming up (erl is slowed by a wrapper that waits
+%% 3 s before exec): the restarted sandboxd adopts the node and must still run the
+%% start-up it never got to (code paths, apps), not report it running without them.
+sigkill_during_start() ->
+    Wrapper = filename:absname(filename:join(?U:log_dir(), uname("slow_erl") ++ ".sh")),
+    {ok, Erl} = {ok, os:find_executable("erl")},
+    ok = file:write_file(Wrapper, ["#!/bin/sh\nsleep 3\nexec ", Erl, " \"$@\"\n"]),
+    ok = file:change_mode(Wrapper, 8#755),
+    #{os_pid := Os1, node := N, sname := SName, state_dir := Dir} =
+        ?U:start_isolated(#{args => ["--erl", Wrapper]}),
+    App = list_to_atom(uname("dsdemo")),
+    Ebin = make_app(App),
+    Srv = list_to_atom(atom_to_list(App) ++ "_srv"),
+    Name = uname("dstart"),
+    Self = self(),
+    spawn(fun() ->
+                  Self ! {created, rpc:call(N, sandbox, create,
+                                            [<<"ds">>, beam_node,
+                                             #{name => list_to_binary(Name),
+                                               code_paths => [list_to_binary(Ebin)],
+                                               apps => [App]}], 30000)}
+          end),
+    ok = ?U:wait_until(fun() -> os_pids_of(Name) =/= [] end, 10000),
+    ?U:os_kill(Os1, "KILL"),
+    ok = ?U:wait_until(fun() -> not lists:member(N, nodes(hidden)) end, 10000),
+    S2 = ?U:start_isolated(#{sname => SName, state_dir => Dir}),
+    {ok, #{status := St}} = call(S2, get, [<<"ds">>]),
+    report("status after the restart: ~p", [St]),
+    Running = fun() ->
+                      case call(S2, remote_call, [<<"ds">>, erlang, whereis, [Srv]]) of
+                          P when is_pid(P) -> true;
+                          _ -> false
+                      end
+              end,
+    Ok = ?U:wait_until(Running, 20000),
+    report("app server after the restart: ~p", [Ok]),
+    ?assertEqual(ok, Ok),
+    ?assertEqual(1, call(S2, remote_call, [<<"ds">>, gen_server, call, [Srv, bump]])),
+    ?assertMatch({ok, #{status := running}}, call(S2, get, [<<"ds">>])),
+    ok = call(S2, destroy, [<<"ds">>]),
     assert_gone(Name).

@@ -17,7 +17,7 @@
 %% gen_server callbacks (the traced server, run inside the sandbox's node).
 -export([init/1, handle_call/3, handle_cast/2]).
 %% Run inside the sandbox's node.
--export([flood_start/0, flood_loop/1, flood_count/0, agent_state/0, no_flags/1]).
+-export([flood_start/0, flood_loop/1, flood_count/0, agent_state/0, no_flags/1, big_casts/2]).
 
 -define(U, sbx_test_util).
 -define(MB, (1024 * 1024)).
@@ -39,7 +39,10 @@ tests() ->
      {flood_1m_events_bounded, 180000, fun flood/0},
      {destroy_ends_trace, 90000, fun destroy_ends/0},
      {sigkill_sandboxd_agent_stops, 120000, fun sigkill/0},
-     {sigterm_sandboxd_during_trace, 90000, fun sigterm/0}].
+     {sigterm_sandboxd_during_trace, 90000, fun sigterm/0},
+     {big_events_batched_under_packet_limit, 120000, fun big_batches/0},
+     {event_with_dropped_key_keeps_subscriber, 120000, fun dropped_key/0},
+     {agent_pid_of_another_node_refused, 90000, fun foreign_agent/0}].
 
 %%% ---------------------------------------------------------------------------------
 %%% The traced gen_server
@@ -523,3 +526,125 @@ sigterm() ->
     ?assertEqual(nomatch, re:run(Text, "AddressSanitizer|LeakSanitizer|runtime error:")),
     ?assertMatch({match, _}, re:run(Text, "msg=\"stopped\"")),
     ok.
+
+%% Inside the traced node: N casts of a Size-byte binary to the server, as fast as it goes.
+big_casts(N, Size) ->
+    Bin = binary:copy(<<"y">>, Size),
+    [gen_server:cast(?SERVER, {big, Bin}) || _ <- lists:seq(1, N)],
+    ok.
+
+%% Events near max_msg_bytes (1 MiB) arriving faster than a batch's time: the agent's
+%% batches must stay far below sandboxd's packet limit (64 MiB), or sandboxd drops the
+%% connection to the node and the trace ends node_down with its events lost.
+big_batches() ->
+    {S, Id, Pid, _} = setup(),
+    {ok, _} = call(S, subscribe, [Id, self(), [trace]]),
+    N = 100,
+    {ok, TRef} = call(S, trace_start, [Id, #{pids => [Pid], flags => ['receive'],
+                                            max_msg_bytes => 1 bsl 20, max_events => 1000}]),
+    ok = call(S, remote_call, [Id, ?MODULE, big_casts, [N, 900 * 1024]]),
+    0 = call(S, remote_call, [Id, gen_server, call, [?SERVER, get]]),
+    timer:sleep(500),
+    ok = call(S, trace_stop, [TRef]),
+    {Events, End} = collect(Id, 10000),
+    report("events delivered to the subscriber", length(Events)),
+    report("end", End),
+    ?assertMatch(#{reason := stopped}, End),
+    %% Every receive was traced (a busy connection or the subscriber's window may drop
+    %% some: those are counted in the end event's dropped, not lost with the connection).
+    ?assertMatch(#{events := E} when E >= N + 1, End),
+    ?assertEqual(1, call(S, remote_call, [Id, gen_server, call, [?SERVER, incr]])),
+    assert_clean(S, Id, Pid),
+    ok = call(S, destroy, [Id]).
+
+%% A subscriber that missed events gets dropped => N added to the next event. An event the
+%% traced node sends in the agent's place may already have a dropped key: a second one
+%% would make a map the subscriber's node cannot decode, and it would drop its connection
+%% to sandboxd. The subscriber must get the event and keep its connection.
+dropped_key() ->
+    {S, Id, Pid, _} = setup(),
+    #{node := SbxNode} = S,
+    Parent = self(),
+    %% A subscriber that does not read until told: its long queue stops delivery.
+    Sub = spawn_link(fun() ->
+                             receive go -> ok end,
+                             dropped_key_sub(Parent)
+                     end),
+    [Sub ! {junk, I} || I <- lists:seq(1, 1500)],
+    {ok, _} = call(S, subscribe, [Id, Sub, [trace]]),
+    erlang:monitor_node(SbxNode, true),
+    {ok, TRef} = call(S, trace_start, [Id, #{pids => [Pid], flags => ['receive']}]),
+    %% The sink, found through the agent's monitor on it; events sent to it from the node.
+    Agent = call(S, remote_call, [Id, erlang, whereis, [sbx_trace_agent]]),
+    {monitors, Mons} = call(S, remote_call, [Id, erlang, process_info, [Agent, monitors]]),
+    [Sink] = [P || {process, P} <- Mons, node(P) =:= SbxNode],
+    Send = fun(Ev) -> call(S, remote_call, [Id, erlang, send, [Sink, {sbx_trace, TRef, [Ev]}]]) end,
+    %% Over half the window: sandboxd asks the queue length, finds it long and stops
+    %% delivering; events are then dropped (the subscriber's queue stops growing).
+    Big = #{ts => 0, pid => Pid, event => filler, detail => #{b => binary:copy(<<"z">>, 1 bsl 20)}},
+    [Send(Big) || _ <- lists:seq(1, 6)],
+    ok = dropped_key_until_dropping(Send, Sub, -1, 100),
+    Sub ! go,
+    Fake = #{ts => 0, pid => Pid, event => fake, detail => #{}, dropped => 12345},
+    Got = dropped_key_wait(fun() -> Send(Fake) end, 100),
+    report("fake event as delivered", Got),
+    ?assertMatch(#{event := fake, dropped := _}, Got),
+    receive {nodedown, SbxNode} -> error(subscriber_connection_dropped) after 0 -> ok end,
+    ok = call(S, trace_stop, [TRef]),
+    assert_clean(S, Id, Pid),
+    erlang:monitor_node(SbxNode, false),
+    unlink(Sub),
+    exit(Sub, kill),
+    ok = call(S, destroy, [Id]).
+
+%% Sends small events until the blocked subscriber's queue no longer grows.
+dropped_key_until_dropping(_Send, _Sub, _Last, 0) -> error(delivery_never_stopped);
+dropped_key_until_dropping(Send, Sub, Last, N) ->
+    Send(#{ts => 0, pid => self(), event => filler, detail => #{}}),
+    timer:sleep(100),
+    {message_queue_len, Len} = process_info(Sub, message_queue_len),
+    case Len =:= Last of
+        true -> report("subscriber queue when delivery stopped", Len), ok;
+        false -> dropped_key_until_dropping(Send, Sub, Len, N - 1)
+    end.
+
+%% Sends the fake event every 100 ms until the subscriber forwards it (delivery resumes
+%% once sandboxd has seen the subscriber's short queue), or the connection drops.
+dropped_key_wait(_Send, 0) -> error(fake_event_never_delivered);
+dropped_key_wait(Send, N) ->
+    _ = Send(),
+    receive
+        {fake, Ev} -> Ev;
+        {nodedown, _} -> error(subscriber_connection_dropped)
+    after 100 -> dropped_key_wait(Send, N - 1)
+    end.
+
+dropped_key_sub(Parent) ->
+    receive
+        {sandbox_event, _, trace, #{event := fake} = Ev} -> Parent ! {fake, Ev};
+        _ -> ok
+    end,
+    dropped_key_sub(Parent).
+
+%% Code in the traced node answers trace_start's agent call with a pid of another node
+%% (here: this test process). sandboxd must refuse it, not monitor it or send it stops.
+foreign_agent() ->
+    {S, Id, Pid, _} = setup(),
+    Bin = binary_to_list(term_to_binary(self())),
+    Forms = [{attribute, 1, module, sbx_trace_agent},
+             {attribute, 2, export, [{start, 1}]},
+             {function, 3, start, 1,
+              [{clause, 3, [{var, 3, '_'}], [],
+                [{tuple, 3, [{atom, 3, ok},
+                             {call, 3, {remote, 3, {atom, 3, erlang}, {atom, 3, binary_to_term}},
+                              [{bin, 3, [{bin_element, 3, {string, 3, Bin}, default, default}]}]}]}]}]}],
+    {ok, sbx_trace_agent, Fake} = compile:forms(Forms, []),
+    {module, sbx_trace_agent} = call(S, remote_call, [Id, code, load_binary,
+                                                      [sbx_trace_agent, "fake.beam", Fake]]),
+    R = call(S, trace_start, [Id, #{pids => [Pid]}]),
+    report("trace_start", R),
+    ?assertMatch({error, {backend, beam_node, _}}, R),
+    {monitored_by, Mons} = process_info(self(), monitored_by),
+    report("monitored by", Mons),
+    ?assertEqual([], [P || P <- Mons, node(P) =/= node()]),
+    ok = call(S, destroy, [Id]).

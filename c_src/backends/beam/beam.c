@@ -101,7 +101,9 @@ static void arm(struct bnode *bn, int64_t ms) {
 }
 
 /* Start-up failed: kill everything the start made (the process backend's release:
- * SIGKILL, cgroup removed), then tell the core. bn stays (idle) for a later start. */
+ * SIGKILL, cgroup removed), then tell the core. bn stays (idle) for a later start. A
+ * start-up resumed after adoption (the core has the sandbox running, nobody waits) kills
+ * the node instead, and its end reaches the core the usual way. */
 static void start_fail(struct bnode *bn, const char *reason_atom, const char *detail) {
     struct sbx_sandbox *sb = bn->sb;
     struct sbx_err err = {.reason_atom = reason_atom};
@@ -110,6 +112,10 @@ static void start_fail(struct bnode *bn, const char *reason_atom, const char *de
     SBX_WARN("beam_node did not come up", "id=%s reason=%s", sb->id, reason_atom);
     bn_quiet(bn);
     bn->phase = BP_IDLE;
+    if (sb->status != SBX_ST_STARTING) {
+        PROC->stop(sb, 0);
+        return;
+    }
     PROC->release(sb);
     sbx_sandbox_started(sb, &err);
 }
@@ -120,6 +126,11 @@ int sbx_beam_ended(struct sbx_sandbox *sb, const struct sbx_exit *ex) {
     char detail[128];
     if (bn == NULL || (bn->phase != BP_WAIT_UP && bn->phase != BP_CODE_PATHS && bn->phase != BP_APPS))
         return 0;
+    if (sb->status != SBX_ST_STARTING) { /* a start-up resumed after adoption */
+        bn_quiet(bn);
+        bn->phase = BP_IDLE;
+        return 0;
+    }
     if (ex->kind == 1)
         snprintf(detail, sizeof detail, "the node exited before it came up (exit %d, see logs)",
                  ex->value);
@@ -152,7 +163,10 @@ static void next_app(struct bnode *bn) {
         bn->phase = BP_RUNNING;
         evtimer_del(bn->timer);
         SBX_INFO("beam_node up", "id=%s node=%s", sb->id, bn->target.node);
+        int resumed = sb->status != SBX_ST_STARTING; /* after adoption: running already */
         sbx_sandbox_started(sb, NULL);
+        if (resumed)
+            sbx_sandbox_journal(sb); /* no longer pending */
         return;
     }
     ei_x_buff a;
@@ -456,14 +470,21 @@ static int bm_shell(struct sbx_sandbox *sb, ei_x_buff *x, struct sbx_err *err) {
     return 0;
 }
 
-/* Journal part: {ProcessPart, NodeBinary, CookieBinary}. The journal is sandboxd's own
- * state (never logged). */
+/* 1 while bn's start-up sequence (probe, code paths, apps) has not finished. */
+static int start_pending(const struct bnode *bn) {
+    return bn != NULL &&
+           (bn->phase == BP_WAIT_UP || bn->phase == BP_CODE_PATHS || bn->phase == BP_APPS);
+}
+
+/* Journal part: {ProcessPart, NodeBinary, CookieBinary, StartPending (0 | 1)}. The
+ * journal is sandboxd's own state (never logged). */
 static void bm_journal(const struct sbx_sandbox *sb, ei_x_buff *x) {
     const struct bnode *bn = sbx_beam_of(sb);
-    ei_x_encode_tuple_header(x, 3);
+    ei_x_encode_tuple_header(x, 4);
     PROC->journal(sb, x);
     bin(x, bn != NULL ? bn->target.node : "");
     bin(x, bn != NULL ? bn->target.cookie : "");
+    ei_x_encode_long(x, start_pending(bn));
 }
 
 /* Decodes a binary of at most cap-1 bytes into out. 0 or -1. */
@@ -478,16 +499,21 @@ static int decode_bin(const char *buf, int *idx, char *out, size_t cap) {
 }
 
 /* Backend adopt: the process backend takes the OS process back; then we know the node
- * again by its journalled name and cookie and reconnect (nothing is re-run). */
+ * again by its journalled name and cookie and reconnect. Nothing is re-run, unless the
+ * start-up had not finished (sandboxd died while the node came up): then it resumes
+ * from the probe (add_pathsa and ensure_all_started are idempotent). A 3-tuple (older
+ * journal) is a finished start-up. */
 static int bm_adopt(struct sbx_sandbox *sb, const char *buf, int idx) {
     int arity, pidx;
+    long pending = 0;
     struct sbx_beam_target t;
     memset(&t, 0, sizeof t);
-    if (ei_decode_tuple_header(buf, &idx, &arity) != 0 || arity != 3)
+    if (ei_decode_tuple_header(buf, &idx, &arity) != 0 || (arity != 3 && arity != 4))
         return 0;
     pidx = idx;
     if (ei_skip_term(buf, &idx) != 0 || decode_bin(buf, &idx, t.node, sizeof t.node) != 0 ||
-        decode_bin(buf, &idx, t.cookie, sizeof t.cookie) != 0)
+        decode_bin(buf, &idx, t.cookie, sizeof t.cookie) != 0 ||
+        (arity == 4 && ei_decode_long(buf, &idx, &pending) != 0))
         return 0;
     if (!PROC->adopt(sb, buf, pidx))
         return 0;
@@ -499,6 +525,14 @@ static int bm_adopt(struct sbx_sandbox *sb, const char *buf, int idx) {
     if (bn->target.node[0] == '\0' || sbx_node_set_peer_cookie(the_node(), bn->target.node,
                                                                 bn->target.cookie) != 0) {
         bn->target.node[0] = '\0';
+        return 1;
+    }
+    if (pending) {
+        int ms = sb->cfg.health.timeout_ms > 0 ? sb->cfg.health.timeout_ms : DEFAULT_START_MS;
+        bn->phase = BP_WAIT_UP;
+        bn->app_i = 0;
+        bn->deadline_ms = sbx_mono_ms() + ms;
+        arm(bn, UP_POLL_MS);
         return 1;
     }
     bn->phase = BP_RUNNING;
@@ -531,6 +565,7 @@ static int bm_available(struct sbx_core *core, const char **why) {
 static int bm_metrics_sync(struct sbx_sandbox *sb, ei_x_buff *x, struct sbx_err *err) {
     return PROC->metrics(sb, x, err);
 }
+/* As bm_metrics_sync: the process backend's view, appended to the caller's x. */
 static int bm_processes_sync(struct sbx_sandbox *sb, ei_x_buff *x, struct sbx_err *err) {
     return PROC->processes(sb, x, err);
 }
