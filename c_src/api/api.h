@@ -52,6 +52,10 @@ enum sbx_api_status sbx_api_unsubscribe(struct sbx_call *call);
 enum sbx_api_status sbx_api_copy_to(struct sbx_call *call);
 enum sbx_api_status sbx_api_copy_from(struct sbx_call *call);
 
+/* Call cancel shared by calls waiting on a backend query or copy whose call->state is the
+ * sandbox id (malloc'd): the backend drops it through exec_cancel with the call's key. */
+void sbx_api_cancel_backend_call(struct sbx_call *call);
+
 /* Handlers (api_trace.c). */
 enum sbx_api_status sbx_api_trace_start(struct sbx_call *call);
 enum sbx_api_status sbx_api_trace_stop(struct sbx_call *call);

@@ -156,6 +156,22 @@ enum sbx_api_status sbx_api_remote_call5(struct sbx_call *call) {
     return remote_call(call, ms);
 }
 
+/* Answers {ok, Value} or {error, timeout} for res and returns 1; 0 (nothing written) for
+ * any other outcome. call stays the caller's. */
+static int reply_value_or_timeout(struct sbx_call *call, const struct sbx_remote_result *res) {
+    if (res->kind == SBX_REMOTE_VALUE) {
+        ei_x_encode_tuple_header(&call->result, 2);
+        ei_x_encode_atom(&call->result, "ok");
+        ei_x_append_buf(&call->result, res->term, (int)res->term_len);
+        return 1;
+    }
+    if (res->kind == SBX_REMOTE_TIMEOUT) {
+        sbx_reply_error(&call->result, "timeout");
+        return 1;
+    }
+    return 0;
+}
+
 /* get_state's answer: {ok, State}, {error, timeout}, or {error, {backend, Type, Why}}. */
 static void gs_done(uint64_t key, const struct sbx_remote_result *res) {
     struct sbx_call *call = sbx_call_from_key(sbx_core_get()->node, key);
@@ -164,13 +180,7 @@ static void gs_done(uint64_t key, const struct sbx_remote_result *res) {
     if (call == NULL)
         return;
     const char *type = call->state != NULL ? call->state : "beam_node";
-    if (res->kind == SBX_REMOTE_VALUE) {
-        ei_x_encode_tuple_header(&call->result, 2);
-        ei_x_encode_atom(&call->result, "ok");
-        ei_x_append_buf(&call->result, res->term, (int)res->term_len);
-    } else if (res->kind == SBX_REMOTE_TIMEOUT) {
-        sbx_reply_error(&call->result, "timeout");
-    } else {
+    if (!reply_value_or_timeout(call, res)) {
         struct sbx_err e = {.reason_atom = "backend"};
         if (res->kind == SBX_REMOTE_EXCEPTION && ei_s_print_term(&s, res->term, &idx) >= 0)
             snprintf(e.detail, sizeof e.detail, "sys:get_state failed: %s %s", res->cls, s);
@@ -233,13 +243,7 @@ static void bp_done(uint64_t key, const struct sbx_remote_result *res) {
     if (call == NULL)
         return;
     const char *type = call->state != NULL ? call->state : "docker";
-    if (res->kind == SBX_REMOTE_VALUE) {
-        ei_x_encode_tuple_header(&call->result, 2);
-        ei_x_encode_atom(&call->result, "ok");
-        ei_x_append_buf(&call->result, res->term, (int)res->term_len);
-    } else if (res->kind == SBX_REMOTE_TIMEOUT) {
-        sbx_reply_error(&call->result, "timeout");
-    } else {
+    if (!reply_value_or_timeout(call, res)) {
         struct sbx_err e = {.reason_atom = "backend"};
         snprintf(e.detail, sizeof e.detail, "%s",
                  res->kind == SBX_REMOTE_NOCONNECTION ? "the node is not reachable"

@@ -100,16 +100,6 @@ static void backend_copy_done(struct sbx_sandbox *sb, uint64_t key, const char *
     sbx_call_done(call);
 }
 
-/* Call cancel of a backend copy: the backend drops it (exec_cancel by key). */
-static void backend_copy_cancel(struct sbx_call *call) {
-    struct sbx_sandbox *sb = call->state != NULL ? sbx_sandbox_find(sbx_core_get(), call->state)
-                                                 : NULL;
-    if (sb != NULL && sb->backend->exec_cancel != NULL)
-        sb->backend->exec_cancel(sb, sbx_call_key(call));
-    free(call->state);
-    call->state = NULL;
-}
-
 /* Hands a copy to sb's backend (data NULL: copy_from): pending, or answered at once
  * with the backend's error. */
 static enum sbx_api_status backend_copy(struct sbx_call *call, struct sbx_sandbox *sb,
@@ -121,7 +111,7 @@ static enum sbx_api_status backend_copy(struct sbx_call *call, struct sbx_sandbo
         sbx_reply_error(&call->result, "limit_reached");
         return SBX_API_DONE;
     }
-    call->cancel = backend_copy_cancel;
+    call->cancel = sbx_api_cancel_backend_call;
     if (data != NULL)
         rc = sb->backend->copy_to(sb, path, data, len, sbx_call_key(call), backend_copy_done, &err);
     else

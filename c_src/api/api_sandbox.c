@@ -670,13 +670,14 @@ static void query_done(struct sbx_sandbox *sb, uint64_t key, const char *term, s
         static const struct sbx_err unknown = {"backend", "no answer"};
         sbx_reply_err(&call->result, sbx_type_name(sb->cfg.type), err != NULL ? err : &unknown);
     }
-    free(call->state); /* the sandbox id do_query kept for query_cancel */
+    free(call->state); /* the sandbox id do_query kept for the cancel */
     call->state = NULL;
     sbx_call_done(call);
 }
 
-/* Call cancel of an asynchronous query: the backend drops it. */
-static void query_cancel(struct sbx_call *call) {
+/* See api.h. The backend drops the query or copy (exec_cancel by the call's key); frees the
+ * sandbox id in call->state. */
+void sbx_api_cancel_backend_call(struct sbx_call *call) {
     struct sbx_sandbox *sb = call->state != NULL ? sbx_sandbox_find(sbx_core_get(), call->state)
                                                  : NULL;
     if (sb != NULL && sb->backend->exec_cancel != NULL)
@@ -697,7 +698,7 @@ static enum sbx_api_status do_query(struct sbx_call *call, int metrics) {
     query_async_fn afn = metrics ? sb->backend->metrics_async : sb->backend->processes_async;
     if (afn != NULL) {
         call->state = strdup(sb->id);
-        call->cancel = query_cancel;
+        call->cancel = sbx_api_cancel_backend_call;
         if (call->state != NULL && afn(sb, sbx_call_key(call), query_done, &err) == 0)
             return SBX_API_PENDING;
         free(call->state);
