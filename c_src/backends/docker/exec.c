@@ -75,8 +75,10 @@ static void kill_done(struct dk_op *op, int status, const char *body, size_t len
         return;
     json_t *j = json_loadb(body, len, 0, NULL);
     json_t *pid = json_object_get(j, "Pid");
+    /* Only a plausible pid (pid_max is at most 2^22): a bigger value cast to pid_t could
+     * be -1 or negative, and kill() would then signal every process or a whole group. */
     if (json_is_true(json_object_get(j, "Running")) && json_is_integer(pid) &&
-        json_integer_value(pid) > 1) {
+        json_integer_value(pid) > 1 && json_integer_value(pid) <= 4194304) {
         SBX_INFO("exec killed", "exec=%.12s pid=%lld", op->tag, (long long)json_integer_value(pid));
         kill((pid_t)json_integer_value(pid), SIGKILL);
     }
