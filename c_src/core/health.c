@@ -1,5 +1,7 @@
 /* Health probes: tcp (connect), http (GET, status line), exec (exit code 0), each
- * retried every interval_ms until timeout_ms. One probe at a time per sandbox. A sandbox
+ * retried every interval_ms until timeout_ms. One probe at a time per sandbox. Every
+ * attempt has a hard deadline (what is left of timeout_ms, at most 2 s) whatever the peer
+ * does, and an http attempt reads at most SBX_HEALTH_HTTP_MAX bytes for its status line. A sandbox
  * with no health_check whose container hosts a BEAM node (docker's `beam`) is probed by
  * calling erlang:node() in that node (rpc/remote.h) until it answers, within
  * SBX_HEALTH_BEAM_MS. */
@@ -27,6 +29,7 @@ struct health {
     sbx_health_fn done;
     int64_t deadline;
     struct event *timer;
+    struct event *attempt_timer; /* the hard deadline of a tcp or http attempt */
     struct bufferevent *bev;
     int exec_running;
     int remote_running;   /* a beam probe's remote call is under way */
@@ -59,6 +62,8 @@ static void unlink_free(struct health *h) {
         bufferevent_free(h->bev);
     if (h->timer != NULL)
         event_free(h->timer);
+    if (h->attempt_timer != NULL)
+        event_free(h->attempt_timer);
     if (h->exec_running && h->sb->backend->exec_cancel != NULL)
         h->sb->backend->exec_cancel(h->sb, (uint64_t)(uintptr_t)h);
     if (h->remote_running)
@@ -83,6 +88,7 @@ static void schedule(struct health *h) {
         bufferevent_free(h->bev);
         h->bev = NULL;
     }
+    event_del(h->attempt_timer);
     if (sbx_mono_ms() >= h->deadline || h->sb->status != SBX_ST_RUNNING) {
         finish(h, 0);
         return;
@@ -91,14 +97,18 @@ static void schedule(struct health *h) {
     evtimer_add(h->timer, &tv);
 }
 
-/* The first response line decides: the expected status is healthy, anything
- * else retries. Nothing bounds how long that line may take to come. */
+/* The first response line decides: the expected status is healthy, anything else retries.
+ * No line within SBX_HEALTH_HTTP_MAX bytes is a failed attempt (the read watermark keeps
+ * libevent from buffering more); attempt_cb bounds how long the line may take. */
 static void http_read_cb(struct bufferevent *bev, void *arg) {
     struct health *h = arg;
     struct evbuffer *in = bufferevent_get_input(bev);
     char *line = evbuffer_readln(in, NULL, EVBUFFER_EOL_CRLF);
-    if (line == NULL)
+    if (line == NULL) {
+        if (evbuffer_get_length(in) >= SBX_HEALTH_HTTP_MAX)
+            schedule(h);
         return;
+    }
     int status = 0;
     int ok = sscanf(line, "HTTP/%*d.%*d %d", &status) == 1 && status == h->sb->cfg.health.status;
     free(line);
@@ -123,6 +133,13 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg) {
         return;
     }
     schedule(h);
+}
+
+/* A tcp or http attempt reached its hard deadline: it failed, whatever the peer is doing. */
+static void attempt_cb(evutil_socket_t fd, short what, void *arg) {
+    (void)fd;
+    (void)what;
+    schedule(arg);
 }
 
 /* Exec probe answered: exit code 0 within its timeout is healthy, anything else retries. */
@@ -182,7 +199,9 @@ static void probe(evutil_socket_t fd, short what, void *arg) {
         struct sbx_err err;
         memset(&opts, 0, sizeof opts);
         memset(&err, 0, sizeof err);
-        opts.timeout_ms = hc->timeout_ms;
+        /* One attempt may not outlive the check's deadline. */
+        int64_t left = h->deadline - sbx_mono_ms();
+        opts.timeout_ms = (int)(left < 1 ? 1 : left < hc->timeout_ms ? left : hc->timeout_ms);
         opts.max_output_bytes = 4096;
         if (sb->backend->exec(sb, &hc->cmd, &opts, (uint64_t)(uintptr_t)h, exec_done, &err) == 0)
             h->exec_running = 1;
@@ -200,7 +219,9 @@ static void probe(evutil_socket_t fd, short what, void *arg) {
         return;
     }
     bufferevent_setcb(h->bev, http_read_cb, NULL, conn_event_cb, h);
-    /* One attempt may take at most what is left of the deadline, and 2 s. */
+    bufferevent_setwatermark(h->bev, EV_READ, 0, SBX_HEALTH_HTTP_MAX);
+    /* One attempt may take at most what is left of the deadline, and 2 s: the timer is a hard
+     * bound (libevent's read timeout restarts with every byte that arrives). */
     int64_t left = h->deadline - sbx_mono_ms();
     if (left > 2000)
         left = 2000;
@@ -208,6 +229,7 @@ static void probe(evutil_socket_t fd, short what, void *arg) {
         left = 1;
     struct timeval tmo = {(time_t)(left / 1000), (suseconds_t)(left % 1000) * 1000};
     bufferevent_set_timeouts(h->bev, &tmo, &tmo);
+    evtimer_add(h->attempt_timer, &tmo);
     if (bufferevent_socket_connect(h->bev, (struct sockaddr *)&sa, sizeof sa) != 0)
         schedule(h);
 }
@@ -232,7 +254,12 @@ int sbx_health_start(struct sbx_sandbox *sb, uint64_t key, sbx_health_fn done) {
     h->interval_ms = h->beam ? SBX_HEALTH_BEAM_INTERVAL_MS : sb->cfg.health.interval_ms;
     h->deadline = sbx_mono_ms() + (h->beam ? SBX_HEALTH_BEAM_MS : sb->cfg.health.timeout_ms);
     h->timer = evtimer_new(sb->core->base, probe, h);
-    if (h->timer == NULL) {
+    h->attempt_timer = evtimer_new(sb->core->base, attempt_cb, h);
+    if (h->timer == NULL || h->attempt_timer == NULL) {
+        if (h->timer != NULL)
+            event_free(h->timer);
+        if (h->attempt_timer != NULL)
+            event_free(h->attempt_timer);
         free(h);
         return -1;
     }

@@ -14,6 +14,9 @@ typedef void (*sbx_health_fn)(struct sbx_sandbox *sb, uint64_t key, int healthy)
 #define SBX_HEALTH_BEAM_MS 30000
 #define SBX_HEALTH_BEAM_INTERVAL_MS 250
 
+/* An http probe reads at most this much while looking for its status line. */
+#define SBX_HEALTH_HTTP_MAX 4096
+
 /* 1 if create must wait for sb to be healthy: a health_check, or a container's BEAM node
  * (docker `beam`) when no health_check is given. */
 int sbx_health_wanted(const struct sbx_sandbox *sb);
