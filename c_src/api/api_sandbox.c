@@ -15,6 +15,7 @@
 #include "core/sandbox.h"
 #include "core/subs.h"
 #include "dist/node.h"
+#include "util/fdreserve.h"
 #include "util/log.h"
 
 #define ARG(call, i) ((call)->args.buff), (&(int){(call)->argv[(i)]})
@@ -228,10 +229,17 @@ enum sbx_api_status sbx_api_create(struct sbx_call *call) {
         sbx_reply_error(&call->result, "limit_reached");
         goto done;
     }
+    errno = 0;
     struct sbx_sandbox *sb = sbx_sandbox_new(core, id, &cfg, &why);
     if (sb == NULL) {
-        err.reason_atom = "backend";
-        snprintf(err.detail, sizeof err.detail, "%s", why);
+        int e = errno;
+        err.reason_atom = sbx_fd_exhausted(e) ? "limit_reached" : "backend";
+        if (sbx_fd_exhausted(e))
+            snprintf(err.detail, sizeof err.detail, "open_files");
+        else if (e != 0)
+            snprintf(err.detail, sizeof err.detail, "%s: %s", why, strerror(e));
+        else
+            snprintf(err.detail, sizeof err.detail, "%s", why);
         sbx_reply_err(&call->result, sbx_type_name(type), &err);
         goto done;
     }

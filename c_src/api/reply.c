@@ -23,9 +23,19 @@ void sbx_reply_badarg(ei_x_buff *x, const struct sbx_badarg *err) {
     ei_x_encode_atom(x, err->why != NULL ? err->why : "invalid");
 }
 
-/* See reply.h. A reason other than backend or unavailable is
- * answered as {error, Reason}; no reason at all counts as backend. */
+/* See reply.h. A reason other than backend or unavailable is answered as {error, Reason}
+ * ({error, {limit_reached, What}} when limit_reached has a detail); no reason at all counts
+ * as backend. */
 void sbx_reply_err(ei_x_buff *x, const char *backend, const struct sbx_err *err) {
+    if (err->reason_atom != NULL && strcmp(err->reason_atom, "limit_reached") == 0 &&
+        err->detail[0] != '\0') {
+        ei_x_encode_tuple_header(x, 2);
+        ei_x_encode_atom(x, "error");
+        ei_x_encode_tuple_header(x, 2);
+        ei_x_encode_atom(x, "limit_reached");
+        ei_x_encode_atom(x, err->detail);
+        return;
+    }
     if (err->reason_atom != NULL && strcmp(err->reason_atom, "backend") != 0 &&
         strcmp(err->reason_atom, "unavailable") != 0) {
         sbx_reply_error(x, err->reason_atom);

@@ -9,6 +9,7 @@
 #include "core/journal.h"
 
 #include "util/fdio.h"
+#include "util/fdreserve.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -361,11 +362,8 @@ done:
     return rc;
 }
 
-/* Removes id's folder and everything in it, its record first (so a folder that could not
- * be removed whole is not taken for a sandbox). Symlinks are removed, never followed;
- * other mounts are not entered. -1 (errno of the first failure) leaves what could not be
- * removed. */
-int sbx_journal_remove(const char *state_dir, const char *id) {
+/* One removal pass of sbx_journal_remove. */
+static int remove_once(const char *state_dir, const char *id) {
     char parent[PATH_MAX];
     struct rm_ctx c = {.top_fd = -1};
     struct stat st;
@@ -422,6 +420,21 @@ done:
     if (pfd >= 0)
         close(pfd);
     errno = saved;
+    return rc;
+}
+
+/* Removes id's folder and everything in it, its record first (so a folder that could not
+ * be removed whole is not taken for a sandbox). Symlinks are removed, never followed;
+ * other mounts are not entered. At the open-file limit the descriptor reserve is spent on
+ * a second try (and taken back). -1 (errno of the first failure) leaves what could not be
+ * removed. */
+int sbx_journal_remove(const char *state_dir, const char *id) {
+    int rc = remove_once(state_dir, id);
+    if (rc != 0 && sbx_fd_exhausted(errno)) {
+        sbx_fd_reserve_release();
+        rc = remove_once(state_dir, id);
+        sbx_fd_reserve_fill();
+    }
     return rc;
 }
 

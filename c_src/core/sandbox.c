@@ -90,7 +90,8 @@ static void ttl_cb(evutil_socket_t fd, short what, void *arg) {
 }
 
 /* See sandbox.h. sb->backend is NULL for a type without a backend. A
- * failure after the folder exists removes the folder and record again.
+ * failure after the folder exists removes the folder and record again, and leaves errno
+ * as the failure set it (EMFILE: the open-file limit).
  * If sb itself cannot be allocated, *cfg is neither freed nor zeroed. */
 struct sbx_sandbox *sbx_sandbox_new(struct sbx_core *core, const char *id,
                                     struct sbx_config *cfg, const char **why) {
@@ -135,6 +136,7 @@ struct sbx_sandbox *sbx_sandbox_new(struct sbx_core *core, const char *id,
     return sb;
 err:
     if (sb != NULL) {
+        int saved = errno;
         sbx_logbuf_close(sb->logs);
         if (sb->ttl_timer != NULL)
             event_free(sb->ttl_timer);
@@ -142,6 +144,7 @@ err:
             sbx_journal_remove(core->state_dir, id);
         sbx_config_free(&sb->cfg);
         free(sb);
+        errno = saved;
     }
     return NULL;
 }

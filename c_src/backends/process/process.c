@@ -34,6 +34,7 @@
 #include "core/sandbox.h"
 #include "dist/node.h"
 #include "util/clock.h"
+#include "util/fdreserve.h"
 #include "util/log.h"
 
 #define WATCH_MS 50
@@ -86,8 +87,20 @@ struct pstate {
 /* sb's backend state: NULL before the first start or adopt, and after release or detach. */
 static struct pstate *ps_of(struct sbx_sandbox *sb) { return sb->bstate; }
 
-/* Fills err as a backend error; fmt takes a, then strerror(e). */
+/* Fills err as {limit_reached, open_files} when e means out of descriptors: 1, else 0. */
+static int fd_limit_err(struct sbx_err *err, int e) {
+    if (!sbx_fd_exhausted(e))
+        return 0;
+    err->reason_atom = "limit_reached";
+    snprintf(err->detail, sizeof err->detail, "open_files");
+    return 1;
+}
+
+/* Fills err as a backend error; fmt takes a, then strerror(e). Out of descriptors is
+ * {limit_reached, open_files}. */
 static void set_err(struct sbx_err *err, const char *fmt, const char *a, int e) {
+    if (fd_limit_err(err, e))
+        return;
     err->reason_atom = "backend";
     snprintf(err->detail, sizeof err->detail, fmt, a, strerror(e));
 }
@@ -362,6 +375,8 @@ static int ps_start(struct sbx_sandbox *sb, struct sbx_err *err) {
     }
     pid_t pid = sbx_spawn(&spec, &e, &stage);
     if (pid < 0) {
+        if (fd_limit_err(err, e))
+            goto done;
         err->reason_atom = "backend";
         snprintf(err->detail, sizeof err->detail, "%s: %s (%s)", stage, strerror(e),
                  sb->cfg.cmd.v[0]);
@@ -708,6 +723,8 @@ static int ps_exec(struct sbx_sandbox *sb, const struct sbx_strv *cmd,
     }
     x->pid = sbx_spawn(&spec, &e, &stage);
     if (x->pid < 0) {
+        if (fd_limit_err(err, e))
+            goto done;
         err->reason_atom = "backend";
         snprintf(err->detail, sizeof err->detail, "%s: %s (%s)", stage, strerror(e), cmd->v[0]);
         goto done;
