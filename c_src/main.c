@@ -22,6 +22,7 @@
 #include "rpc/services.h"
 #include "backends/beam/beam.h"
 #include "util/cookie.h"
+#include "util/fdreserve.h"
 #include "util/log.h"
 
 struct options {
@@ -30,6 +31,9 @@ struct options {
     int net_ticktime_s;
     int handshake_timeout_ms;
     size_t max_packet;
+    size_t max_handshakes;
+    int max_handshakes_given;
+    size_t max_handshakes_per_addr;
     char state_dir[256];
     int shutdown_destroy;
 };
@@ -45,7 +49,14 @@ static void usage(FILE *out) {
           "                        a peer ticking faster is held to its own ticktime)\n"
           "  --handshake-timeout MS  drop a peer that has not finished the handshake\n"
           "                        (default 7000, at most 10000)\n"
-          "  --max-packet BYTES    largest distribution packet accepted (default 64 MiB)\n"
+          "  --max-packet BYTES    largest distribution packet accepted once a peer has\n"
+          "                        proven the cookie (default 64 MiB; before: 300 bytes)\n"
+          "  --max-handshakes N    accepted connections still in the handshake, overall\n"
+          "                        (default 1024, at most a quarter of the open-file\n"
+          "                        limit); a newcomer past it evicts the oldest one\n"
+          "                        among the source addresses that hold the most\n"
+          "  --max-handshakes-per-addr N  the same per source address (default 32); a\n"
+          "                        newcomer past it is refused at once\n"
           "  --state-dir DIR       journal, logs and workspaces (default\n"
           "                        $XDG_STATE_HOME/sandboxd/<node>, else ~/.local/state/...)\n"
           "  --shutdown-policy P   keep | destroy: what a clean stop does to running\n"
@@ -82,7 +93,7 @@ static int short_host(char *out, size_t cap) {
 /* Fills opts from argv. Returns 0 to run, 1 to exit 0 (help, version), -1 on error. */
 static int parse_args(int argc, char **argv, struct options *o) {
     enum { O_SNAME = 1, O_NAME, O_COOKIE, O_TICK, O_HS, O_MAXPKT, O_LOG, O_VERSION, O_HELP,
-           O_STATE, O_SHUTDOWN, O_ERL };
+           O_STATE, O_SHUTDOWN, O_ERL, O_MAXHS, O_MAXHS_ADDR };
     static const struct option longopts[] = {
         {"sname", required_argument, NULL, O_SNAME},
         {"name", required_argument, NULL, O_NAME},
@@ -90,6 +101,8 @@ static int parse_args(int argc, char **argv, struct options *o) {
         {"net-ticktime", required_argument, NULL, O_TICK},
         {"handshake-timeout", required_argument, NULL, O_HS},
         {"max-packet", required_argument, NULL, O_MAXPKT},
+        {"max-handshakes", required_argument, NULL, O_MAXHS},
+        {"max-handshakes-per-addr", required_argument, NULL, O_MAXHS_ADDR},
         {"log-level", required_argument, NULL, O_LOG},
         {"state-dir", required_argument, NULL, O_STATE},
         {"shutdown-policy", required_argument, NULL, O_SHUTDOWN},
@@ -107,6 +120,8 @@ static int parse_args(int argc, char **argv, struct options *o) {
     o->net_ticktime_s = 60;
     o->handshake_timeout_ms = 7000;
     o->max_packet = 64u << 20;
+    o->max_handshakes = 1024;
+    o->max_handshakes_per_addr = 32;
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (c) {
         case O_SNAME: sname = optarg; lname = NULL; break;
@@ -127,6 +142,17 @@ static int parse_args(int argc, char **argv, struct options *o) {
             if ((v = parse_num(optarg, 1024, 1L << 30)) < 0)
                 goto bad;
             o->max_packet = (size_t)v;
+            break;
+        case O_MAXHS:
+            if ((v = parse_num(optarg, 1, 65536)) < 0)
+                goto bad;
+            o->max_handshakes = (size_t)v;
+            o->max_handshakes_given = 1;
+            break;
+        case O_MAXHS_ADDR:
+            if ((v = parse_num(optarg, 1, 65536)) < 0)
+                goto bad;
+            o->max_handshakes_per_addr = (size_t)v;
             break;
         case O_LOG:
             if (sbx_log_parse_level(optarg, &level) != 0)
@@ -194,13 +220,20 @@ static void on_signal(evutil_socket_t sig, short what, void *arg) {
     event_base_loopbreak(arg);
 }
 
-/* ei_init sizes a table from the open-file limit: keep that limit sane first. */
-static void cap_nofile(void) {
+/* ei_init sizes a table from the open-file limit: keep that limit sane first (at most
+ * 65,536), and as high as the hard limit allows below that, for connections and sandboxes.
+ * Returns the soft limit in force (0 if unknown). */
+static size_t cap_nofile(void) {
     struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur > 65536) {
-        rl.rlim_cur = 65536;
-        setrlimit(RLIMIT_NOFILE, &rl);
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return 0;
+    rlim_t want = rl.rlim_max < 65536 ? rl.rlim_max : 65536;
+    if (rl.rlim_cur != want) {
+        rl.rlim_cur = want;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0 && getrlimit(RLIMIT_NOFILE, &rl) != 0)
+            return 0;
     }
+    return (size_t)rl.rlim_cur;
 }
 
 /* Exit status 0 after a clean stop (or --help, --version), 2 for bad
@@ -227,7 +260,14 @@ int main(int argc, char **argv) {
     if (pa != 0)
         return pa > 0 ? 0 : 2;
     signal(SIGPIPE, SIG_IGN);
-    cap_nofile();
+    size_t nofile = cap_nofile();
+    if (!opts.max_handshakes_given && nofile > 0 && opts.max_handshakes > nofile / 4) {
+        /* Strangers must never take the descriptors that sandboxes need. */
+        opts.max_handshakes = nofile / 4 > 16 ? nofile / 4 : 16;
+        SBX_WARN("low open-file limit: fewer connections allowed in the handshake",
+                 "nofile=%zu max_handshakes=%zu", nofile, opts.max_handshakes);
+    }
+    sbx_fd_reserve_fill(); /* room for cleanup at the open-file limit */
     if (ei_init() != 0) {
         SBX_ERROR("ei_init failed", NULL);
         goto done;
@@ -249,7 +289,9 @@ int main(int argc, char **argv) {
                                    .handshake_timeout_ms = opts.handshake_timeout_ms,
                                    .net_ticktime_s = opts.net_ticktime_s,
                                    .max_packet = opts.max_packet,
-                                   .max_outbuf = 256u << 20};
+                                   .max_outbuf = 256u << 20,
+                                   .max_handshakes = opts.max_handshakes,
+                                   .max_handshakes_per_addr = opts.max_handshakes_per_addr};
     if (sbx_node_start(&node, base, &cfg, &why) != 0) {
         SBX_ERROR("cannot start the node", "node=%s why=\"%s\"", opts.name, why);
         goto done;

@@ -52,7 +52,7 @@ enum sbx_api_status sbx_api_info(struct sbx_call *call) {
     static const char *const backends[] = {"process", "docker", "beam_node", "vm"};
 
     struct sbx_core *core = sbx_core_get();
-    ei_x_encode_map_header(x, 10);
+    ei_x_encode_map_header(x, 11);
     ei_x_encode_atom(x, "node");
     ei_x_encode_atom(x, node->name);
     ei_x_encode_atom(x, "version");
@@ -78,6 +78,19 @@ enum sbx_api_status sbx_api_info(struct sbx_call *call) {
     ei_x_encode_long(x, (long)sbx_node_conn_count(node));
     ei_x_encode_atom(x, "processes");
     ei_x_encode_long(x, (long)sbx_node_proc_count(node));
+    /* Accepted connections whose peer has not proven the cookie (strangers). */
+    ei_x_encode_atom(x, "handshakes");
+    ei_x_encode_map_header(x, 5);
+    ei_x_encode_atom(x, "pending");
+    ei_x_encode_long(x, (long)node->strangers.total);
+    ei_x_encode_atom(x, "max");
+    ei_x_encode_long(x, (long)node->strangers.max_total);
+    ei_x_encode_atom(x, "max_per_addr");
+    ei_x_encode_long(x, (long)node->strangers.max_per_addr);
+    ei_x_encode_atom(x, "refused");
+    ei_x_encode_ulonglong(x, (unsigned long long)node->stats_strangers_refused);
+    ei_x_encode_atom(x, "evicted");
+    ei_x_encode_ulonglong(x, (unsigned long long)node->stats_strangers_evicted);
     ei_x_encode_atom(x, "backends");
     ei_x_encode_map_header(x, 4);
     for (size_t i = 0; i < 4; i++) {

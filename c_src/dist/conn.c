@@ -86,6 +86,41 @@ static void run_waiters(struct sbx_conn *c, uint64_t conn_id, const char *why) {
     }
 }
 
+/* Counts c as a stranger from its address, at the young end of the node's list. 0, or -1
+ * (not counted: the table is full, which the caps prevent). */
+static int stranger_add(struct sbx_conn *c) {
+    struct sbx_node *node = c->node;
+    if (sbx_strangers_add(&node->strangers, &c->addr) != 0)
+        return -1;
+    c->stranger = 1;
+    c->sprev = node->stranger_last;
+    c->snext = NULL;
+    if (node->stranger_last != NULL)
+        node->stranger_last->snext = c;
+    else
+        node->stranger_first = c;
+    node->stranger_last = c;
+    return 0;
+}
+
+/* Stops counting c as a stranger (it proved the cookie, or it is closing). Idempotent. */
+static void stranger_done(struct sbx_conn *c) {
+    struct sbx_node *node = c->node;
+    if (!c->stranger)
+        return;
+    sbx_strangers_del(&node->strangers, &c->addr);
+    c->stranger = 0;
+    if (c->sprev != NULL)
+        c->sprev->snext = c->snext;
+    else
+        node->stranger_first = c->snext;
+    if (c->snext != NULL)
+        c->snext->sprev = c->sprev;
+    else
+        node->stranger_last = c->sprev;
+    c->snext = c->sprev = NULL;
+}
+
 /* See conn.h. Frees c and all it holds. If c was up, sbx_node_conn_down runs first
  * (processes may be killed); then the remaining waiters' callbacks run with conn_id 0. */
 void sbx_conn_destroy(struct sbx_conn *c) {
@@ -98,6 +133,7 @@ void sbx_conn_destroy(struct sbx_conn *c) {
         node->conns = c->next;
     if (c->next != NULL)
         c->next->prev = c->prev;
+    stranger_done(c);
     if (c->bev != NULL)
         bufferevent_free(c->bev);
     if (c->epmd_bev != NULL)
@@ -108,7 +144,7 @@ void sbx_conn_destroy(struct sbx_conn *c) {
         SBX_INFO("connection down", "peer=%s reason=\"%s\"", c->peer_name,
                  c->close_reason ? c->close_reason : "closed");
         sbx_node_conn_down(node, c->id);
-    } else if (c->close_reason != NULL) {
+    } else if (c->close_reason != NULL && !c->quiet) {
         SBX_WARN("handshake failed", "peer=\"%s\" addr=%s reason=\"%s\"", c->peer_name,
                  c->peer_addr, c->close_reason);
     }
@@ -132,6 +168,7 @@ void sbx_conn_close(struct sbx_conn *c, const char *why) {
     if (c->close_reason == NULL)
         c->close_reason = why;
     c->state = SBX_CONN_CLOSING;
+    stranger_done(c);
     if (c->bev != NULL)
         bufferevent_disable(c->bev, EV_READ);
     event_del(c->timer);
@@ -168,9 +205,59 @@ static void arm_tick_timer(struct sbx_conn *c) {
     evtimer_add(c->timer, &tv);
 }
 
-/* Handshake done: c is up with the agreed flags and ticking;
- * its waiters run now, inside c's read callback. */
+/* Moves every waiter of from to the end of to's list. */
+static void move_waiters(struct sbx_conn *from, struct sbx_conn *to) {
+    struct sbx_conn_waiter **tail = &to->waiters;
+    while (*tail != NULL)
+        tail = &(*tail)->next;
+    *tail = from->waiters;
+    from->waiters = NULL;
+}
+
+/* c has just proven the cookie: only now does it own its peer's name. An accepted c takes
+ * over the waiters of our own attempts to reach that peer (which close), replaces an older
+ * connection to it that is up, and ends other accepted attempts under that name (strangers
+ * or duplicates). Closing is deferred, so the list stays intact while walked. */
+static void claim_name(struct sbx_conn *c) {
+    if (c->initiator)
+        return;
+    for (struct sbx_conn *o = c->node->conns; o != NULL; o = o->next) {
+        if (o == c || o->state == SBX_CONN_CLOSING || strcmp(o->peer_name, c->peer_name) != 0)
+            continue;
+        if (o->state == SBX_CONN_UP) {
+            sbx_conn_close(o, "peer reconnected");
+        } else if (o->initiator) {
+            move_waiters(o, c);
+            o->quiet = 1;
+            sbx_conn_close(o, "the peer's own connection won");
+        } else {
+            sbx_conn_close(o, "another connection under this name proved the cookie");
+        }
+    }
+}
+
+/* Moves c to the head of node->conns, where lookups of connections that are up (for every
+ * packet sent or pid decoded) find it before any stranger's. */
+static void move_to_front(struct sbx_conn *c) {
+    struct sbx_node *node = c->node;
+    if (node->conns == c)
+        return;
+    c->prev->next = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    c->prev = NULL;
+    c->next = node->conns;
+    node->conns->prev = c;
+    node->conns = c;
+}
+
+/* Handshake done: c is up with the agreed flags and ticking, claims its peer's name, and
+ * may read packets up to max_packet; its waiters run now, inside c's read callback. */
 static void became_up(struct sbx_conn *c) {
+    stranger_done(c);
+    claim_name(c);
+    move_to_front(c);
+    bufferevent_setwatermark(c->bev, EV_READ, 0, 0);
     c->state = SBX_CONN_UP;
     c->was_up = 1;
     c->flags = c->peer_flags & c->node->flags;
@@ -197,17 +284,22 @@ static void send_challenge(struct sbx_conn *c) {
     c->state = SBX_CONN_A_WAIT_REPLY;
 }
 
-/* Finds another connection (not c) to the same peer name, in any live state. */
-static struct sbx_conn *same_peer(struct sbx_conn *c) {
+/* Our own attempt (initiating, not up, not closing) to reach c's peer, or NULL. Accepted
+ * connections that have not proven the cookie are never returned: an unproven name claims
+ * nothing. */
+static struct sbx_conn *own_attempt(struct sbx_conn *c) {
     for (struct sbx_conn *o = c->node->conns; o != NULL; o = o->next)
-        if (o != c && o->state != SBX_CONN_CLOSING && strcmp(o->peer_name, c->peer_name) == 0)
+        if (o != c && o->initiator && o->state != SBX_CONN_CLOSING &&
+            o->state != SBX_CONN_UP && strcmp(o->peer_name, c->peer_name) == 0)
             return o;
     return NULL;
 }
 
 /* Accepting side, first message: checks the peer's name and flags, settles a clash with
- * another connection to the same peer (an up one is kept until this one proves the cookie),
- * then answers a status and our challenge. May close c or the losing connection (deferred). */
+ * another connection to the same peer, then answers a status and our challenge. The name is
+ * not claimed yet: an up connection under it, and our own attempt to reach it, go on until
+ * this one proves the cookie (claim_name); other unproven connections under the same name
+ * do not matter. May close c (deferred). */
 static void on_send_name(struct sbx_conn *c, const unsigned char *body, size_t len) {
     struct sbx_hs_name nm;
     unsigned char buf[64];
@@ -227,29 +319,20 @@ static void on_send_name(struct sbx_conn *c, const unsigned char *body, size_t l
         reject(c, "not_allowed", "peer uses this node's own name");
         return;
     }
-    struct sbx_conn *other = same_peer(c);
-    if (other != NULL && other->state == SBX_CONN_UP) {
+    if (sbx_node_conn_by_name(c->node, c->peer_name) != NULL) {
         hs_write(c, buf, sbx_hs_encode_status(buf, sizeof buf, "alive"));
         c->state = SBX_CONN_A_WAIT_ALIVE;
         return;
     }
-    if (other != NULL && other->initiator) {
-        /* Simultaneous connect: the greater name's attempt wins. */
-        if (strcmp(c->peer_name, c->node->name) > 0) {
-            struct sbx_conn_waiter **tail = &c->waiters;
-            while (*tail != NULL)
-                tail = &(*tail)->next;
-            *tail = other->waiters;
-            other->waiters = NULL;
-            sbx_conn_close(other, "simultaneous connect lost");
-            hs_write(c, buf, sbx_hs_encode_status(buf, sizeof buf, "ok_simultaneous"));
-        } else {
+    if (own_attempt(c) != NULL) {
+        /* Simultaneous connect: the greater name's attempt wins. Ours goes on until the
+         * peer's proves the cookie (then it hands its waiters over), so that a stranger
+         * using the peer's name cannot take them. */
+        if (strcmp(c->peer_name, c->node->name) <= 0) {
             reject(c, "nok", "simultaneous connect won by this node");
             return;
         }
-    } else if (other != NULL) {
-        reject(c, "nok", "another handshake with this peer is under way");
-        return;
+        hs_write(c, buf, sbx_hs_encode_status(buf, sizeof buf, "ok_simultaneous"));
     } else {
         hs_write(c, buf, sbx_hs_encode_status(buf, sizeof buf, "ok"));
     }
@@ -266,13 +349,13 @@ static void on_alive_answer(struct sbx_conn *c, const unsigned char *body, size_
     }
     /* The old connection goes only once this one has proven the cookie: a stranger who
      * merely knows a peer's name must not be able to disconnect it. */
-    struct sbx_conn *other = same_peer(c);
+    struct sbx_conn *other = sbx_node_conn_by_name(c->node, c->peer_name);
     c->replaces = other != NULL ? other->id : 0;
     send_challenge(c);
 }
 
-/* Accepting side: checks the peer's digest of our challenge; on success closes
- * the connection c replaces, sends the ack and brings c up. Any failure closes c. */
+/* Accepting side: checks the peer's digest of our challenge; on success sends the ack and
+ * brings c up (claim_name closes the connection c replaces). Any failure closes c. */
 static void on_challenge_reply(struct sbx_conn *c, const unsigned char *body, size_t len) {
     unsigned char got[16], want[16], ack[16], buf[32];
     if (sbx_hs_parse_reply(body, len, &c->peer_challenge, got) != 0) {
@@ -287,17 +370,14 @@ static void on_challenge_reply(struct sbx_conn *c, const unsigned char *body, si
         sbx_conn_close(c, "digest unavailable");
         return;
     }
-    if (c->replaces != 0) {
-        for (struct sbx_conn *o = c->node->conns; o != NULL; o = o->next)
-            if (o->id == c->replaces && o != c)
-                sbx_conn_close(o, "peer reconnected");
-    }
     hs_write(c, buf, sbx_hs_encode_ack(buf, sizeof buf, ack));
     became_up(c);
 }
 
-/* Initiating side: acts on the peer's status. On 'nok' our waiters move
- * to the peer's own incoming attempt, if there is one; refusals close c. */
+/* Initiating side: acts on the peer's status. On 'nok' (the peer's own attempt to reach us
+ * wins) c parks: its socket goes quiet and its waiters wait, until the handshake deadline,
+ * for a connection from that peer to prove the cookie (claim_name hands them over). They are
+ * never handed to an unproven connection. Refusals close c. */
 static void on_status(struct sbx_conn *c, const unsigned char *body, size_t len) {
     char status[32];
     unsigned char buf[16];
@@ -311,16 +391,17 @@ static void on_status(struct sbx_conn *c, const unsigned char *body, size_t len)
         hs_write(c, buf, sbx_hs_encode_status(buf, sizeof buf, "true"));
         c->state = SBX_CONN_I_WAIT_CHALLENGE;
     } else if (strcmp(status, "nok") == 0) {
-        /* The peer's own attempt to reach us wins: hand our waiters to it. */
-        struct sbx_conn *other = same_peer(c);
-        if (other != NULL && !other->initiator) {
-            struct sbx_conn_waiter **tail = &other->waiters;
-            while (*tail != NULL)
-                tail = &(*tail)->next;
-            *tail = c->waiters;
-            c->waiters = NULL;
+        struct sbx_conn *up = sbx_node_conn_by_name(c->node, c->peer_name);
+        if (up != NULL) {
+            /* The peer's connection is up already: our waiters run from its timer. */
+            move_waiters(c, up);
+            event_active(up->timer, 0, 0);
+            c->quiet = 1;
+            sbx_conn_close(c, "peer answered nok");
+            return;
         }
-        sbx_conn_close(c, "peer answered nok");
+        c->state = SBX_CONN_I_PARKED; /* the read loop stops; the deadline timer stays */
+        bufferevent_disable(c->bev, EV_READ | EV_WRITE);
     } else {
         sbx_conn_close(c, "peer refused the connection (not_allowed)");
     }
@@ -408,13 +489,14 @@ static void dispatch(struct sbx_conn *c, const unsigned char *body, size_t len) 
     }
 }
 
-/* Dispatches every whole message in the input until c starts closing; a frame over max_packet
- * or an empty handshake frame closes c. Closing is deferred, so c stays valid throughout. */
+/* Dispatches every whole message in the input until c starts closing or parks; a frame over
+ * max_packet (SBX_HS_MAX_BODY before the proof) or an empty handshake frame closes c. Closing
+ * is deferred, so c stays valid throughout. */
 static void conn_read_cb(struct bufferevent *bev, void *arg) {
     struct sbx_conn *c = arg;
     struct evbuffer *in = bufferevent_get_input(bev);
 
-    while (c->state != SBX_CONN_CLOSING) {
+    while (c->state != SBX_CONN_CLOSING && c->state != SBX_CONN_I_PARKED) {
         unsigned char hdr[4];
         size_t avail = evbuffer_get_length(in);
         int prefix = c->state == SBX_CONN_UP ? 4 : 2;
@@ -422,8 +504,9 @@ static void conn_read_cb(struct bufferevent *bev, void *arg) {
         if (avail < (size_t)prefix)
             break;
         evbuffer_copyout(in, hdr, (size_t)prefix);
-        enum sbx_frame_status st =
-            sbx_frame_peek(hdr, avail, prefix, c->node->max_packet, &body_len);
+        /* Until the cookie is proven, only a handshake message's size is accepted. */
+        size_t limit = c->state == SBX_CONN_UP ? c->node->max_packet : SBX_HS_MAX_BODY;
+        enum sbx_frame_status st = sbx_frame_peek(hdr, avail, prefix, limit, &body_len);
         if (st == SBX_FRAME_TOO_BIG) {
             sbx_conn_close(c, "packet larger than the limit");
             break;
@@ -551,26 +634,95 @@ int sbx_conn_write_packet(struct sbx_conn *c, const char *a, size_t alen, const 
     return 0;
 }
 
-/* See conn.h. The new connection belongs to node->conns; its handshake timer runs from now. */
+/* A summary line about refused and evicted strangers, at most every 10 s (a flood must not
+ * become a flood of log lines). */
+static void note_strangers(struct sbx_node *node) {
+    int64_t now = sbx_mono_ms();
+    if (node->strangers_logged_ms != 0 && now - node->strangers_logged_ms < 10000)
+        return;
+    node->strangers_logged_ms = now;
+    SBX_WARN("too many connections in the handshake: refusing or evicting",
+             "refused=%llu evicted=%llu pending=%zu max=%zu max_per_addr=%zu",
+             (unsigned long long)node->stats_strangers_refused,
+             (unsigned long long)node->stats_strangers_evicted, node->strangers.total,
+             node->strangers.max_total, node->strangers.max_per_addr);
+}
+
+/* At the overall cap: drops the oldest stranger among the addresses that hold the most (the
+ * oldest of all when every address holds one), so that a flood from few addresses cannot keep
+ * a real peer out, and a young handshake outlives older ones. 0, or -1 if none was found. */
+static int evict_one(struct sbx_node *node) {
+    struct sbx_conn *victim = NULL;
+    size_t most = sbx_strangers_most(&node->strangers);
+    if (most == 0)
+        return -1;
+    for (struct sbx_conn *o = node->stranger_first; o != NULL && victim == NULL; o = o->snext)
+        if (sbx_strangers_count(&node->strangers, &o->addr) == most)
+            victim = o;
+    if (victim == NULL)
+        return -1;
+    victim->quiet = 1;
+    sbx_conn_close(victim, "evicted: too many connections in the handshake");
+    node->stats_strangers_evicted++;
+    return 0;
+}
+
+/* The source address of an accepted socket (len 0 when it is neither IPv4 nor IPv6), and its
+ * text "ip:port" into text (empty when unknown). */
+static void source_of(const struct sockaddr *sa, int salen, struct sbx_addr *a, char *text,
+                      size_t cap) {
+    char ip[INET6_ADDRSTRLEN];
+    memset(a, 0, sizeof *a);
+    text[0] = '\0';
+    if (sa != NULL && sa->sa_family == AF_INET && salen >= (int)sizeof(struct sockaddr_in)) {
+        const struct sockaddr_in *sin = (const struct sockaddr_in *)(const void *)sa;
+        a->len = 4;
+        memcpy(a->b, &sin->sin_addr, 4);
+        if (inet_ntop(AF_INET, &sin->sin_addr, ip, sizeof ip) != NULL)
+            snprintf(text, cap, "%s:%u", ip, ntohs(sin->sin_port));
+    } else if (sa != NULL && sa->sa_family == AF_INET6 &&
+               salen >= (int)sizeof(struct sockaddr_in6)) {
+        const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)(const void *)sa;
+        a->len = 16;
+        memcpy(a->b, &sin6->sin6_addr, 16);
+        if (inet_ntop(AF_INET6, &sin6->sin6_addr, ip, sizeof ip) != NULL)
+            snprintf(text, cap, "[%s]:%u", ip, ntohs(sin6->sin6_port));
+    }
+}
+
+/* See conn.h. The new connection belongs to node->conns and counts as a stranger until its
+ * peer proves the cookie; its handshake timer runs from now. Until then it reads at most
+ * SBX_HS_READ_HIGH bytes ahead and accepts messages of at most SBX_HS_MAX_BODY bytes. */
 int sbx_conn_accept(struct sbx_node *node, evutil_socket_t fd, const struct sockaddr *sa,
                     int salen) {
+    struct sbx_addr a;
+    char text[64];
+
+    source_of(sa, salen, &a, text, sizeof text);
+    if (sbx_strangers_count(&node->strangers, &a) >= node->strangers.max_per_addr ||
+        (node->strangers.total >= node->strangers.max_total && evict_one(node) != 0)) {
+        evutil_closesocket(fd);
+        node->stats_strangers_refused++;
+        note_strangers(node);
+        return 0;
+    }
+    if (node->strangers.total + 1 >= node->strangers.max_total)
+        note_strangers(node);
     struct sbx_conn *c = conn_new(node, 0);
     if (c == NULL) {
         evutil_closesocket(fd);
         return -1;
     }
-    if (sa != NULL && sa->sa_family == AF_INET && salen >= (int)sizeof(struct sockaddr_in)) {
-        const struct sockaddr_in *sin = (const struct sockaddr_in *)(const void *)sa;
-        char ip[INET_ADDRSTRLEN];
-        if (inet_ntop(AF_INET, &sin->sin_addr, ip, sizeof ip) != NULL)
-            snprintf(c->peer_addr, sizeof c->peer_addr, "%s:%u", ip, ntohs(sin->sin_port));
-    }
+    c->addr = a;
+    (void)stranger_add(c);
+    snprintf(c->peer_addr, sizeof c->peer_addr, "%s", text);
     c->bev = bufferevent_socket_new(node->base, fd, BEV_OPT_CLOSE_ON_FREE);
     if (c->bev == NULL) {
         evutil_closesocket(fd);
         sbx_conn_close(c, "out of memory");
         return -1;
     }
+    bufferevent_setwatermark(c->bev, EV_READ, 0, SBX_HS_READ_HIGH);
     set_nodelay(c->bev);
     node->stats_conns_accepted++;
     c->state = SBX_CONN_A_WAIT_NAME;
@@ -613,6 +765,7 @@ static void epmd_read_cb(struct bufferevent *bev, void *arg) {
         return;
     }
     bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
+    bufferevent_setwatermark(c->bev, EV_READ, 0, SBX_HS_READ_HIGH);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
     c->state = SBX_CONN_I_CONNECTING;
     snprintf(c->peer_addr, sizeof c->peer_addr, "port %u", port);
@@ -658,8 +811,11 @@ int sbx_conn_connect(struct sbx_node *node, const char *peer_name, sbx_connect_c
         free(w);
         return -1;
     }
+    /* Reuse a connection that is up, or our own attempt under way; never an accepted one
+     * that has not proven the cookie (its peer may be anyone using that name). */
     for (struct sbx_conn *o = node->conns; o != NULL; o = o->next) {
-        if (o->state != SBX_CONN_CLOSING && strcmp(o->peer_name, peer_name) == 0) {
+        if (o->state != SBX_CONN_CLOSING && (o->state == SBX_CONN_UP || o->initiator) &&
+            strcmp(o->peer_name, peer_name) == 0) {
             c = o;
             break;
         }

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "dist/handshake.h"
+#include "dist/strangers.h"
 
 struct sbx_node;
 struct bufferevent;
@@ -22,6 +23,8 @@ enum sbx_conn_state {
     SBX_CONN_I_WAIT_STATUS, /* initiating: sent name, waiting for status */
     SBX_CONN_I_WAIT_CHALLENGE,
     SBX_CONN_I_WAIT_ACK,
+    SBX_CONN_I_PARKED,      /* initiating: the peer answered nok (its own attempt wins); no
+                               socket; waiters wait for that attempt to prove the cookie */
     SBX_CONN_UP,
     SBX_CONN_CLOSING
 };
@@ -47,6 +50,10 @@ struct sbx_conn {
     int was_up; /* the handshake completed at some point */
     uint64_t replaces; /* "alive" answered true: the connection this one replaces once the
                           peer has proven the cookie (0: none) */
+    int stranger;      /* accepted and counted in node->strangers until proven or closed */
+    struct sbx_conn *snext, *sprev; /* node's strangers, oldest first (while stranger) */
+    int quiet;         /* closed for a reason already counted: no "handshake failed" line */
+    struct sbx_addr addr; /* the peer's source address (accepted connections) */
     struct bufferevent *bev;
     struct bufferevent *epmd_bev;
     struct event *timer;
@@ -68,12 +75,22 @@ struct sbx_conn {
     const char *close_reason;
 };
 
-/* Takes ownership of an accepted socket. 0, or -1 (fd closed). */
+/* Largest handshake message body accepted (send_name with a 255-byte name is 270 bytes), and
+ * the input buffered for a connection before its peer has proven the cookie. Past the proof
+ * the node's max_packet applies. */
+#define SBX_HS_MAX_BODY 300
+#define SBX_HS_READ_HIGH 512
+
+/* Takes ownership of an accepted socket. An address already at max_handshakes_per_addr
+ * strangers is refused (fd closed, 0 returned); at max_handshakes overall, the oldest
+ * stranger of the address holding the most is dropped for the newcomer. 0, or -1 (fd
+ * closed). */
 int sbx_conn_accept(struct sbx_node *node, evutil_socket_t fd, const struct sockaddr *sa,
                     int salen);
 
 /* Asks for a connection to peer_name. cb runs later (never inside this call) with the
- * connection's id, reusing a connection that is up or in handshake. 0, or -1 if the
+ * connection's id, reusing a connection that is up or our own attempt in handshake, never an
+ * accepted connection whose peer has not proven the cookie. 0, or -1 if the
  * request could not even be started (cb will not run). */
 int sbx_conn_connect(struct sbx_node *node, const char *peer_name, sbx_connect_cb cb,
                      uint64_t key);

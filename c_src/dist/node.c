@@ -88,6 +88,9 @@ int sbx_node_start(struct sbx_node *node, struct event_base *base,
     *why = "out of memory";
     if (sbx_proc_table_init(&node->procs) != 0)
         goto err;
+    if (sbx_strangers_init(&node->strangers, cfg->max_handshakes > 0 ? cfg->max_handshakes : 1024,
+                           cfg->max_handshakes_per_addr > 0 ? cfg->max_handshakes_per_addr : 16) != 0)
+        goto err;
     node->dns = evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
     if (node->dns == NULL) {
         node->dns = evdns_base_new(base, 0);
@@ -99,7 +102,7 @@ int sbx_node_start(struct sbx_node *node, struct event_base *base,
     sa.sin_addr.s_addr = htonl(INADDR_ANY);
     node->listener = evconnlistener_new_bind(
         base, accept_cb, node, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
-        128, (struct sockaddr *)&sa, sizeof sa);
+        1024, (struct sockaddr *)&sa, sizeof sa);
     *why = "cannot listen for distribution connections";
     if (node->listener == NULL)
         goto err;
@@ -146,6 +149,7 @@ void sbx_node_stop(struct sbx_node *node) {
     if (node->dns != NULL)
         evdns_base_free(node->dns, 0);
     sbx_proc_table_free(&node->procs);
+    sbx_strangers_free(&node->strangers);
     sbx_node_clear_peer_cookies(node);
     node->listener = NULL;
     node->epmd_ev = NULL;

@@ -9,6 +9,7 @@
 
 #include "dist/handshake.h"
 #include "dist/proc.h"
+#include "dist/strangers.h"
 #include "util/cookie.h"
 
 struct event_base;
@@ -31,6 +32,9 @@ struct sbx_node_config {
     int net_ticktime_s;        /* default 60 */
     size_t max_packet;         /* largest accepted packet, default 64 MiB */
     size_t max_outbuf;         /* a peer this far behind in reading is dropped */
+    size_t max_handshakes;     /* accepted connections still in the handshake (strangers),
+                                  overall; default 1024 */
+    size_t max_handshakes_per_addr; /* the same, per source address; default 32 */
 };
 
 struct sbx_node {
@@ -55,6 +59,11 @@ struct sbx_node {
     int64_t started_mono_ms;
     uint64_t stats_conns_accepted;
     uint64_t stats_conns_dropped;
+    struct sbx_strangers strangers; /* accepted connections not yet past the cookie */
+    struct sbx_conn *stranger_first, *stranger_last; /* the same connections, oldest first */
+    uint64_t stats_strangers_refused; /* refused at once: their address was at its cap */
+    uint64_t stats_strangers_evicted; /* dropped for a newcomer at the overall cap */
+    int64_t strangers_logged_ms;      /* last summary line about strangers */
     struct sbx_peer_cookie *peer_cookies; /* per-peer cookies; others use `cookie` */
 };
 
