@@ -648,9 +648,10 @@ static void note_strangers(struct sbx_node *node) {
              node->strangers.max_total, node->strangers.max_per_addr);
 }
 
-/* At the overall cap: drops the oldest stranger among the addresses that hold the most (the
- * oldest of all when every address holds one), so that a flood from few addresses cannot keep
- * a real peer out, and a young handshake outlives older ones. 0, or -1 if none was found. */
+/* At the overall cap: destroys the oldest stranger among the addresses that hold the most
+ * (the oldest of all when every address holds one), so that a flood from few addresses cannot
+ * keep a real peer out, and a young handshake outlives older ones. Called only from the
+ * listener. 0, or -1 if none was found. */
 static int evict_one(struct sbx_node *node) {
     struct sbx_conn *victim = NULL;
     size_t most = sbx_strangers_most(&node->strangers);
@@ -661,8 +662,11 @@ static int evict_one(struct sbx_node *node) {
             victim = o;
     if (victim == NULL)
         return -1;
+    /* Destroyed now, not deferred: this runs from the listener, outside any of the victim's
+     * callbacks, and its descriptor must be free before the newcomer takes one. */
     victim->quiet = 1;
-    sbx_conn_close(victim, "evicted: too many connections in the handshake");
+    victim->close_reason = "evicted: too many connections in the handshake";
+    sbx_conn_destroy(victim);
     node->stats_strangers_evicted++;
     return 0;
 }
