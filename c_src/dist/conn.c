@@ -121,6 +121,32 @@ static void stranger_done(struct sbx_conn *c) {
     c->snext = c->sprev = NULL;
 }
 
+#define HS_FAIL_LINES_PER_S 20
+
+/* 1 if a "handshake failed" line may be written for c now: always for our own attempts; for
+ * accepted ones at most HS_FAIL_LINES_PER_S a second (a stranger must not flood the log),
+ * the others counted and summed up in the next second's first line. */
+static int hs_fail_loggable(struct sbx_conn *c) {
+    struct sbx_node *node = c->node;
+    int64_t now = sbx_mono_ms();
+    if (c->initiator)
+        return 1;
+    if (now - node->hs_log_window_ms >= 1000) {
+        if (node->hs_log_suppressed > 0)
+            SBX_WARN("handshake failures not logged (too many)", "count=%llu",
+                     (unsigned long long)node->hs_log_suppressed);
+        node->hs_log_window_ms = now;
+        node->hs_log_count = 0;
+        node->hs_log_suppressed = 0;
+    }
+    if (node->hs_log_count < HS_FAIL_LINES_PER_S) {
+        node->hs_log_count++;
+        return 1;
+    }
+    node->hs_log_suppressed++;
+    return 0;
+}
+
 /* See conn.h. Frees c and all it holds. If c was up, sbx_node_conn_down runs first
  * (processes may be killed); then the remaining waiters' callbacks run with conn_id 0. */
 void sbx_conn_destroy(struct sbx_conn *c) {
@@ -144,7 +170,7 @@ void sbx_conn_destroy(struct sbx_conn *c) {
         SBX_INFO("connection down", "peer=%s reason=\"%s\"", c->peer_name,
                  c->close_reason ? c->close_reason : "closed");
         sbx_node_conn_down(node, c->id);
-    } else if (c->close_reason != NULL && !c->quiet) {
+    } else if (c->close_reason != NULL && !c->quiet && hs_fail_loggable(c)) {
         SBX_WARN("handshake failed", "peer=\"%s\" addr=%s reason=\"%s\"", c->peer_name,
                  c->peer_addr, c->close_reason);
     }

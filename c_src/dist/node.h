@@ -64,6 +64,9 @@ struct sbx_node {
     uint64_t stats_strangers_refused; /* refused at once: their address was at its cap */
     uint64_t stats_strangers_evicted; /* dropped for a newcomer at the overall cap */
     int64_t strangers_logged_ms;      /* last summary line about strangers */
+    int64_t hs_log_window_ms;         /* start of the current second of handshake-failure lines */
+    unsigned hs_log_count;            /* such lines in that second */
+    uint64_t hs_log_suppressed;       /* failures of accepted handshakes not logged since */
     struct sbx_peer_cookie *peer_cookies; /* per-peer cookies; others use `cookie` */
 };
 
