@@ -11,6 +11,7 @@
 
 #include "dist/strangers.h"
 
+/* The IPv4 address a.b.c.d. */
 static struct sbx_addr v4(unsigned a, unsigned b, unsigned c, unsigned d) {
     struct sbx_addr x;
     memset(&x, 0, sizeof x);
