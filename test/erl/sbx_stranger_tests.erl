@@ -16,6 +16,7 @@ tests() ->
     [{flood_of_strangers_is_bounded, 180000, fun flood/0},
      {squatter_does_not_block_the_real_node, 90000, fun squat_ping/0},
      {squatter_does_not_take_a_beam_node_connection, 120000, fun squat_beam/0},
+     {simultaneous_connects_settle, 120000, fun simultaneous/0},
      {endless_http_health_check_times_out, 90000, fun endless_http/0},
      {hostile_node_name_is_one_log_line, 60000, fun log_injection/0},
      {creates_at_the_fd_limit_leave_nothing, 120000, fun fd_limit/0}].
@@ -247,6 +248,37 @@ squat(SbxNode, Name) ->
     end,
     {ok, <<"N", _/binary>>} = sbx_rawpeer:recv_hs(Sock, 5000),
     Sock.
+
+%% A real node and sandboxd dial each other at the same moment, with the node's name
+%% sorting before and after sandboxd's (so that each side wins the name comparison once),
+%% with and without a squatter under the node's name: both sides see pong, and the node
+%% ends with one connection to sandboxd.
+simultaneous() ->
+    S = ?U:start_isolated(),
+    #{node := N} = S,
+    Rounds = [{Prefix, Squat} || Prefix <- ["aaa_simul", "zzz_simul"], Squat <- [false, true]],
+    Results =
+        [begin
+             {Peer, PNode} = ?U:start_peer(Prefix),
+             Sq = case Squat of true -> [squat(N, PNode)]; false -> [] end,
+             Self = self(),
+             Go = make_ref(),
+             A = spawn_link(fun() -> receive Go -> Self ! {self(), peer:call(Peer, net_adm, ping, [N], 30000)} end end),
+             B = spawn_link(fun() -> receive Go -> Self ! {self(), call(S, net_ping, [PNode])} end end),
+             A ! Go,
+             B ! Go,
+             RA = receive {A, X} -> X end,
+             RB = receive {B, Y} -> Y end,
+             %% A later call each way uses the connection that won.
+             RC = peer:call(Peer, rpc, call, [N, sandbox, info, [], 20000], 30000),
+             Conns = [Nd || Nd <- peer:call(Peer, erlang, nodes, [connected]), Nd =:= N],
+             [gen_tcp:close(Q) || Q <- Sq],
+             ?U:stop_peer(Peer),
+             {Prefix, Squat, RA, RB, is_map(RC), length(Conns)}
+         end || {Prefix, Squat} <- Rounds],
+    report("simultaneous connects {prefix, squatter, node's ping, sandboxd's net_ping, call, "
+           "connections}: ~w", [Results]),
+    [?assertMatch({_, _, pong, pong, true, 1}, R) || R <- Results].
 
 %% While squatters keep holding pending connections under a beam_node sandbox's node name
 %% (re-squatting whenever dropped), that sandbox is created fine and remote_call works.
