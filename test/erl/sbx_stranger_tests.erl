@@ -274,7 +274,7 @@ simultaneous() ->
              Conns = [Nd || Nd <- peer:call(Peer, erlang, nodes, [connected]), Nd =:= N],
              [gen_tcp:close(Q) || Q <- Sq],
              ?U:stop_peer(Peer),
-             {Prefix, Squat, RA, RB, is_map(RC), length(Conns)}
+             {list_to_atom(Prefix), Squat, RA, RB, is_map(RC), length(Conns)}
          end || {Prefix, Squat} <- Rounds],
     report("simultaneous connects {prefix, squatter, node's ping, sandboxd's net_ping, call, "
            "connections}: ~w", [Results]),
