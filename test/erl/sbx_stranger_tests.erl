@@ -79,8 +79,8 @@ list_ids(S) ->
 %% 3,000 unauthenticated connections at once from loopback: 1,000 from ten addresses (100
 %% each: over the per-address cap of 32) and 2,000 from as many addresses (over the overall
 %% cap of 1,024).
-%% Each keeps reconnecting (nothing sent, a send_name then silence, or half a message) until
-%% the flood ends. Meanwhile two authenticated callers create and destroy process sandboxes,
+%% Each keeps reconnecting (nothing sent, a send_name then silence, half a message, or 64 KB
+%% of a message far over a handshake message's size) until the flood ends. Meanwhile two authenticated callers create and destroy process sandboxes,
 %% and a fresh BEAM node connects. Every create succeeds, the node answers pong, and
 %% sandboxd's RSS grows by less than 20 MB.
 flood() ->
@@ -175,7 +175,7 @@ stranger_loop(Port, Ip, Deadline, C, E) ->
                                  [binary, {active, false}, {ip, Ip}, {packet, raw}],
                                  min(Left, 5000)) of
                 {ok, Sock} ->
-                    _ = misbehave(Sock, rand:uniform(3)),
+                    _ = misbehave(Sock, rand:uniform(4)),
                     drain(Sock, Deadline),
                     gen_tcp:close(Sock),
                     timer:sleep(200 + rand:uniform(500)),
@@ -192,7 +192,9 @@ misbehave(Sock, 2) ->      % a send_name under a random name, then silence
     gen_tcp:send(Sock, [<<(15 + byte_size(Name)):16, $N, (sbx_rawpeer:flags()):64, 7:32,
                          (byte_size(Name)):16>>, Name]);
 misbehave(Sock, 3) ->      % half of a handshake message
-    gen_tcp:send(Sock, <<270:16, $N, 0:64>>).
+    gen_tcp:send(Sock, <<270:16, $N, 0:64>>);
+misbehave(Sock, 4) ->      % most of a message far larger than any handshake message
+    gen_tcp:send(Sock, [<<65000:16, $N>>, binary:copy(<<0>>, 64000)]).
 
 %% Reads whatever comes until the other side closes or the deadline passes.
 drain(Sock, Deadline) ->
