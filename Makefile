@@ -95,4 +95,4 @@ clean:
 	$(MAKE) -C c_src clean
 	rm -rf $(EBIN) _build $(PRIV_BEAMS)
 
-.PHONY: all c c-asan c-unit erl test-build deps deps-test run test docker-up fuzz bench bench-trace bench-docker clean
+.PHONY: all c c-asan c-unit erl test-build deps deps-test run test test-selftest docker-up fuzz bench bench-trace bench-docker clean

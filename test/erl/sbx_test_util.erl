@@ -33,7 +33,8 @@ log_dir() ->
 unique(Prefix) ->
     Prefix ++ integer_to_list(erlang:unique_integer([positive])) ++ "_" ++ os:getpid().
 
-%% start(Opts): Opts may hold sname, cookie (false = none given), args (extra argv), env.
+%% start(Opts): Opts may hold sname, cookie (false = none given), args (extra argv), env, bin
+%% (another executable than bin(), given the same argv).
 %% Returns #{node, os_pid, port, log} once the node answers ping.
 start() -> start(#{}).
 start(Opts) ->
@@ -52,7 +53,7 @@ start(Opts) ->
     Args = ["--sname", SName | CookieArgs] ++ StateArgs ++ Extra,
     Cmd = "exec \"$0\" \"$@\" 2>>" ++ Log,
     Port = open_port({spawn_executable, "/bin/sh"},
-                     [{args, ["-c", Cmd, bin() | Args]}, exit_status, {env, maps:get(env, Opts, [])}]),
+                     [{args, ["-c", Cmd, maps:get(bin, Opts, bin()) | Args]}, exit_status, {env, maps:get(env, Opts, [])}]),
     {os_pid, OsPid} = erlang:port_info(Port, os_pid),
     Keeper = keep_port(Port),
     Node = list_to_atom(SName ++ "@" ++ host()),
