@@ -23,6 +23,12 @@
 -define(SANDBOX_KEYS, [config, created_at, exit_status, id, labels, node, ports, ref,
                        restart_count, started_at, status, type]).
 -define(SLEEP, [<<"sleep">>, <<"3600">>]).
+%% With the engine down, a call that needs it answers within this (a busy 2-core machine
+%% answers in well under a second; the call timeout is 120 s).
+-define(FAIL_FAST_MS, 10000).
+%% concurrent_20_creates_while_pinging: the slowest ping during 20 creates (a loop that blocks
+%% on Docker for a create freezes pings for seconds).
+-define(WORST_PING_MS, 3000).
 
 tests() ->
     [{info_shows_docker_available, 30000, t(fun info_available/1)},
@@ -1046,6 +1052,9 @@ concurrent(S) ->
            [Wall, lists:nth(10, Creates), lists:last(Creates), length(Pings),
             lists:nth(max(1, length(Sorted) div 2), Sorted) / 1000, P99 / 1000, Worst / 1000]),
     [?assertMatch({Id, {ok, #{status := running, type := docker}}, _}, X) || {Id, _, _} = X <- Results],
+    %% The node kept answering: enough pings, none slower than ?WORST_PING_MS.
+    ?assert(length(Pings) >= 20),
+    ?assert(Worst =< ?WORST_PING_MS * 1000),
     ?assertEqual(lists:sort(Ids), ids(call(S, list, [#{status => running}]))),
     Cids = [R || {_, {ok, #{ref := R}}, _} <- Results],
     ?assertEqual(20, length(lists:usort(Cids))),
@@ -1107,7 +1116,7 @@ engine_down(S0 = #{sname := SName, state_dir := Dir}) ->
     report("engine down: create answered ~p in ~.1f ms", [RC, MsC]),
     %% Checked at the end (so that reconcile and adoption are tested whatever), as are
     %% the calls below.
-    put(late, [{create_right_after_kill, RC}]),
+    put(late, [{create_right_after_kill, RC, MsC}]),
     T0 = now_ms(),
     Down = fun() -> case maps:get(docker, maps:get(backends, ?U:info(S0))) of
                         {unavailable, W} when is_binary(W) -> true;
@@ -1128,7 +1137,7 @@ engine_down(S0 = #{sname := SName, state_dir := Dir}) ->
     [begin
          {R, Ms} = Timed(F, A),
          report("engine down: ~p answered ~p in ~.1f ms", [F, R, Ms]),
-         put(late, [{F, R} | get(late)])
+         put(late, [{F, R, Ms} | get(late)])
      end || {F, A} <- Calls],
     {Lst, MsL} = Timed(list, []),
     report("engine down: list() in ~.1f ms: ~p", [MsL, [{I, St} || #{id := I, status := St} <- Lst]]),
@@ -1206,9 +1215,12 @@ engine_down(S0 = #{sname := SName, state_dir := Dir}) ->
     [?assertEqual({Id, ok}, {Id, call(S1, destroy, [Id])}) || Id <- All],
     ?assertEqual([], call(S1, list, [])),
     assert_no_containers(S1),
-    ?assertEqual([], [X || {_, R} = X <- lists:reverse(get(late)),
+    ?assertEqual([], [X || {_, R, _} = X <- lists:reverse(get(late)),
                            not is_tuple(R) orelse element(1, R) =/= error orelse
                                not is_tuple(element(2, R)) orelse element(1, element(2, R)) =/= unavailable]),
+    %% Fast: each answered within ?FAIL_FAST_MS (the call timeout is 120 s; a backend that waits
+    %% for the engine, or retries, takes that long).
+    ?assertEqual([], [{F, Ms} || {F, _, Ms} <- lists:reverse(get(late)), Ms > ?FAIL_FAST_MS]),
     ok.
 
 wait_container_gone(Ref, T0) ->
