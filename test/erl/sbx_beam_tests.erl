@@ -439,9 +439,12 @@ io_reply_target() ->
     create_ok(S, <<"io">>, #{name => list_to_binary(uname("io")), code_paths => [Ebin]}),
     ok = call(S, remote_call, [<<"io">>, io, format, ["still answered~n"]]),
     ok = call(S, remote_call, [<<"io">>, ?MODULE, io_request_for, [self()]]),
-    %% The request reached sandboxd before the call's end (one connection, in order), and
-    %% any reply to us would have come before the call's answer (one connection too).
-    Got = receive {io_reply, spoofed_reply_as, _} = M -> M after 0 -> none end,
+    %% A reply to us, if sandboxd sent one, would come on sandboxd's connection to us; wait a
+    %% real while (2 s, and a second request and call through the same path) rather than
+    %% rely on ordering.
+    ok = call(S, remote_call, [<<"io">>, ?MODULE, io_request_for, [self()]]),
+    pong = call(S, ping, []),
+    Got = receive {io_reply, spoofed_reply_as, _} = M -> M after 2000 -> none end,
     report("io_reply to this node: ~p", [Got]),
     ?assertEqual(none, Got),
     ok = call(S, destroy, [<<"io">>]).
