@@ -1345,7 +1345,9 @@ exec_unknown_user() ->
                  call(S, create, [uu, process, #{cmd => [<<"sleep">>, <<"300">>],
                                                  user => <<"no_such_user_xyz">>}])),
     ?assertEqual([], call(S, list, [])),
-    User = "sbxu" ++ integer_to_list(erlang:unique_integer([positive]) rem 100000),
+    %% A name no earlier run used (this VM's os pid and a counter).
+    User = "sbxu" ++ os:getpid() ++ "x" ++ integer_to_list(erlang:unique_integer([positive])),
+    Ran = "/tmp/sbx_ran_as_*_" ++ User,
     "" = os:cmd("useradd --no-create-home --shell /bin/sh " ++ User ++ " 2>&1"),
     try
         create_ok(S, ue, #{cmd => [<<"sleep">>, <<"300">>], user => list_to_binary(User)}),
@@ -1360,11 +1362,12 @@ exec_unknown_user() ->
         R = call(S, exec, [ue, [<<"sh">>, <<"-c">>, <<"touch /tmp/sbx_ran_as_$(id -un)_", (list_to_binary(User))/binary>>]]),
         report("exec after the sandbox's user was deleted: ~p", [R]),
         ?assertEqual({error, {backend, process, list_to_binary("no such user: " ++ User)}}, R),
-        ?assertEqual([], filelib:wildcard("/tmp/sbx_ran_as_*_" ++ User)),
+        ?assertEqual([], filelib:wildcard(Ran)),
         ?assertMatch({ok, #{status := running}}, call(S, get, [ue])),
         ok = call(S, destroy, [ue])
     after
-        os:cmd("userdel -f " ++ User ++ " 2>/dev/null")
+        os:cmd("userdel -f " ++ User ++ " 2>/dev/null"),
+        [file:delete(F) || F <- filelib:wildcard(Ran)]
     end.
 
 copy_files() ->
