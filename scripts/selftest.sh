@@ -48,7 +48,7 @@ show() {
 }
 
 # --- ExUnit -------------------------------------------------------------------------------
-for exs in setup_all_fails all_pass; do
+for exs in setup_all_fails all_pass cleanup_fails; do
   elixir "$FIX/$exs.exs" >"$WORK/logs/$exs.out" 2>&1
   echo "$?" >"$WORK/logs/$exs.rc"
 done
@@ -58,6 +58,10 @@ check exunit_setup_all_fails 0 2 0
 tally_reset
 tally_exunit ex-pass "$WORK/logs/all_pass.out" "$(cat "$WORK/logs/all_pass.rc")" >/dev/null
 check exunit_clean_file 2 0 1
+# setup_all's on_exit (where the Elixir files call sbx_test_util.cleanup()) raises.
+tally_reset
+show tally_exunit ex-cleanup "$WORK/logs/cleanup_fails.out" "$(cat "$WORK/logs/cleanup_fails.rc")"
+check exunit_cleanup_raises 0 1 0
 # The same summary with an exit status of 1: one failure.
 tally_reset
 tally_exunit ex-pass "$WORK/logs/all_pass.out" 1 >/dev/null
