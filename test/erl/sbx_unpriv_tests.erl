@@ -201,11 +201,15 @@ cannot_reach() ->
     {0, CgOut, _} = sh(S, <<"a">>,
                         <<"n=0; ok=0; for f in $(find /sys/fs/cgroup -name cgroup.procs -o -name tasks 2>/dev/null); do "
                           "n=$((n+1)); if (echo $$ > \"$f\") 2>/dev/null; then ok=$((ok+1)); echo \"WROTE $f\"; fi; "
-                          "done; echo tried=$n wrote=$ok">>),
-    report("cgroup files: ~s", [lists:last(string:lexemes(CgOut, "\n"))]),
+                          "done; echo tried=$n wrote=$ok; "
+                          "echo own=$(find /sys/fs/cgroup -path '*/sandboxd/*/a/cgroup.procs' | wc -l)">>),
+    report("cgroup files: ~s", [lists:join(" ", string:lexemes(CgOut, "\n"))]),
     [Tried] = [binary_to_integer(T) || L <- string:lexemes(CgOut, "\n"),
                                         {match, [T]} <- [re:run(L, "tried=(\\d+)", [{capture, all_but_first, binary}])]],
     ?assert(Tried > 10),
+    %% Its own cgroup's files were among those tried (v1: one per controller).
+    {match, [Own]} = re:run(CgOut, "own=(\\d+)", [{capture, all_but_first, binary}]),
+    ?assert(binary_to_integer(Own) >= 1),
     ?assertEqual(nomatch, binary:match(CgOut, <<"WROTE">>)),
     ?assertNotEqual(nomatch, binary:match(CgOut, <<"wrote=0">>)),
     %% kill: of sandboxd, and of sandbox b's process.
