@@ -26,6 +26,7 @@ tests() ->
      {escape_attempt_leaves_nothing_after_destroy, 90000, root(fun escape/0)},
      {workspace_writable_dynamic_and_nobody, 60000, root(fun workspace/0)},
      {explicit_root_user_is_root_with_no_new_privs, 60000, root(fun explicit_root/0)},
+     {namespaces_under_dynamic_uid, 60000, root(fun namespaces/0)},
      {beam_node_runs_as_dynamic_uid, 90000, root(fun beam_node/0)},
      {restart_keeps_uids, 90000, root(fun restart_keeps/0)}].
 
@@ -294,6 +295,30 @@ explicit_root() ->
     ?assertNotEqual(<<"0000000000000000">>, maps:get(<<"CapEff">>, St)),
     ?assertEqual(<<"1">>, maps:get(<<"NoNewPrivs">>, St)),
     ok = call(S, destroy, [<<"r">>]),
+    ok.
+
+%% isolation => namespaces keeps working under the dynamic uid: the workload, an exec
+%% entering its namespaces and the reaper outside them all run as that uid without
+%% capabilities; destroy leaves no process of the uid.
+namespaces() ->
+    S = ?U:start_isolated(),
+    M = marker(1000),
+    Sb = create(S, <<"ns">>, #{cmd => [<<"sleep">>, list_to_binary(M)], isolation => namespaces}),
+    #{user := #{kind := dynamic, uid := Uid}, ref := Reaper} = Sb,
+    {0, Out, _} = sh(S, <<"ns">>, <<"id -u; grep -E '^(CapEff|NoNewPrivs)' /proc/self/status; ps -o pid= -o comm=">>),
+    [IdU | Rest] = string:lexemes(Out, "\n"),
+    St = status_of(iolist_to_binary(lists:join("\n", Rest))),
+    report("inside the namespaces: uid ~s, CapEff ~s, NoNewPrivs ~s; processes ~p",
+           [IdU, maps:get(<<"CapEff">>, St), maps:get(<<"NoNewPrivs">>, St),
+            [L || L <- Rest, binary:match(L, <<":">>) =:= nomatch]]),
+    ?assertEqual(integer_to_binary(Uid), IdU),
+    ?assertEqual(<<"0000000000000000">>, maps:get(<<"CapEff">>, St)),
+    ?assertEqual(<<"1">>, maps:get(<<"NoNewPrivs">>, St)),
+    Host = proc_status(Reaper),
+    ?assertEqual(Uid, real_uid(Host)),
+    ?assertEqual(<<"0000000000000000">>, maps:get(<<"CapEff">>, Host)),
+    ok = call(S, destroy, [<<"ns">>]),
+    ?assertEqual([], pids_of_uid(Uid)),
     ok.
 
 %% erl of a beam_node sandbox runs under a dynamic uid without capabilities; remote_call
