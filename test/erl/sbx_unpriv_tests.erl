@@ -28,7 +28,8 @@ tests() ->
      {explicit_root_user_is_root_with_no_new_privs, 60000, root(fun explicit_root/0)},
      {namespaces_under_dynamic_uid, 60000, root(fun namespaces/0)},
      {beam_node_runs_as_dynamic_uid, 90000, root(fun beam_node/0)},
-     {restart_keeps_uids, 90000, root(fun restart_keeps/0)}].
+     {restart_keeps_uids, 90000, root(fun restart_keeps/0)},
+     {sandboxd_not_root_says_shared, 60000, root(fun not_root/0)}].
 
 %% Wraps a test: {skip, not_root} unless this test run is root.
 root(F) ->
@@ -361,4 +362,41 @@ restart_keeps() ->
     ?assertEqual(integer_to_binary(U1), string:trim(Out)),
     [ok = call(S2, destroy, [Id]) || Id <- [<<"k1">>, <<"k2">>, <<"n1">>, <<"n2">>, <<"n3">>]],
     ?assertEqual([], ?U:os_pids_matching("sleep " ++ M)),
+    ok.
+
+%% sandboxd run as a user that is not root (here nobody, through setpriv): nothing of the
+%% above is possible, and info() and the sandbox map say so; workloads still get an empty
+%% capability set and no_new_privs.
+not_root() ->
+    Dir = ?U:state_dir("nobody"),
+    State = filename:join(Dir, "state"),
+    ok = file:make_dir(State),
+    "" = os:cmd("chown 65534:65534 '" ++ State ++ "' && chmod 0700 '" ++ State ++ "'"),
+    Wrapper = filename:join(Dir, "as_nobody.sh"),
+    ok = file:write_file(Wrapper, ["#!/bin/sh\nexec setpriv --reuid=65534 --regid=65534 --clear-groups "
+                                   "--inh-caps=-all --bounding-set=-all '", ?U:bin(), "' \"$@\"\n"]),
+    ok = file:change_mode(Wrapper, 8#755),
+    Old = os:getenv("SANDBOXD_BIN"),
+    os:putenv("SANDBOXD_BIN", Wrapper),
+    S = try ?U:start_isolated(#{state_dir => State})
+        after
+            case Old of
+                false -> os:unsetenv("SANDBOXD_BIN");
+                _ -> os:putenv("SANDBOXD_BIN", Old)
+            end
+        end,
+    ?assertEqual(65534, real_uid(proc_status(maps:get(os_pid, S)))),
+    #{isolation := Iso} = ?U:info(S),
+    report("info() isolation when not root: ~p", [Iso]),
+    ?assertMatch(#{user := shared, separate := false, uid_range := none,
+                   capabilities := dropped, no_new_privs := true}, Iso),
+    Sb = create(S, <<"sh">>, #{cmd => [<<"sleep">>, list_to_binary(marker(1000))]}),
+    ?assertMatch(#{user := #{kind := shared, uid := 65534, gid := 65534}}, Sb),
+    {0, Out, _} = sh(S, <<"sh">>, <<"id -u; grep -E '^(CapEff|NoNewPrivs)' /proc/self/status">>),
+    [IdU | Rest] = string:lexemes(Out, "\n"),
+    St = status_of(iolist_to_binary(lists:join("\n", Rest))),
+    ?assertEqual(<<"65534">>, IdU),
+    ?assertEqual(<<"0000000000000000">>, maps:get(<<"CapEff">>, St)),
+    ?assertEqual(<<"1">>, maps:get(<<"NoNewPrivs">>, St)),
+    ok = call(S, destroy, [<<"sh">>]),
     ok.
