@@ -29,6 +29,7 @@ tests() ->
      {namespaces_under_dynamic_uid, 60000, root(fun namespaces/0)},
      {beam_node_runs_as_dynamic_uid, 90000, root(fun beam_node/0)},
      {restart_keeps_uids, 90000, root(fun restart_keeps/0)},
+     {uid_range_exhausted_and_reused, 60000, root(fun exhausted/0)},
      {sandboxd_not_root_says_shared, 60000, root(fun not_root/0)}].
 
 %% Wraps a test: {skip, not_root} unless this test run is root.
@@ -399,4 +400,24 @@ not_root() ->
     ?assertEqual(<<"0000000000000000">>, maps:get(<<"CapEff">>, St)),
     ?assertEqual(<<"1">>, maps:get(<<"NoNewPrivs">>, St)),
     ok = call(S, destroy, [<<"sh">>]),
+    ok.
+
+%% --uid-range bounds the live sandboxes that get a uid: with two ids, a third create fails
+%% (and leaves nothing); after a destroy the id is handed out again.
+exhausted() ->
+    S = ?U:start_isolated(#{args => ["--uid-range", "64000-64001"]}),
+    ?assertMatch(#{isolation := #{uid_range := {64000, 64001}}}, ?U:info(S)),
+    M = list_to_binary(marker(1000)),
+    #{user := #{uid := A}} = create(S, <<"x1">>, #{cmd => [<<"sleep">>, M]}),
+    #{user := #{uid := B}} = create(S, <<"x2">>, #{cmd => [<<"sleep">>, M]}),
+    ?assertEqual([64000, 64001], lists:sort([A, B])),
+    R = call(S, create, [<<"x3">>, process, #{cmd => [<<"sleep">>, M]}]),
+    report("third create with two uids: ~p", [R]),
+    ?assertEqual({error, {backend, process, <<"no free uid in the sandbox uid range">>}}, R),
+    ?assertEqual({error, not_found}, call(S, get, [<<"x3">>])),
+    ?assertNot(filelib:is_dir(filename:join([maps:get(state_dir, S), "sandboxes", "x3"]))),
+    ok = call(S, destroy, [<<"x1">>]),
+    #{user := #{uid := C}} = create(S, <<"x3">>, #{cmd => [<<"sleep">>, M]}),
+    ?assertEqual(A, C),
+    [ok = call(S, destroy, [Id]) || Id <- [<<"x2">>, <<"x3">>]],
     ok.
