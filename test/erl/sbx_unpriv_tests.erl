@@ -75,15 +75,18 @@ real_uid(StatusMap) ->
 
 workspace(#{state_dir := D}, Id) -> filename:join([D, "sandboxes", Id, "workspace"]).
 
-%% OS pids whose real, effective, saved or fs uid is Uid.
+%% OS pids of live processes (zombies are dead: they hold nothing, and their parent, not
+%% always sandboxd, reaps them) whose real, effective, saved or fs uid is Uid.
 pids_of_uid(Uid) ->
     {ok, Names} = file:list_dir("/proc"),
     [P || N <- Names, lists:all(fun(C) -> C >= $0 andalso C =< $9 end, N),
           P <- [list_to_integer(N)],
           case file:read_file("/proc/" ++ N ++ "/status") of
               {ok, B} ->
-                  Ids = binary:split(maps:get(<<"Uid">>, status_of(B), <<>>), <<"\t">>, [global]),
-                  lists:member(integer_to_binary(Uid), Ids);
+                  St = status_of(B),
+                  Ids = binary:split(maps:get(<<"Uid">>, St, <<>>), <<"\t">>, [global]),
+                  lists:member(integer_to_binary(Uid), Ids) andalso
+                      binary:first(maps:get(<<"State">>, St, <<"R">>)) =/= $Z;
               _ -> false
           end].
 
@@ -232,7 +235,8 @@ cannot_reach() ->
     ok.
 
 %% A workload writes its pid into every cgroup.procs it finds, setsids away and double
-%% forks: after destroy no process of its uid is left, nor its cgroup, nor its folder.
+%% forks: after destroy no process of its uid is left (also one of its uid started
+%% outside its cgroup), nor its cgroup, nor its folder.
 escape() ->
     S = ?U:start_isolated(),
     M = marker(1000),
@@ -242,6 +246,14 @@ escape() ->
     Sb = create(S, <<"esc">>, #{cmd => iolist_to_binary(Script)}),
     #{user := #{uid := Uid}} = Sb,
     ok = ?U:wait_until(fun() -> length(?U:os_pids_matching("sleep " ++ M)) >= 4 end, 10000),
+    %% One more process of its uid outside its cgroup and session (what an escape on a host
+    %% without cgroups would leave), started from here: destroy must find it by its uid.
+    Outside = marker(1001),
+    U = integer_to_list(Uid),
+    Port = open_port({spawn_executable, os:find_executable("setpriv")},
+                     [{args, ["--reuid=" ++ U, "--regid=" ++ U, "--clear-groups", "sleep", Outside]},
+                      exit_status]),
+    ok = ?U:wait_until(fun() -> ?U:os_pids_matching("sleep " ++ Outside) =/= [] end, 10000),
     Before = pids_of_uid(Uid),
     report("escapee uid ~b: ~b processes before destroy", [Uid, length(Before)]),
     Node = atom_to_list(maps:get(node, S)),
@@ -254,6 +266,10 @@ escape() ->
     report("destroy took ~b ms", [erlang:monotonic_time(millisecond) - T0]),
     ?assertEqual([], pids_of_uid(Uid)),
     ?assertEqual([], ?U:os_pids_matching("sleep " ++ M)),
+    ?assertEqual([], ?U:os_pids_matching("sleep " ++ Outside)),
+    receive {Port, {exit_status, Killed}} -> report("outside process: exit status ~b", [Killed])
+    after 5000 -> error(outside_process_not_ended)
+    end,
     ?assertEqual([], filelib:wildcard(CgGlob)),
     ?assertNot(filelib:is_dir(Folder)),
     ok.
