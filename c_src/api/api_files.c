@@ -255,6 +255,12 @@ enum sbx_api_status sbx_api_copy_from(struct sbx_call *call) {
         reply_errno(call, EISDIR);
         goto done;
     }
+    /* A hard link the workload made to a file it does not own is never read through
+     * (fs.protected_hardlinks = 0 would let it link any file it can see). */
+    if (sbx_ident_separate(&sb->ident) && st.st_uid != sb->ident.uid && st.st_nlink > 1) {
+        reply_errno(call, EACCES);
+        goto done;
+    }
     if ((uint64_t)st.st_size > MAX_COPY_BYTES) {
         reply_errno(call, EFBIG);
         goto done;

@@ -25,6 +25,7 @@ tests() ->
      {workload_cannot_reach_sandboxd_or_neighbours, 90000, root(fun cannot_reach/0)},
      {escape_attempt_leaves_nothing_after_destroy, 90000, root(fun escape/0)},
      {workspace_writable_dynamic_and_nobody, 60000, root(fun workspace/0)},
+     {copy_refuses_hard_link_to_foreign_file, 60000, root(fun hard_link/0)},
      {explicit_root_user_is_root_with_no_new_privs, 60000, root(fun explicit_root/0)},
      {namespaces_under_dynamic_uid, 60000, root(fun namespaces/0)},
      {beam_node_runs_as_dynamic_uid, 90000, root(fun beam_node/0)},
@@ -299,6 +300,32 @@ workspace() ->
               ?assertEqual(8#700, Mode band 8#777),
               ok = call(S, destroy, [Id])
       end, [{<<"dyn">>, #{}, dynamic}, {<<"nob">>, #{user => <<"nobody">>}, named}]),
+    ok.
+
+%% copy_to / copy_from run as root in a folder the workload controls: a hard link there
+%% to a file the workload does not own (which fs.protected_hardlinks = 0 would let it make;
+%% made here by the test itself) is neither read nor written through.
+hard_link() ->
+    S = ?U:start_isolated(),
+    create(S, <<"hl">>, #{cmd => [<<"sleep">>, list_to_binary(marker(1000))]}),
+    Secret = filename:join(maps:get(state_dir, S), "root-only"),
+    ok = file:write_file(Secret, <<"root's secret">>),
+    ok = file:change_mode(Secret, 8#600),
+    Link = filename:join(workspace(S, "hl"), "link"),
+    ok = file:make_link(Secret, Link),
+    R1 = call(S, copy_from, [<<"hl">>, <<"link">>]),
+    R2 = call(S, copy_to, [<<"hl">>, <<"link">>, <<"overwritten">>]),
+    report("copy_from of the link: ~p; copy_to: ~p", [R1, R2]),
+    ?assertEqual({error, {badarg, path, eacces}}, R1),
+    ?assertEqual({error, {badarg, path, eacces}}, R2),
+    ?assertEqual({ok, <<"root's secret">>}, file:read_file(Secret)),
+    {ok, #file_info{uid = 0}} = file:read_file_info(Secret),
+    %% Its own files with several names are fine.
+    {0, _, _} = sh(S, <<"hl">>, <<"echo mine > a && ln a b">>),
+    {ok, <<"mine\n">>} = call(S, copy_from, [<<"hl">>, <<"b">>]),
+    ok = call(S, copy_to, [<<"hl">>, <<"b">>, <<"again">>]),
+    {ok, <<"again">>} = call(S, copy_from, [<<"hl">>, <<"a">>]),
+    ok = call(S, destroy, [<<"hl">>]),
     ok.
 
 %% user => root is the caller's explicit choice: uid 0 with its capabilities, and still
