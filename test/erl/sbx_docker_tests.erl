@@ -21,7 +21,7 @@
 -define(IMAGE, <<"sandboxd-test/busybox:1">>).
 -define(MB, (1024 * 1024)).
 -define(SANDBOX_KEYS, [config, created_at, exit_status, id, labels, node, ports, ref,
-                       restart_count, started_at, status, type]).
+                       restart_count, started_at, status, type, user]).
 -define(SLEEP, [<<"sleep">>, <<"3600">>]).
 %% With the engine down, a call that needs it answers within this (a busy 2-core machine
 %% answers in well under a second; the call timeout is 120 s).

@@ -23,7 +23,7 @@
 %% Bound on sandboxd's resident memory while a subscriber lags behind 100 MB of output.
 -define(RSS_BOUND, (200 * ?MB)).
 -define(SANDBOX_KEYS, [config, created_at, exit_status, id, labels, node, ports, ref,
-                       restart_count, started_at, status, type]).
+                       restart_count, started_at, status, type, user]).
 
 tests() ->
     [{lifecycle, 90000, fun lifecycle/0},

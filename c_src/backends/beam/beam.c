@@ -573,6 +573,7 @@ static int bm_processes_sync(struct sbx_sandbox *sb, ei_x_buff *x, struct sbx_er
 const struct sbx_backend sbx_backend_beam = {
     .name = "beam_node",
     .type = SBX_TYPE_BEAM_NODE,
+    .local_uid = 1,
     .available = bm_available,
     .start = bm_start,
     .stop = bm_stop,
