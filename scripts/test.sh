@@ -84,7 +84,7 @@ erl_suites() {
   tally "$out"
 }
 
-SUITES=(sbx_dist_tests sbx_fault_tests sbx_process_tests sbx_docker_smoke_tests sbx_docker_tests sbx_beam_tests sbx_trace_tests sbx_beam_docker_tests)
+SUITES=(sbx_dist_tests sbx_fault_tests sbx_process_tests sbx_docker_smoke_tests sbx_docker_tests sbx_beam_tests sbx_trace_tests sbx_beam_docker_tests sbx_fence_tests)
 erl_suites erl-release "$ROOT/priv/sandboxd" "${SUITES[@]}"
 
 # The same suites against the ASan+UBSan build; any sanitizer report fails the run.
