@@ -2,8 +2,9 @@
 %% sandboxd started holds a cookie in its /proc/<pid>/cmdline or /proc/<pid>/environ.
 %%
 %% A process scans /proc about every 200 ms. A sandboxd instance is a process whose argv[0]
-%% ends in "sandboxd"; its descendants are found by walking PPid (field 4 of
-%% /proc/<pid>/stat). A descendant offends when its cmdline holds `-setcookie`, or its
+%% ends in "sandboxd" and that descends from this test node's OS process (the instances
+%% this run started: other runs on the same machine are theirs to watch); its descendants
+%% are found by walking PPid (field 4 of /proc/<pid>/stat). A descendant offends when its cmdline holds `-setcookie`, or its
 %% cmdline or environ holds `SANDBOXD_COOKIE=`, this test node's cookie, or a known sandbox
 %% cookie. Sandbox cookies are learnt from the `-setcookie` tokens seen and from the
 %% .erlang.cookie in the HOME (from its environ) of any descendant.
@@ -54,7 +55,8 @@ loop(St) ->
 %% One pass over /proc.
 scan_once(St = #{scans := N}) ->
     Table = proc_table(),
-    Roots = [P || {P, _} <- Table, is_sandboxd(P)],
+    Mine = descendants_in(Table, [list_to_integer(os:getpid())]),
+    Roots = [P || P <- Mine, is_sandboxd(P)],
     Kids = descendants_in(Table, Roots),
     lists:foldl(fun check/2, St#{scans := N + 1}, Kids).
 
@@ -73,10 +75,20 @@ check(Pid, St = #{known := Known, offenders := Off, seen := Seen, fixed := Fixed
             Comm = comm(Args),
             Off1 = case Why of
                        [] -> Off;
-                       _ -> Off#{Pid => {Comm, lists:join(", ", Why)}}
+                       _ -> Off#{Pid => {Comm, [lists:join(", ", Why), " in: ",
+                                                redact(Args, Needles)]}}
                    end,
             St#{known := Known1, offenders := Off1, seen := Seen#{Pid => Comm}}
     end.
+
+%% The command line, at most 300 bytes, with every cookie shown as <cookie>.
+redact(Args, Needles) ->
+    Line = iolist_to_binary(lists:join(" ", Args)),
+    R = lists:foldl(fun(N, L) when byte_size(N) >= 4 ->
+                            binary:replace(L, N, <<"<cookie>">>, [global]);
+                       (_, L) -> L
+                    end, Line, Needles),
+    binary:part(R, 0, min(300, byte_size(R))).
 
 comm([A0 | _]) -> filename:basename(A0);
 comm(_) -> <<"?">>.
