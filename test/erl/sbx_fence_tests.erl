@@ -344,6 +344,14 @@ cookie_env() ->
          ?assertEqual({K, nomatch}, {K, binary:match(Text, <<"SANDBOXD_COOKIE">>)}),
          ?assertEqual({K, nomatch}, {K, binary:match(Text, <<"-setcookie">>)})
      end || K <- Kids, filelib:is_file("/proc/" ++ integer_to_list(K))],
+    %% What a workload sees: its own environ, an exec's, and its parent's (sandboxd's when
+    %% sandboxd forked it directly).
+    Script = <<"cat /proc/self/environ; echo; cat /proc/$PPID/environ; echo">>,
+    {ok, #{exit_code := 0, stdout := Out}} = call(S, exec, [<<"p">>, [<<"sh">>, <<"-c">>, Script]]),
+    report("an exec's environ and its parent's: ~b bytes", [byte_size(Out)]),
+    ?assert(byte_size(Out) > 0),
+    ?assertEqual(nomatch, binary:match(Out, C)),
+    ?assertEqual(nomatch, binary:match(Out, <<"SANDBOXD_COOKIE">>)),
     ok = call(S, destroy, [<<"b">>]),
     ok = call(S, destroy, [<<"p">>]).
 
