@@ -26,7 +26,8 @@
 
 struct options {
     char name[SBX_NODE_NAME_MAX + 1];
-    const char *cookie;
+    char *cookie;            /* --cookie: points into argv, wiped once read */
+    const char *cookie_file; /* --cookie-file */
     int net_ticktime_s;
     int handshake_timeout_ms;
     size_t max_packet;
@@ -41,8 +42,14 @@ static void usage(FILE *out) {
     fputs("usage: sandboxd [options]\n"
           "  --sname NAME          short node name (default sandboxd): NAME@<short host>\n"
           "  --name NAME@HOST      long node name\n"
-          "  --cookie COOKIE       distribution cookie (else $SANDBOXD_COOKIE, else\n"
-          "                        ~/.erlang.cookie, created like erl does if missing)\n"
+          "  --cookie-file PATH    read the distribution cookie from PATH (a file only its\n"
+          "                        owner may access, like ~/.erlang.cookie); read at start;\n"
+          "                        not together with --cookie\n"
+          "  --cookie COOKIE       the cookie itself; every local user can read it in\n"
+          "                        /proc while sandboxd starts: prefer --cookie-file\n"
+          "                        Without either: $SANDBOXD_COOKIE (removed from the\n"
+          "                        environment once read), else ~/.erlang.cookie, created\n"
+          "                        like erl does if missing\n"
           "  --net-ticktime SECS   silence after which a peer is dropped (default 60;\n"
           "                        a peer ticking faster is held to its own ticktime)\n"
           "  --handshake-timeout MS  drop a peer that has not finished the handshake\n"
@@ -110,11 +117,12 @@ static int short_host(char *out, size_t cap) {
 /* Fills opts from argv. Returns 0 to run, 1 to exit 0 (help, version), -1 on error. */
 static int parse_args(int argc, char **argv, struct options *o) {
     enum { O_SNAME = 1, O_NAME, O_COOKIE, O_TICK, O_HS, O_MAXPKT, O_LOG, O_VERSION, O_HELP,
-           O_STATE, O_SHUTDOWN, O_ERL, O_UIDS };
+           O_STATE, O_SHUTDOWN, O_ERL, O_UIDS, O_COOKIE_FILE };
     static const struct option longopts[] = {
         {"sname", required_argument, NULL, O_SNAME},
         {"name", required_argument, NULL, O_NAME},
         {"cookie", required_argument, NULL, O_COOKIE},
+        {"cookie-file", required_argument, NULL, O_COOKIE_FILE},
         {"net-ticktime", required_argument, NULL, O_TICK},
         {"handshake-timeout", required_argument, NULL, O_HS},
         {"max-packet", required_argument, NULL, O_MAXPKT},
@@ -143,6 +151,7 @@ static int parse_args(int argc, char **argv, struct options *o) {
         case O_SNAME: sname = optarg; lname = NULL; break;
         case O_NAME: lname = optarg; break;
         case O_COOKIE: o->cookie = optarg; break;
+        case O_COOKIE_FILE: o->cookie_file = optarg; break;
         case O_ERL: sbx_beam_set_erl(optarg); break;
         case O_UIDS:
             if (parse_uid_range(optarg, o) != 0)
@@ -186,7 +195,7 @@ static int parse_args(int argc, char **argv, struct options *o) {
         default: goto bad;
         }
     }
-    if (optind != argc)
+    if (optind != argc || (o->cookie != NULL && o->cookie_file != NULL))
         goto bad;
     if (lname != NULL) {
         if (strchr(lname, '@') == NULL)
@@ -267,7 +276,14 @@ int main(int argc, char **argv) {
         SBX_ERROR("ei_init failed", NULL);
         goto done;
     }
-    if (sbx_cookie_resolve(opts.cookie, cookie, &why) != 0) {
+    if (opts.cookie != NULL)
+        SBX_WARN("--cookie is readable by every local user in /proc; use --cookie-file", NULL);
+    int resolved = sbx_cookie_resolve(opts.cookie, opts.cookie_file, cookie, &why);
+    /* Whatever the outcome, the cookie leaves argv and the environment: children (epmd,
+     * workloads) inherit neither, and /proc shows neither from here on. */
+    sbx_cookie_scrub_arg(opts.cookie);
+    sbx_cookie_scrub_env();
+    if (resolved != 0) {
         SBX_ERROR("no cookie", "why=\"%s\"", why);
         goto done;
     }

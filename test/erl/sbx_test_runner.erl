@@ -17,7 +17,9 @@ main([Label | Suites]) ->
     Filter = os:getenv("SBX_TEST_FILTER", ""),
     Filter =:= "" orelse
         io:format("!!!!! SBX_TEST_FILTER=~p: only tests whose names contain it run !!!!!~n", [Filter]),
-    Results = lists:append([run_suite(list_to_atom(S), Filter) || S <- Suites]),
+    Watch = sbx_cookie_watch:start(), %% cookie watch (issue 14): the whole run
+    Results0 = lists:append([run_suite(list_to_atom(S), Filter) || S <- Suites]),
+    Results = Results0 ++ sbx_cookie_watch:results(Watch), %% a failure per process with a cookie
     P = length([ok || {_, ok} <- Results]),
     F = length([x || {_, {fail, _}} <- Results]),
     K = length([s || {_, {skip, _}} <- Results]),
