@@ -2,6 +2,7 @@
 #   make            build priv/sandboxd and compile src/ into ebin/
 #   make run        install, build, start sandboxd (process backend) in the foreground
 #   make test       install, build (plain and ASan+UBSan), start epmd and Docker, run every suite
+#   make test-selftest  check that scripts/test.sh counts every failure (fixtures in test/selftest)
 #   make docker-up  install docker.io, start dockerd, build the test image (scripts/docker-up.sh)
 #   make fuzz       libFuzzer over framing/term/handshake parsing (FUZZ_SECONDS, default 120)
 #   make bench      benchmarks against the anchors (bench/rpc)
@@ -68,6 +69,11 @@ test: deps-test
 	  { mkdir -p _build; cat _build/make-test-build.log; echo "0 passed, 1 failed"; exit 1; }
 	@scripts/test.sh
 
+# The runner's own self-test (scripts/selftest.sh): fixtures fed to scripts/tally.sh, the
+# counting of scripts/test.sh. scripts/test.sh runs it first, as a suite.
+test-selftest: $(TEST_BEAMS)
+	@scripts/selftest.sh
+
 docker-up:
 	@scripts/docker-up.sh
 
@@ -89,4 +95,4 @@ clean:
 	$(MAKE) -C c_src clean
 	rm -rf $(EBIN) _build $(PRIV_BEAMS)
 
-.PHONY: all c c-asan c-unit erl test-build deps deps-test run test docker-up fuzz bench bench-trace bench-docker clean
+.PHONY: all c c-asan c-unit erl test-build deps deps-test run test test-selftest docker-up fuzz bench bench-trace bench-docker clean

@@ -27,7 +27,8 @@
 
 struct options {
     char name[SBX_NODE_NAME_MAX + 1];
-    const char *cookie;
+    char *cookie;            /* --cookie: points into argv, wiped once read */
+    const char *cookie_file; /* --cookie-file */
     int net_ticktime_s;
     int handshake_timeout_ms;
     size_t max_packet;
@@ -36,6 +37,8 @@ struct options {
     size_t max_handshakes_per_addr;
     char state_dir[256];
     int shutdown_destroy;
+    int no_dynamic_uids;
+    uid_t uid_first, uid_last;
 };
 
 /* Prints the command-line help to out. */
@@ -43,8 +46,14 @@ static void usage(FILE *out) {
     fputs("usage: sandboxd [options]\n"
           "  --sname NAME          short node name (default sandboxd): NAME@<short host>\n"
           "  --name NAME@HOST      long node name\n"
-          "  --cookie COOKIE       distribution cookie (else $SANDBOXD_COOKIE, else\n"
-          "                        ~/.erlang.cookie, created like erl does if missing)\n"
+          "  --cookie-file PATH    read the distribution cookie from PATH (a file only its\n"
+          "                        owner may access, like ~/.erlang.cookie); read at start;\n"
+          "                        not together with --cookie\n"
+          "  --cookie COOKIE       the cookie itself; every local user can read it in\n"
+          "                        /proc while sandboxd starts: prefer --cookie-file\n"
+          "                        Without either: $SANDBOXD_COOKIE (removed from the\n"
+          "                        environment once read), else ~/.erlang.cookie, created\n"
+          "                        like erl does if missing\n"
           "  --net-ticktime SECS   silence after which a peer is dropped (default 60;\n"
           "                        a peer ticking faster is held to its own ticktime)\n"
           "  --handshake-timeout MS  drop a peer that has not finished the handshake\n"
@@ -63,6 +72,10 @@ static void usage(FILE *out) {
           "                        sandboxes (default keep: adopted at the next start)\n"
           "  --log-level LEVEL     error | warn | info | debug (default info)\n"
           "  --erl PATH            erl for beam_node sandboxes (else $SANDBOXD_ERL, else PATH)\n"
+          "  --uid-range FIRST-LAST | off\n"
+          "                        uids (and gids) given one per process/beam_node sandbox\n"
+          "                        when running as root (default 61184-65519); off: they\n"
+          "                        run as sandboxd's own user unless `user` says otherwise\n"
           "  --version             print the version and exit\n"
           "  --help                this text\n",
           out);
@@ -76,6 +89,28 @@ static long parse_num(const char *s, long min, long max) {
     if (errno != 0 || *end != '\0' || end == s || v < min || v > max)
         return -1;
     return v;
+}
+
+/* --uid-range: "off", or FIRST-LAST with 1000 <= FIRST <= LAST < 2^31 and at most 2^20
+ * ids (never root's or the low system ids). 0, or -1 if s is neither. */
+static int parse_uid_range(const char *s, struct options *o) {
+    char first[16];
+    const char *dash = strchr(s, '-');
+    if (strcmp(s, "off") == 0) {
+        o->no_dynamic_uids = 1;
+        return 0;
+    }
+    if (dash == NULL || (size_t)(dash - s) >= sizeof first)
+        return -1;
+    memcpy(first, s, (size_t)(dash - s));
+    first[dash - s] = '\0';
+    long a = parse_num(first, 1000, 0x7fffffffL), b = parse_num(dash + 1, 1000, 0x7fffffffL);
+    if (a < 0 || b < a || b - a >= (1L << 20))
+        return -1;
+    o->uid_first = (uid_t)a;
+    o->uid_last = (uid_t)b;
+    o->no_dynamic_uids = 0;
+    return 0;
 }
 
 /* The host name up to its first dot, into out: 0, or -1 if it is unknown or does not fit. */
@@ -93,11 +128,12 @@ static int short_host(char *out, size_t cap) {
 /* Fills opts from argv. Returns 0 to run, 1 to exit 0 (help, version), -1 on error. */
 static int parse_args(int argc, char **argv, struct options *o) {
     enum { O_SNAME = 1, O_NAME, O_COOKIE, O_TICK, O_HS, O_MAXPKT, O_LOG, O_VERSION, O_HELP,
-           O_STATE, O_SHUTDOWN, O_ERL, O_MAXHS, O_MAXHS_ADDR };
+           O_STATE, O_SHUTDOWN, O_ERL, O_UIDS, O_COOKIE_FILE, O_MAXHS, O_MAXHS_ADDR };
     static const struct option longopts[] = {
         {"sname", required_argument, NULL, O_SNAME},
         {"name", required_argument, NULL, O_NAME},
         {"cookie", required_argument, NULL, O_COOKIE},
+        {"cookie-file", required_argument, NULL, O_COOKIE_FILE},
         {"net-ticktime", required_argument, NULL, O_TICK},
         {"handshake-timeout", required_argument, NULL, O_HS},
         {"max-packet", required_argument, NULL, O_MAXPKT},
@@ -107,6 +143,7 @@ static int parse_args(int argc, char **argv, struct options *o) {
         {"state-dir", required_argument, NULL, O_STATE},
         {"shutdown-policy", required_argument, NULL, O_SHUTDOWN},
         {"erl", required_argument, NULL, O_ERL},
+        {"uid-range", required_argument, NULL, O_UIDS},
         {"version", no_argument, NULL, O_VERSION},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0}};
@@ -119,6 +156,8 @@ static int parse_args(int argc, char **argv, struct options *o) {
 
     o->net_ticktime_s = 60;
     o->handshake_timeout_ms = 7000;
+    o->uid_first = SBX_UID_FIRST_DEFAULT;
+    o->uid_last = SBX_UID_LAST_DEFAULT;
     o->max_packet = 64u << 20;
     o->max_handshakes = 1024;
     o->max_handshakes_per_addr = 32;
@@ -127,7 +166,12 @@ static int parse_args(int argc, char **argv, struct options *o) {
         case O_SNAME: sname = optarg; lname = NULL; break;
         case O_NAME: lname = optarg; break;
         case O_COOKIE: o->cookie = optarg; break;
+        case O_COOKIE_FILE: o->cookie_file = optarg; break;
         case O_ERL: sbx_beam_set_erl(optarg); break;
+        case O_UIDS:
+            if (parse_uid_range(optarg, o) != 0)
+                goto bad;
+            break;
         case O_TICK:
             if ((v = parse_num(optarg, 1, 3600)) < 0)
                 goto bad;
@@ -177,7 +221,7 @@ static int parse_args(int argc, char **argv, struct options *o) {
         default: goto bad;
         }
     }
-    if (optind != argc)
+    if (optind != argc || (o->cookie != NULL && o->cookie_file != NULL))
         goto bad;
     if (lname != NULL) {
         if (strchr(lname, '@') == NULL)
@@ -272,7 +316,14 @@ int main(int argc, char **argv) {
         SBX_ERROR("ei_init failed", NULL);
         goto done;
     }
-    if (sbx_cookie_resolve(opts.cookie, cookie, &why) != 0) {
+    if (opts.cookie != NULL)
+        SBX_WARN("--cookie is readable by every local user in /proc; use --cookie-file", NULL);
+    int resolved = sbx_cookie_resolve(opts.cookie, opts.cookie_file, cookie, &why);
+    /* Whatever the outcome, the cookie leaves argv and the environment: children (epmd,
+     * workloads) inherit neither, and /proc shows neither from here on. */
+    sbx_cookie_scrub_arg(opts.cookie);
+    sbx_cookie_scrub_env();
+    if (resolved != 0) {
         SBX_ERROR("no cookie", "why=\"%s\"", why);
         goto done;
     }
@@ -306,7 +357,10 @@ int main(int argc, char **argv) {
                                    .log_max_bytes = 1u << 20,
                                    .max_sandboxes = 10000,
                                    .max_subscribers = 10000,
-                                   .stop_grace_ms = 5000};
+                                   .stop_grace_ms = 5000,
+                                   .dynamic_uids = !opts.no_dynamic_uids,
+                                   .uid_first = opts.uid_first,
+                                   .uid_last = opts.uid_last};
     if (sbx_core_start(&core, &node, &ccfg, &why) != 0) {
         SBX_ERROR("cannot start the sandbox core", "why=\"%s\" state_dir=%s", why, opts.state_dir);
         goto done;

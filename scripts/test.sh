@@ -9,27 +9,19 @@ rm -rf "$LOGS"
 mkdir -p "$LOGS"
 export SBX_LOG_DIR=$LOGS
 COOKIE=sbxtest_$$
-PASS=0
-FAIL=0
-SKIP=0
+set -o pipefail
+# Counting (result lines, the final line and its check) lives in scripts/tally.sh, which
+# scripts/selftest.sh drives with fixtures.
+TALLY_LINES=$LOGS/result-lines.txt
+. "$ROOT/scripts/tally.sh"
+tally_reset
 
-add() { PASS=$((PASS + $1)); FAIL=$((FAIL + $2)); SKIP=$((SKIP + ${3:-0})); }
+tally_filter
 
-# Reads the "Label: N passed, N failed[, N skipped]" line a suite printed last.
-tally() {
-  local out=$1 line
-  line=$(grep -E '^[A-Za-z0-9_-]+: [0-9]+ passed, [0-9]+ failed' "$out" | tail -n 1)
-  if [ -z "$line" ]; then
-    echo "  (suite printed no summary: counted as 1 failure)"
-    add 0 1
-    return
-  fi
-  local p f s
-  p=$(sed -E 's/.*: ([0-9]+) passed.*/\1/' <<<"$line")
-  f=$(sed -E 's/.* ([0-9]+) failed.*/\1/' <<<"$line")
-  s=$(grep -oE '[0-9]+ skipped' <<<"$line" | grep -oE '[0-9]+' || echo 0)
-  add "$p" "$f" "$s"
-}
+# The runner's own self-test first: if counting is broken, nothing after it can be believed.
+echo "== selftest (scripts/selftest.sh)"
+scripts/selftest.sh 2>&1 | tee "$LOGS/selftest.out"
+tally_runner selftest "$LOGS/selftest.out" "${PIPESTATUS[0]}"
 
 epmd -daemon >/dev/null 2>&1 || true
 
@@ -39,25 +31,18 @@ epmd -daemon >/dev/null 2>&1 || true
 echo "== Docker"
 if [ "${SANDBOXD_DOCKER:-}" = 0 ] && [ "${SANDBOXD_REQUIRE_DOCKER:-}" != 1 ]; then
   unset SANDBOXD_DOCKER
-  echo "SANDBOXD_DOCKER=0: Docker suites will be skipped"
-  echo "docker: 0 passed, 0 failed, 1 skipped"
-  add 0 0 1
+  echo "setup docker: skipped (SANDBOXD_DOCKER=0): Docker suites will be skipped"
 else
   scripts/docker-up.sh 2>&1 | tee "$LOGS/docker-up.out"
   if [ "${PIPESTATUS[0]}" -eq 0 ]; then
     export SANDBOXD_DOCKER=1
-    echo "docker: 1 passed, 0 failed"
-    add 1 0
+    tally_setup docker 0 "engine up"
   elif [ "${SANDBOXD_REQUIRE_DOCKER:-}" = 1 ]; then
     unset SANDBOXD_DOCKER
-    echo "FAIL  SANDBOXD_REQUIRE_DOCKER=1 and no Docker engine could be brought up (see above and _build/dockerd.log)"
-    echo "docker: 0 passed, 1 failed"
-    add 0 1
+    tally_setup docker 1 "SANDBOXD_REQUIRE_DOCKER=1 and no Docker engine could be brought up (see above and _build/dockerd.log)"
   else
     unset SANDBOXD_DOCKER
-    echo "Docker is not available: Docker suites will be skipped"
-    echo "docker: 0 passed, 0 failed, 1 skipped"
-    add 0 0 1
+    echo "setup docker: skipped (no engine could be brought up): Docker suites will be skipped"
   fi
 fi
 
@@ -65,12 +50,8 @@ echo "== C unit tests (ASan+UBSan)"
 for t in _build/c/unit/test_*; do
   out=$LOGS/$(basename "$t").out
   if "$t" >"$out" 2>&1; then rc=0; else rc=$?; fi
-  p=$(grep -oE '\[  PASSED  \] [0-9]+' "$out" | grep -oE '[0-9]+$' || echo 0)
-  f=$(grep -oE '\[  FAILED  \] [0-9]+' "$out" | grep -oE '[0-9]+$' || echo 0)
-  if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; cat "$out"; fi
-  [ "$f" -gt 0 ] && cat "$out"
-  echo "$(basename "$t"): $p passed, $f failed"
-  add "$p" "$f"
+  grep -qE '^\[  (FAILED|ERROR) ' "$out" || [ "$rc" -ne 0 ] && cat "$out"
+  tally_cmocka "$(basename "$t")" "$out" "$rc"
 done
 
 # Erlang suites against a given binary. $1 label, $2 binary, rest: suites.
@@ -81,53 +62,36 @@ erl_suites() {
   SANDBOXD_BIN=$bin erl -sname "sbx_runner_$$_$label" -setcookie "$COOKIE" -noshell \
     -pa "$ROOT/ebin" -pa "$ROOT/_build/test/ebin" \
     -run sbx_test_runner main "$label" "$@" 2>&1 | tee "$out"
-  tally "$out"
+  tally_runner "$label" "$out" "${PIPESTATUS[0]}"
 }
 
-SUITES=(sbx_dist_tests sbx_fault_tests sbx_stranger_tests sbx_process_tests sbx_docker_smoke_tests sbx_docker_tests sbx_beam_tests sbx_trace_tests sbx_beam_docker_tests)
+# One elixir run per file against a given binary. $1 label, $2 binary. Docker tests are
+# excluded (counted as skipped) when no Docker engine is up.
+elixir_suites() {
+  local label=$1 bin=$2 exs name out
+  for exs in test/elixir/*.exs; do
+    name=$(basename "$exs" .exs)
+    echo "== Elixir $name, $label (ExUnit, as a user)"
+    out=$LOGS/elixir-$label-$name.out
+    SANDBOXD_BIN=$bin elixir --sname "sbx_ex_$$_$name" --cookie "$COOKIE" \
+      -pa "$ROOT/ebin" -pa "$ROOT/_build/test/ebin" "$exs" 2>&1 | tee "$out"
+    tally_exunit "elixir-$label-$name" "$out" "${PIPESTATUS[0]}"
+  done
+}
+
+SUITES=(sbx_dist_tests sbx_fault_tests sbx_stranger_tests sbx_process_tests sbx_unpriv_tests sbx_docker_smoke_tests sbx_docker_tests sbx_docker_restart_tests sbx_beam_tests sbx_trace_tests sbx_beam_docker_tests sbx_fence_tests sbx_shutdown_tests)
 erl_suites erl-release "$ROOT/priv/sandboxd" "${SUITES[@]}"
+elixir_suites release "$ROOT/priv/sandboxd"
 
-# The same suites against the ASan+UBSan build; any sanitizer report fails the run.
+# The same suites against the ASan+UBSan build; any sanitizer report fails the run (each
+# instance's cleanup checks its own log too, and fails the test that started it).
 rm -f "$LOGS"/*.log
-ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1 \
-UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-  erl_suites erl-asan "$ROOT/_build/c/asan/sandboxd" "${SUITES[@]}"
-if grep -lE 'AddressSanitizer|LeakSanitizer|runtime error:|UndefinedBehaviorSanitizer' "$LOGS"/*.log >/dev/null 2>&1; then
-  echo "FAIL  sanitizer reports in:"
-  grep -lE 'AddressSanitizer|LeakSanitizer|runtime error:|UndefinedBehaviorSanitizer' "$LOGS"/*.log
-  grep -hE -A20 'AddressSanitizer|LeakSanitizer|runtime error:' "$LOGS"/*.log | head -60
-  echo "sanitizer: 0 passed, 1 failed"
-  add 0 1
-else
-  echo "sanitizer: 1 passed, 0 failed"
-  add 1 0
-fi
-
-# One elixir run per file: sandboxd_test.exs, and sandboxd_docker_test.exs (its tests are
-# excluded, counted as skipped, when no Docker engine is up).
-for exs in test/elixir/*.exs; do
-  name=$(basename "$exs" .exs)
-  echo "== Elixir $name (ExUnit, as a user)"
-  out=$LOGS/elixir-$name.out
-  SANDBOXD_BIN=$ROOT/priv/sandboxd elixir --sname "sbx_ex_$$_$name" --cookie "$COOKIE" \
-    -pa "$ROOT/ebin" -pa "$ROOT/_build/test/ebin" "$exs" 2>&1 | tee "$out"
-  line=$(grep -E '^[0-9]+ tests?, [0-9]+ failures?' "$out" | tail -n 1)
-  if [ -n "$line" ]; then
-    t=$(grep -oE '^[0-9]+' <<<"$line"); f=$(grep -oE '[0-9]+ failure' <<<"$line" | grep -oE '[0-9]+')
-    s=$(grep -oE '[0-9]+ (skipped|excluded)' <<<"$line" | grep -oE '[0-9]+' | head -1 || echo 0)
-    s=${s:-0}
-    echo "elixir $name: $((t - f - s)) passed, $f failed, $s skipped"
-    add $((t - f - s)) "$f" "$s"
-  else
-    echo "elixir $name: 0 passed, 1 failed"
-    add 0 1
-  fi
-done
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+erl_suites erl-asan "$ROOT/_build/c/asan/sandboxd" "${SUITES[@]}"
+elixir_suites asan "$ROOT/_build/c/asan/sandboxd"
+unset ASAN_OPTIONS UBSAN_OPTIONS
+tally_sanitizer "$LOGS"
 
 pkill -f "sbx_runner_$$" 2>/dev/null || true
-if [ "$SKIP" -gt 0 ]; then
-  echo "$PASS passed, $FAIL failed, $SKIP skipped"
-else
-  echo "$PASS passed, $FAIL failed"
-fi
-[ "$FAIL" -eq 0 ]
+tally_final

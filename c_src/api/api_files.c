@@ -30,8 +30,9 @@ static int open_beneath(int dirfd, const char *path, int flags, mode_t mode) {
     return (int)syscall(SYS_openat2, dirfd, path, &how, sizeof how);
 }
 
-/* Creates the parent directories of rel beneath dirfd. */
-static int make_parents(int dirfd, const char *rel) {
+/* Creates the parent directories of rel beneath dirfd; those it makes are given to the
+ * sandbox's workload uid. */
+static int make_parents(const struct sbx_sandbox *sb, int dirfd, const char *rel) {
     char buf[1100];
     int cur = dup(dirfd);
     int rc = -1;
@@ -43,13 +44,16 @@ static int make_parents(int dirfd, const char *rel) {
     char *name = buf;
     for (char *p = strchr(name, '/'); p != NULL; name = p + 1, p = strchr(name, '/')) {
         *p = '\0';
-        if (mkdirat(cur, name, 0755) != 0 && errno != EEXIST)
+        int made = mkdirat(cur, name, 0755) == 0;
+        if (!made && errno != EEXIST)
             goto done;
         int next = openat(cur, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (next < 0)
             goto done;
         close(cur);
         cur = next;
+        if (made && sbx_sandbox_own_fd(sb, cur) != 0)
+            goto done;
     }
     rc = 0;
 done:
@@ -162,7 +166,7 @@ enum sbx_api_status sbx_api_copy_to(struct sbx_call *call) {
         return backend_copy(call, sb, rel, data, (size_t)size);
     }
     dirfd = open(sb->workspace, O_PATH | O_DIRECTORY | O_CLOEXEC);
-    if (dirfd < 0 || make_parents(dirfd, rel) != 0) {
+    if (dirfd < 0 || make_parents(sb, dirfd, rel) != 0) {
         reply_errno(call, errno);
         goto done;
     }
@@ -176,6 +180,18 @@ enum sbx_api_status sbx_api_copy_to(struct sbx_call *call) {
     if (!S_ISREG(wst.st_mode)) {
         reply_errno(call, EISDIR);
         goto done;
+    }
+    /* A file not yet the workload's becomes its own; one with other names (a hard link
+     * the workload made to a file it does not own) is never written through. */
+    if (sbx_ident_separate(&sb->ident) && wst.st_uid != sb->ident.uid) {
+        if (wst.st_nlink > 1) {
+            reply_errno(call, EACCES);
+            goto done;
+        }
+        if (sbx_sandbox_own_fd(sb, fd) != 0) {
+            reply_errno(call, errno);
+            goto done;
+        }
     }
     if (ftruncate(fd, 0) != 0 || fcntl(fd, F_SETFL, 0) != 0) {
         reply_errno(call, errno);
@@ -237,6 +253,12 @@ enum sbx_api_status sbx_api_copy_from(struct sbx_call *call) {
     }
     if (!S_ISREG(st.st_mode)) {
         reply_errno(call, EISDIR);
+        goto done;
+    }
+    /* A hard link the workload made to a file it does not own is never read through
+     * (fs.protected_hardlinks = 0 would let it link any file it can see). */
+    if (sbx_ident_separate(&sb->ident) && st.st_uid != sb->ident.uid && st.st_nlink > 1) {
+        reply_errno(call, EACCES);
         goto done;
     }
     if ((uint64_t)st.st_size > MAX_COPY_BYTES) {

@@ -45,6 +45,34 @@ static void encode_unavailable(ei_x_buff *x, const char *why) {
     ei_x_encode_binary(x, why, (int)strlen(why));
 }
 
+/* Appends isolation => #{user, uid_range, capabilities, no_new_privs, separate}: what
+ * keeps a process or beam_node workload away from sandboxd (docs/API.md). user: dynamic
+ * (a uid per sandbox) or shared (sandboxd's own uid); capabilities: dropped, or kept (a
+ * root sandboxd with --uid-range off runs workloads as root); separate: whether a
+ * default workload is kept from sandboxd's files, environment and processes. */
+static void encode_isolation(ei_x_buff *x, const struct sbx_core *core) {
+    int dynamic = core != NULL && core->uids.enabled;
+    int root = geteuid() == 0;
+    ei_x_encode_atom(x, "isolation");
+    ei_x_encode_map_header(x, 5);
+    ei_x_encode_atom(x, "user");
+    ei_x_encode_atom(x, dynamic ? "dynamic" : "shared");
+    ei_x_encode_atom(x, "uid_range");
+    if (dynamic) {
+        ei_x_encode_tuple_header(x, 2);
+        ei_x_encode_ulong(x, core->uids.first);
+        ei_x_encode_ulong(x, core->uids.last);
+    } else {
+        ei_x_encode_atom(x, "none");
+    }
+    ei_x_encode_atom(x, "capabilities");
+    ei_x_encode_atom(x, root && !dynamic ? "kept" : "dropped");
+    ei_x_encode_atom(x, "no_new_privs");
+    ei_x_encode_atom(x, "true");
+    ei_x_encode_atom(x, "separate");
+    ei_x_encode_atom(x, dynamic ? "true" : "false");
+}
+
 /* See api.h. Works without a core too (counts 0, every backend unavailable). */
 enum sbx_api_status sbx_api_info(struct sbx_call *call) {
     struct sbx_node *node = call->node;
@@ -52,7 +80,7 @@ enum sbx_api_status sbx_api_info(struct sbx_call *call) {
     static const char *const backends[] = {"process", "docker", "beam_node", "vm"};
 
     struct sbx_core *core = sbx_core_get();
-    ei_x_encode_map_header(x, 11);
+    ei_x_encode_map_header(x, 12);
     ei_x_encode_atom(x, "node");
     ei_x_encode_atom(x, node->name);
     ei_x_encode_atom(x, "version");
@@ -74,6 +102,7 @@ enum sbx_api_status sbx_api_info(struct sbx_call *call) {
     ei_x_encode_atom(x, core != NULL && core->cg.can_cpu ? "cgroup" : "none");
     ei_x_encode_atom(x, "pids_limit");
     ei_x_encode_atom(x, core != NULL && core->cg.can_pids ? "cgroup" : "none");
+    encode_isolation(x, core);
     ei_x_encode_atom(x, "connections");
     ei_x_encode_long(x, (long)sbx_node_conn_count(node));
     ei_x_encode_atom(x, "processes");

@@ -58,6 +58,9 @@ struct sbx_beam_target {
 struct sbx_backend {
     const char *name;
     enum sbx_type type;
+    /* 1 if the workload runs as host processes: it gets a uid of its own (core/ident.h)
+     * and its workspace is given to that uid. */
+    int local_uid;
     /* 1 if usable; else 0 with *why (static). */
     int (*available)(struct sbx_core *core, const char **why);
     /* Starts the workload. SBX_START_DONE when it runs now; SBX_START_PENDING when it is

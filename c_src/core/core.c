@@ -5,12 +5,15 @@
 
 #include <errno.h>
 #include <event2/event.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "backends/backend.h"
 #include "backends/docker/docker.h"
@@ -141,7 +144,7 @@ static void adopt_one(void *arg, const char *id, const char *buf, size_t len) {
     memset(&cfg, 0, sizeof cfg);
     if (len < 2 || (unsigned char)buf[0] != 131 ||
         sbx_term_check((const unsigned char *)buf + 1, len - 1, &used) != 0 ||
-        ei_decode_tuple_header(buf, &idx, &arity) != 0 || arity != 12 ||
+        ei_decode_tuple_header(buf, &idx, &arity) != 0 || (arity != 12 && arity != 13) ||
         sbx_decode_atom(buf, &idx, atom) != 0 || strcmp(atom, "sandbox") != 0 ||
         ei_decode_long(buf, &idx, &ver) != 0 || ver != 1 || ei_skip_term(buf, &idx) != 0 ||
         sbx_decode_type(buf, &idx, &type, &bad) != 0 ||
@@ -164,7 +167,12 @@ static void adopt_one(void *arg, const char *id, const char *buf, size_t len) {
         sbx_config_free(&cfg);
         return;
     }
-    struct sbx_sandbox *sb = sbx_sandbox_new(core, id, &cfg, &why);
+    /* The workload's uid comes after the backend's part (records since dynamic uids). */
+    struct sbx_ident was, *wasp = NULL;
+    int j = idx;
+    if (arity == 13 && ei_skip_term(buf, &j) == 0 && sbx_ident_decode(buf, &j, &was) == 0)
+        wasp = &was;
+    struct sbx_sandbox *sb = sbx_sandbox_new_as(core, id, &cfg, wasp, &why);
     if (sb == NULL) {
         SBX_WARN("cannot adopt sandbox", "id=%s why=\"%s\"", id, why);
         return;
@@ -191,6 +199,34 @@ static void adopt_one(void *arg, const char *id, const char *buf, size_t len) {
     sbx_sandbox_journal(sb);
 }
 
+/* With a uid per sandbox: the state directory and its sandboxes/ become searchable (0711,
+ * never listable) so that a workload reaches its own workspace by path; nothing else in
+ * them is open to it (records, logs and FIFOs are 0600, workspaces 0700 and each its own
+ * sandbox's). A parent that others cannot search is reported: workloads then still start
+ * in their workspace, but cannot reach it by its path (e.g. $HOME). */
+static void open_state_dir(const char *state_dir) {
+    char path[PATH_MAX];
+    struct stat st;
+    if (snprintf(path, sizeof path, "%s/sandboxes", state_dir) >= (int)sizeof path)
+        return;
+    if (chmod(state_dir, 0711) != 0 || chmod(path, 0711) != 0)
+        SBX_WARN("cannot open the state directory for searching", "state_dir=%s errno=%d",
+                 state_dir, errno);
+    snprintf(path, sizeof path, "%s", state_dir);
+    for (char *slash = strrchr(path, '/'); slash != NULL; slash = strrchr(path, '/')) {
+        *slash = '\0';
+        const char *dir = path[0] != '\0' ? path : "/";
+        if (stat(dir, &st) == 0 && !(st.st_mode & S_IXOTH)) {
+            SBX_WARN("sandbox users cannot reach their workspaces by path: a parent of the "
+                     "state directory is not searchable by others (use --state-dir elsewhere, "
+                     "e.g. /var/lib/sandboxd)", "dir=%s", dir);
+            return;
+        }
+        if (path[0] == '\0')
+            return;
+    }
+}
+
 /* See core.h. the_core is set only once the monitoring process and the
  * SIGCHLD event exist. After -1 the process stays in the node's table
  * (freed with it); sbx_core_stop is safe to call and frees the event. */
@@ -208,6 +244,12 @@ int sbx_core_start(struct sbx_core *core, struct sbx_node *node,
     *why = "cannot create the state directory";
     if (sbx_journal_init(core->state_dir) != 0)
         return -1;
+    *why = "out of memory";
+    if (sbx_uid_pool_init(&core->uids, cfg->dynamic_uids && geteuid() == 0, cfg->uid_first,
+                          cfg->uid_last) != 0)
+        return -1;
+    if (core->uids.enabled)
+        open_state_dir(core->state_dir);
     /* Orphans of sandboxes are reparented to us, reaped, never zombies. */
     prctl(PR_SET_CHILD_SUBREAPER, 1);
     sbx_cgroup_detect(&core->cg);
@@ -264,5 +306,6 @@ void sbx_core_stop(struct sbx_core *core) {
     if (core->sigchld != NULL)
         event_free(core->sigchld);
     core->sigchld = NULL;
+    sbx_uid_pool_free(&core->uids);
     the_core = NULL;
 }

@@ -9,6 +9,7 @@
 
 #include "backends/process/cgroup.h"
 #include "core/config.h"
+#include "core/ident.h"
 #include "dist/proc.h"
 
 struct sbx_node;
@@ -26,6 +27,8 @@ struct sbx_core_config {
     size_t max_sandboxes;       /* default 10000 */
     size_t max_subscribers;     /* default 10000 */
     int stop_grace_ms;          /* SIGTERM -> SIGKILL, default 5000 */
+    int dynamic_uids;           /* 1: a uid per sandbox when root (--uid-range off: 0) */
+    uid_t uid_first, uid_last;  /* --uid-range, default 61184-65519 */
 };
 
 struct sbx_core {
@@ -41,6 +44,7 @@ struct sbx_core {
     struct sbx_sandbox *buckets[SBX_ID_BUCKETS];
     size_t count;
     struct sbx_cg_host cg;
+    struct sbx_uid_pool uids;   /* dynamic uids (enabled when root) */
     struct sbx_proc *proc;      /* monitors subscribers and owners */
     struct sbx_sub *subs;
     size_t sub_count;

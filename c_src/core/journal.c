@@ -87,8 +87,10 @@ static int format_path(char *out, size_t cap, const char *state_dir, const char 
     return 0;
 }
 
-/* Creates state_dir (and its missing parents) and state_dir/sandboxes, mode 0700.
- * Existing folders keep their mode. 0 or -1 (errno); what was made stays on failure. */
+/* Creates state_dir and state_dir/sandboxes, mode 0700, and its missing parents, mode
+ * 0711 (searchable, not listable: a workload with a uid of its own can then reach its
+ * workspace by path once the core opens the state dir itself for searching). Existing
+ * folders keep their mode. 0 or -1 (errno); what was made stays on failure. */
 int sbx_journal_init(const char *state_dir) {
     char path[PATH_MAX];
     size_t n = strlen(state_dir);
@@ -106,7 +108,7 @@ int sbx_journal_init(const char *state_dir) {
         if (i < n && path[i] != '/')
             continue;
         path[i] = '\0';
-        int made = make_dir(path, 0700, 1, &created);
+        int made = make_dir(path, i < n ? 0711 : 0700, 1, &created);
         path[i] = '/';
         if (made != 0)
             goto done;

@@ -9,8 +9,8 @@
 
 #include <stddef.h>
 
-/* Creates state_dir (with its missing parents) and state_dir/sandboxes (mode 0700) if
- * missing. 0 or -1 (errno). */
+/* Creates state_dir and state_dir/sandboxes (mode 0700), and missing parents of state_dir
+ * (mode 0711: searchable, not listable), if missing. 0 or -1 (errno). */
 int sbx_journal_init(const char *state_dir);
 
 /* Writes path of the sandbox's folder (state_dir/sandboxes/<id>) into out; creates it

@@ -9,7 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/core.h"
 #include "core/health.h"
@@ -89,12 +91,84 @@ static void ttl_cb(evutil_socket_t fd, short what, void *arg) {
     sbx_sandbox_destroy(arg, "ttl");
 }
 
+/* Decides who sb's workload runs as: the config's `user` (resolved now; an unknown user
+ * fails at start, as before), the journalled dynamic uid `was`, else a fresh one from the
+ * pool when there is one; shared otherwise. 0, or -1 with *why (the pool is exhausted). */
+static int choose_ident(struct sbx_sandbox *sb, const struct sbx_ident *was, const char **why) {
+    struct sbx_uid_pool *pool = &sb->core->uids;
+    uid_t uid;
+    memset(&sb->ident, 0, sizeof sb->ident);
+    if (sb->backend == NULL || !sb->backend->local_uid)
+        return 0;
+    if (sb->cfg.user != NULL) {
+        sb->ident.kind = SBX_IDENT_NAMED;
+        sb->ident.resolved = sbx_ident_lookup_user(sb->cfg.user, &sb->ident.uid, &sb->ident.gid) == 0;
+        return 0;
+    }
+    if (was != NULL && was->kind == SBX_IDENT_DYNAMIC) {
+        if (sbx_uid_pool_claim(pool, was->uid) == 0) {
+            sb->ident = *was;
+            return 0;
+        }
+        SBX_WARN("journalled uid already in use; the sandbox gets a new one", "id=%s uid=%u", sb->id,
+                 (unsigned)was->uid);
+    }
+    if (!pool->enabled)
+        return 0;
+    if (sbx_uid_pool_take(pool, &uid) != 0) {
+        *why = "no free uid in the sandbox uid range";
+        return -1;
+    }
+    sb->ident = (struct sbx_ident){SBX_IDENT_DYNAMIC, 1, uid, (gid_t)uid};
+    return 0;
+}
+
+/* Gives back a dynamic uid sb holds (its record and folder are gone or never were). */
+static void release_ident(struct sbx_sandbox *sb) {
+    if (sb->ident.kind == SBX_IDENT_DYNAMIC)
+        sbx_uid_pool_put(&sb->core->uids, sb->ident.uid);
+    sb->ident.kind = SBX_IDENT_SHARED;
+}
+
+/* See sandbox.h. */
+int sbx_sandbox_own_fd(const struct sbx_sandbox *sb, int fd) { return sbx_ident_own_fd(&sb->ident, fd); }
+
+/* Makes the workspace folder sandboxd made (or finds it from an earlier run) private to
+ * the workload: owned by its uid, mode 0700; and, when that uid is not ours, the sandbox's
+ * folder searchable (0711) so that the path leads there, while everything else in it
+ * (record, log, FIFOs) stays 0600 and sandboxd's. 0 or -1 (errno). */
+static int own_workspace(struct sbx_sandbox *sb) {
+    int rc = -1;
+    int fd = open(sb->workspace, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        goto done;
+    if (sbx_sandbox_own_fd(sb, fd) != 0 || fchmod(fd, 0700) != 0)
+        goto done;
+    if (sbx_ident_separate(&sb->ident) && chmod(sb->dir, 0711) != 0)
+        goto done;
+    rc = 0;
+done:
+    if (fd >= 0) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+    }
+    return rc;
+}
+
+/* See sandbox.h. */
+struct sbx_sandbox *sbx_sandbox_new(struct sbx_core *core, const char *id,
+                                    struct sbx_config *cfg, const char **why) {
+    return sbx_sandbox_new_as(core, id, cfg, NULL, why);
+}
+
 /* See sandbox.h. sb->backend is NULL for a type without a backend. A
  * failure after the folder exists removes the folder and record again, and leaves errno
  * as the failure set it (EMFILE: the open-file limit).
  * If sb itself cannot be allocated, *cfg is neither freed nor zeroed. */
-struct sbx_sandbox *sbx_sandbox_new(struct sbx_core *core, const char *id,
-                                    struct sbx_config *cfg, const char **why) {
+struct sbx_sandbox *sbx_sandbox_new_as(struct sbx_core *core, const char *id,
+                                       struct sbx_config *cfg, const struct sbx_ident *was,
+                                       const char **why) {
     struct sbx_sandbox *sb = calloc(1, sizeof *sb);
     char path[600];
 
@@ -111,14 +185,20 @@ struct sbx_sandbox *sbx_sandbox_new(struct sbx_core *core, const char *id,
     sb->status = SBX_ST_STARTING;
     sb->created_at = sbx_wall_ms();
     sb->backend = sbx_backend_for(sb->cfg.type);
+    if (choose_ident(sb, was, why) != 0)
+        goto err;
     *why = "cannot create the sandbox folder";
     if (sbx_journal_dir(core->state_dir, id, 1, sb->dir, sizeof sb->dir) != 0)
         goto err;
     if (sb->cfg.workspace != NULL) {
+        /* The caller's own folder: used as it is (never chowned). */
         snprintf(sb->workspace, sizeof sb->workspace, "%s", sb->cfg.workspace);
     } else {
         snprintf(sb->workspace, sizeof sb->workspace, "%s/workspace", sb->dir);
         if (mkdir(sb->workspace, 0700) != 0 && errno != EEXIST)
+            goto err;
+        *why = "cannot give the workspace to the sandbox's user";
+        if (own_workspace(sb) != 0)
             goto err;
     }
     snprintf(path, sizeof path, "%s/log", sb->dir);
@@ -142,6 +222,7 @@ err:
             event_free(sb->ttl_timer);
         if (sb->dir[0] != '\0')
             sbx_journal_remove(core->state_dir, id);
+        release_ident(sb);
         sbx_config_free(&sb->cfg);
         free(sb);
         errno = saved;
@@ -177,6 +258,7 @@ void sbx_sandbox_free(struct sbx_sandbox *sb) {
     if (sb->has_owner)
         sbx_core_demonitor(core, &sb->owner, sb->owner_ref, (size_t)sb->owner_ref_len);
     sbx_journal_remove(core->state_dir, sb->id);
+    release_ident(sb);
     free_memory_only(sb);
 }
 
@@ -189,11 +271,11 @@ void sbx_sandbox_detach(struct sbx_sandbox *sb) {
 }
 
 /* The record: {sandbox, 1, Id, Type, Config, Status, CreatedAt, StartedAt, RestartCount,
- * ExitKind, ExitValue, Backend}. */
+ * ExitKind, ExitValue, Backend, Ident} (Ident: core/ident.h; older records lack it). */
 void sbx_sandbox_journal(struct sbx_sandbox *sb) {
     ei_x_buff x;
     ei_x_new_with_version(&x);
-    ei_x_encode_tuple_header(&x, 12);
+    ei_x_encode_tuple_header(&x, 13);
     ei_x_encode_atom(&x, "sandbox");
     ei_x_encode_long(&x, 1);
     ei_x_encode_binary(&x, sb->id, (int)strlen(sb->id));
@@ -209,6 +291,7 @@ void sbx_sandbox_journal(struct sbx_sandbox *sb) {
         sb->backend->journal(sb, &x);
     else
         ei_x_encode_atom(&x, "undefined");
+    sbx_ident_encode(&sb->ident, &x);
     if (sbx_journal_save(sb->core->state_dir, sb->id, x.buff, (size_t)x.index) != 0)
         SBX_WARN("cannot write the journal", "id=%s errno=%d", sb->id, errno);
     ei_x_free(&x);
@@ -248,9 +331,29 @@ static void encode_exit(ei_x_buff *x, const struct sbx_exit *ex) {
     }
 }
 
+/* Appends the pair user => #{kind => dynamic | named | shared, uid, gid} for a workload
+ * of host processes, user => undefined otherwise. */
+static void encode_user(const struct sbx_sandbox *sb, ei_x_buff *x) {
+    const struct sbx_ident *id = &sb->ident;
+    ei_x_encode_atom(x, "user");
+    if (sb->backend == NULL || !sb->backend->local_uid ||
+        (id->kind == SBX_IDENT_NAMED && !id->resolved)) {
+        ei_x_encode_atom(x, "undefined");
+        return;
+    }
+    int shared = id->kind == SBX_IDENT_SHARED;
+    ei_x_encode_map_header(x, 3);
+    ei_x_encode_atom(x, "kind");
+    ei_x_encode_atom(x, shared ? "shared" : id->kind == SBX_IDENT_DYNAMIC ? "dynamic" : "named");
+    ei_x_encode_atom(x, "uid");
+    ei_x_encode_ulong(x, shared ? geteuid() : id->uid);
+    ei_x_encode_atom(x, "gid");
+    ei_x_encode_ulong(x, shared ? getegid() : id->gid);
+}
+
 /* See sandbox.h. Appends without a version byte; sb is only read. */
 void sbx_sandbox_encode(const struct sbx_sandbox *sb, ei_x_buff *x) {
-    ei_x_encode_map_header(x, 12);
+    ei_x_encode_map_header(x, 13);
     ei_x_encode_atom(x, "id");
     ei_x_encode_binary(x, sb->id, (int)strlen(sb->id));
     ei_x_encode_atom(x, "type");
@@ -288,6 +391,7 @@ void sbx_sandbox_encode(const struct sbx_sandbox *sb, ei_x_buff *x) {
     encode_exit(x, &sb->exit);
     ei_x_encode_atom(x, "restart_count");
     ei_x_encode_long(x, sb->restart_count);
+    encode_user(sb, x);
 }
 
 /* See sandbox.h. 0, or -1 when out of memory (nothing added). fn runs

@@ -13,6 +13,7 @@
 
 #include "backends/backend.h"
 #include "core/config.h"
+#include "core/ident.h"
 #include "dist/proc.h"
 
 struct sbx_node;
@@ -62,6 +63,7 @@ struct sbx_sandbox {
     struct sbx_logbuf *logs;
     const struct sbx_backend *backend;
     void *bstate;                   /* the backend's own */
+    struct sbx_ident ident;         /* who the workload runs as (fixed from create to destroy) */
     struct event *ttl_timer;
     struct event *metrics_timer;
     int64_t metrics_last_ns;        /* cpu time at the last sample, for cpu_percent */
@@ -87,6 +89,16 @@ size_t sbx_sandbox_count(const struct sbx_core *core);
  * failure with *err set (field "id" for already_exists is reported by the caller). */
 struct sbx_sandbox *sbx_sandbox_new(struct sbx_core *core, const char *id,
                                     struct sbx_config *cfg, const char **why);
+
+/* As sbx_sandbox_new, for adoption: the workload keeps the journalled ident `was` (NULL:
+ * none journalled; a dynamic uid is then picked as for a new sandbox). */
+struct sbx_sandbox *sbx_sandbox_new_as(struct sbx_core *core, const char *id,
+                                       struct sbx_config *cfg, const struct sbx_ident *was,
+                                       const char **why);
+
+/* Gives the file open at fd to the sandbox's workload uid (see sbx_ident_own_fd): the one
+ * step for every file sandboxd makes for a sandbox (workspace, HOME, files copied in). */
+int sbx_sandbox_own_fd(const struct sbx_sandbox *sb, int fd);
 
 /* Unregisters and frees a sandbox whose workload is gone, removing its folder. */
 void sbx_sandbox_free(struct sbx_sandbox *sb);

@@ -286,6 +286,7 @@ static void became_up(struct sbx_conn *c) {
     bufferevent_setwatermark(c->bev, EV_READ, 0, 0);
     c->state = SBX_CONN_UP;
     c->was_up = 1;
+    c->fenced = sbx_node_has_peer_cookie(c->node, c->peer_name);
     c->flags = c->peer_flags & c->node->flags;
     c->last_read_ms = c->last_write_ms = sbx_mono_ms();
     arm_tick_timer(c);
@@ -343,6 +344,12 @@ static void on_send_name(struct sbx_conn *c, const unsigned char *body, size_t l
     }
     if (strcmp(nm.name, c->node->name) == 0) {
         reject(c, "not_allowed", "peer uses this node's own name");
+        return;
+    }
+    if (sbx_node_has_peer_cookie(c->node, nm.name)) {
+        /* A sandbox's node: this node always dials it; a handshake arriving under its
+         * name is either the sandbox reaching out or someone holding its cookie. */
+        reject(c, "not_allowed", "a sandbox's node name: only sandboxd initiates to it");
         return;
     }
     if (sbx_node_conn_by_name(c->node, c->peer_name) != NULL) {

@@ -73,6 +73,11 @@ struct sbx_conn {
     int data_since_tick;
     struct sbx_conn_waiter *waiters;
     const char *close_reason;
+    /* Fence (dist/control.c): set once up if the handshake used a per-peer cookie, i.e. the
+     * peer is a sandbox's own node. It then reaches only processes that serve it. */
+    int fenced;
+    int64_t fence_log_ms;     /* when a refusal was last logged */
+    uint64_t fence_unlogged;  /* refusals since then, not logged */
 };
 
 /* Largest handshake message body accepted (send_name with a 255-byte name is 270 bytes), and

@@ -21,6 +21,21 @@
  *   35  UNLINK_ID {35,Id,From,To}                 unlink, answer UNLINK_ID_ACK
  *   36  UNLINK_ID_ACK                             ignored
  *   other                                         ignored
+ *
+ * A fenced connection (c->fenced: its handshake used a per-peer cookie, so the peer is a
+ * sandbox's own node, which runs code sandboxd does not trust) carries only what this
+ * node asked for. It reaches only processes that serve that peer (sbx_proc_serve_peer:
+ * the erpc calls made to it, the trace sink it was given): SEND, SEND_SENDER, MONITOR_P by
+ * pid, MONITOR_P_EXIT and SPAWN_REPLY to those. Everything else is refused, answered where
+ * the protocol lets a caller fail at once, and logged (at most one line per second per
+ * connection):
+ *   LINK                      EXIT noproc
+ *   MONITOR_P (a name, or a   MONITOR_P_EXIT noproc (so gen_server:call({Name, N}, _)
+ *     pid it may not reach)     exits with noproc)
+ *   SPAWN_REQUEST             SPAWN_REPLY notsup (erpc:call / rpc:call fail at once)
+ *   REG_SEND, SEND elsewhere, dropped
+ *     EXIT, EXIT2, PAYLOAD_*
+ * UNLINK, UNLINK_ID, DEMONITOR_P stay as they are: they only remove what the peer holds.
  */
 #include "dist/control.h"
 
@@ -28,6 +43,7 @@
 
 #include "dist/conn.h"
 #include "dist/node.h"
+#include "util/clock.h"
 #include "util/log.h"
 
 static sbx_spawn_handler spawn_handler;
@@ -59,6 +75,29 @@ int sbx_term_span(const char *buf, int *index, const char **start, size_t *len) 
     *start = buf + s;
     *len = (size_t)(*index - s);
     return 0;
+}
+
+/* Counts one refusal on fenced connection c and logs it, at most once a second per
+ * connection (the line says how many went unlogged before it). `what` is a static text. */
+static void fence_refuse(struct sbx_conn *c, const char *what) {
+    int64_t now = sbx_mono_ms();
+    if (c->fence_log_ms != 0 && now - c->fence_log_ms < 1000) {
+        c->fence_unlogged++;
+        return;
+    }
+    SBX_WARN("refused from a sandbox's node", "peer=%s what=\"%s\" unlogged_before=%llu",
+             c->peer_name, what, (unsigned long long)c->fence_unlogged);
+    c->fence_log_ms = now;
+    c->fence_unlogged = 0;
+}
+
+/* p (NULL: none) if connection c may reach it: any process for an ordinary peer, only the
+ * processes that serve it for a fenced one; else NULL, with the refusal counted. */
+static struct sbx_proc *fence_filter(struct sbx_conn *c, struct sbx_proc *p, const char *what) {
+    if (!c->fenced || p == NULL || sbx_proc_serves(p, c->peer_name))
+        return p;
+    fence_refuse(c, what);
+    return NULL;
 }
 
 /* A decoded process identifier: ours (proc may be NULL if it is gone), or remote. */
@@ -101,7 +140,7 @@ static void send_exit_atom(struct sbx_node *node, const struct who *me, const st
 
 /* LINK: links a remote From to our To, or answers EXIT noproc
  * if To is gone. -1 if From is local or To remote. */
-static int on_link(struct sbx_node *node, const char *b, int idx) {
+static int on_link(struct sbx_node *node, struct sbx_conn *c, const char *b, int idx) {
     struct who from, to;
     if (decode_who(node, b, &idx, &from) != 0 || decode_who(node, b, &idx, &to) != 0 ||
         from.is_local || !to.is_local)
@@ -109,6 +148,10 @@ static int on_link(struct sbx_node *node, const char *b, int idx) {
     if (from.remote.conn_id == 0)
         return 0; /* a process of a node we are not connected to: nothing to keep */
     struct sbx_proc *p = local_proc(node, &to);
+    if (c->fenced && p != NULL) {
+        fence_refuse(c, "link");
+        p = NULL; /* a sandbox's node links to nothing here: as if To were gone */
+    }
     if (p == NULL)
         send_exit_atom(node, &to, &from.remote, "noproc");
     else
@@ -126,32 +169,38 @@ static void deliver(struct sbx_node *node, struct sbx_proc *p, const struct sbx_
 }
 
 /* SEND and SEND_TT: delivers to a local pid; the sender is unknown. */
-static int on_send(struct sbx_node *node, const char *b, int idx, const struct sbx_dist_packet *pkt) {
+static int on_send(struct sbx_node *node, struct sbx_conn *c, const char *b, int idx,
+                   const struct sbx_dist_packet *pkt) {
     struct who to;
     if (ei_skip_term(b, &idx) != 0 || decode_who(node, b, &idx, &to) != 0)
         return -1;
-    deliver(node, local_proc(node, &to), NULL, pkt);
+    deliver(node, fence_filter(c, local_proc(node, &to), "send"), NULL, pkt);
     return 0;
 }
 
 /* SEND_SENDER(_TT): delivers to a local pid with the remote sender known. */
-static int on_send_sender(struct sbx_node *node, const char *b, int idx,
+static int on_send_sender(struct sbx_node *node, struct sbx_conn *c, const char *b, int idx,
                           const struct sbx_dist_packet *pkt) {
     struct who from, to;
     if (decode_who(node, b, &idx, &from) != 0 || decode_who(node, b, &idx, &to) != 0)
         return -1;
-    deliver(node, local_proc(node, &to), from.is_local ? NULL : &from.remote, pkt);
+    deliver(node, fence_filter(c, local_proc(node, &to), "send"),
+            from.is_local ? NULL : &from.remote, pkt);
     return 0;
 }
 
 /* REG_SEND(_TT): delivers to a registered name; a message to an unknown name is dropped. */
-static int on_reg_send(struct sbx_node *node, const char *b, int idx,
+static int on_reg_send(struct sbx_node *node, struct sbx_conn *c, const char *b, int idx,
                        const struct sbx_dist_packet *pkt) {
     struct who from;
     char name[MAXATOMLEN_UTF8];
     if (decode_who(node, b, &idx, &from) != 0 || ei_skip_term(b, &idx) != 0 ||
         sbx_decode_atom(b, &idx, name) != 0)
         return -1;
+    if (c->fenced) {
+        fence_refuse(c, "send to a registered name");
+        return 0;
+    }
     deliver(node, sbx_proc_whereis(&node->procs, name), from.is_local ? NULL : &from.remote, pkt);
     return 0;
 }
@@ -174,24 +223,33 @@ static void exit_signal(struct sbx_node *node, const struct who *from, const str
 }
 
 /* EXIT, EXIT2 and their _TT forms (has_token): the reason is in the control term. */
-static int on_exit(struct sbx_node *node, const char *b, int idx, int has_token, int is_link) {
+static int on_exit(struct sbx_node *node, struct sbx_conn *c, const char *b, int idx,
+                   int has_token, int is_link) {
     struct who from, to;
     const char *reason;
     size_t rlen;
     if (decode_who(node, b, &idx, &from) != 0 || decode_who(node, b, &idx, &to) != 0 ||
         (has_token && ei_skip_term(b, &idx) != 0) || sbx_term_span(b, &idx, &reason, &rlen) != 0)
         return -1;
+    if (c->fenced) {
+        fence_refuse(c, "exit signal");
+        return 0;
+    }
     exit_signal(node, &from, &to, reason, rlen, is_link);
     return 0;
 }
 
 /* PAYLOAD_EXIT(2)(_TT): the reason is the message term; -1 if there is none. */
-static int on_payload_exit(struct sbx_node *node, const char *b, int idx,
+static int on_payload_exit(struct sbx_node *node, struct sbx_conn *c, const char *b, int idx,
                            const struct sbx_dist_packet *pkt, int is_link) {
     struct who from, to;
     if (decode_who(node, b, &idx, &from) != 0 || decode_who(node, b, &idx, &to) != 0 ||
         pkt->msg == NULL)
         return -1;
+    if (c->fenced) {
+        fence_refuse(c, "exit signal");
+        return 0;
+    }
     exit_signal(node, &from, &to, pkt->msg + 1, pkt->msg_len - 1, is_link);
     return 0;
 }
@@ -237,7 +295,8 @@ static int on_unlink_id(struct sbx_node *node, struct sbx_conn *c, const char *b
 }
 
 /* MONITOR_P / DEMONITOR_P: the target is a pid or a registered name. */
-static int on_monitor(struct sbx_node *node, const char *b, int idx, int add) {
+static int on_monitor(struct sbx_node *node, struct sbx_conn *c, const char *b, int idx,
+                      int add) {
     struct who from, to;
     char name[MAXATOMLEN_UTF8];
     int type, size, by_name = 0;
@@ -267,6 +326,10 @@ static int on_monitor(struct sbx_node *node, const char *b, int idx, int add) {
     }
     if (sbx_term_span(b, &idx, &ref, &ref_len) != 0)
         return -1;
+    if (add && c->fenced && p != NULL && (by_name || !sbx_proc_serves(p, c->peer_name))) {
+        fence_refuse(c, by_name ? "monitor of a registered name" : "monitor");
+        p = NULL; /* answered noproc below */
+    }
     if (!add) {
         if (p != NULL && sbx_proc_demonitor(p, &from.remote, ref, ref_len) && p->ops != NULL &&
             p->ops->demonitored != NULL)
@@ -288,6 +351,23 @@ static int on_monitor(struct sbx_node *node, const char *b, int idx, int add) {
     }
     ei_x_free(&ctl);
     return 0;
+}
+
+/* Answers req with {31, ReqId, From, 0, Reason}: the requester's spawn fails at once with
+ * the atom reason. Nothing is sent if the requester's node is not connected. */
+static void spawn_refuse(struct sbx_node *node, const struct sbx_spawn_request *req,
+                         const char *reason) {
+    ei_x_buff ctl;
+    ei_x_new_with_version(&ctl);
+    ei_x_encode_tuple_header(&ctl, 5);
+    ei_x_encode_long(&ctl, 31);
+    ei_x_append_buf(&ctl, req->req_id, (int)req->req_id_len);
+    if (sbx_node_encode_rpid(node, &ctl, &req->from) == 0) {
+        ei_x_encode_long(&ctl, 0);
+        ei_x_encode_atom(&ctl, reason);
+        sbx_node_send(node, req->conn_id, &ctl, NULL);
+    }
+    ei_x_free(&ctl);
 }
 
 /* {29, ReqId, From, GroupLeader, {M,F,Arity}, Opts} (+ Token for 30) + Args */
@@ -334,6 +414,11 @@ static int on_spawn_request(struct sbx_node *node, struct sbx_conn *c, const cha
         return -1;
     req.args = pkt->msg + 1;
     req.args_len = pkt->msg_len - 1;
+    if (c->fenced) {
+        fence_refuse(c, "spawn_request");
+        spawn_refuse(node, &req, "notsup");
+        return 0;
+    }
     if (spawn_handler != NULL)
         spawn_handler(node, &req);
     return 0;
@@ -362,7 +447,7 @@ static void deliver_down(struct sbx_proc *p, const char *ref, size_t rlen, const
 
 /* MONITOR_P_EXIT for a monitor one of our processes holds: {21,Target,Watcher,Ref,Reason}
  * is handed to the watcher as the message {'DOWN', Ref, process, Target, Reason}. */
-static int on_monitor_exit(struct sbx_node *node, const char *b, int idx,
+static int on_monitor_exit(struct sbx_node *node, struct sbx_conn *c, const char *b, int idx,
                            const struct sbx_dist_packet *pkt, int payload) {
     struct who watcher;
     const char *target, *ref, *reason;
@@ -378,13 +463,14 @@ static int on_monitor_exit(struct sbx_node *node, const char *b, int idx,
     } else if (sbx_term_span(b, &idx, &reason, &reason_len) != 0) {
         return -1;
     }
-    deliver_down(local_proc(node, &watcher), ref, rlen, target, tlen, reason, reason_len, NULL);
+    deliver_down(fence_filter(c, local_proc(node, &watcher), "monitor exit"), ref, rlen, target,
+                 tlen, reason, reason_len, NULL);
     return 0;
 }
 
 /* {31, ReqId, To, Flags, PidOrAtom}: only a refusal needs telling (the monitor's DOWN
  * answers an accepted request). */
-static int on_spawn_reply(struct sbx_node *node, const char *b, int idx) {
+static int on_spawn_reply(struct sbx_node *node, struct sbx_conn *c, const char *b, int idx) {
     struct who to;
     const char *req, *res;
     size_t req_len, res_len;
@@ -395,7 +481,8 @@ static int on_spawn_reply(struct sbx_node *node, const char *b, int idx) {
         return -1;
     if (type == ERL_PID_EXT || type == ERL_NEW_PID_EXT)
         return 0;
-    deliver_down(local_proc(node, &to), req, req_len, res, res_len, NULL, 0, "spawn_failed");
+    deliver_down(fence_filter(c, local_proc(node, &to), "spawn reply"), req, req_len, res,
+                 res_len, NULL, 0, "spawn_failed");
     return 0;
 }
 
@@ -411,28 +498,28 @@ int sbx_control_dispatch(struct sbx_node *node, struct sbx_conn *c,
         arity < 1 || ei_decode_long(b, &idx, &op) != 0)
         return -1;
     switch (op) {
-    case 1: return arity == 3 ? on_link(node, b, idx) : -1;
-    case 2: return arity == 3 ? on_send(node, b, idx, pkt) : -1;
-    case 3: return arity == 4 ? on_exit(node, b, idx, 0, 1) : -1;
+    case 1: return arity == 3 ? on_link(node, c, b, idx) : -1;
+    case 2: return arity == 3 ? on_send(node, c, b, idx, pkt) : -1;
+    case 3: return arity == 4 ? on_exit(node, c, b, idx, 0, 1) : -1;
     case 4: return arity == 3 ? on_unlink(node, b, idx) : -1;
-    case 6: return arity == 4 ? on_reg_send(node, b, idx, pkt) : -1;
-    case 8: return arity == 4 ? on_exit(node, b, idx, 0, 0) : -1;
-    case 12: return arity == 4 ? on_send(node, b, idx, pkt) : -1;
-    case 13: return arity == 5 ? on_exit(node, b, idx, 1, 1) : -1;
-    case 16: return arity == 5 ? on_reg_send(node, b, idx, pkt) : -1;
-    case 18: return arity == 5 ? on_exit(node, b, idx, 1, 0) : -1;
-    case 19: return arity == 4 ? on_monitor(node, b, idx, 1) : -1;
-    case 20: return arity == 4 ? on_monitor(node, b, idx, 0) : -1;
-    case 21: return arity == 5 ? on_monitor_exit(node, b, idx, pkt, 0) : -1;
-    case 22: return arity == 3 ? on_send_sender(node, b, idx, pkt) : -1;
-    case 23: return arity == 4 ? on_send_sender(node, b, idx, pkt) : -1;
-    case 24: case 25: return arity >= 3 ? on_payload_exit(node, b, idx, pkt, 1) : -1;
-    case 26: case 27: return arity >= 3 ? on_payload_exit(node, b, idx, pkt, 0) : -1;
-    case 28: return arity == 4 ? on_monitor_exit(node, b, idx, pkt, 1) : -1;
+    case 6: return arity == 4 ? on_reg_send(node, c, b, idx, pkt) : -1;
+    case 8: return arity == 4 ? on_exit(node, c, b, idx, 0, 0) : -1;
+    case 12: return arity == 4 ? on_send(node, c, b, idx, pkt) : -1;
+    case 13: return arity == 5 ? on_exit(node, c, b, idx, 1, 1) : -1;
+    case 16: return arity == 5 ? on_reg_send(node, c, b, idx, pkt) : -1;
+    case 18: return arity == 5 ? on_exit(node, c, b, idx, 1, 0) : -1;
+    case 19: return arity == 4 ? on_monitor(node, c, b, idx, 1) : -1;
+    case 20: return arity == 4 ? on_monitor(node, c, b, idx, 0) : -1;
+    case 21: return arity == 5 ? on_monitor_exit(node, c, b, idx, pkt, 0) : -1;
+    case 22: return arity == 3 ? on_send_sender(node, c, b, idx, pkt) : -1;
+    case 23: return arity == 4 ? on_send_sender(node, c, b, idx, pkt) : -1;
+    case 24: case 25: return arity >= 3 ? on_payload_exit(node, c, b, idx, pkt, 1) : -1;
+    case 26: case 27: return arity >= 3 ? on_payload_exit(node, c, b, idx, pkt, 0) : -1;
+    case 28: return arity == 4 ? on_monitor_exit(node, c, b, idx, pkt, 1) : -1;
     case 29: return arity == 6 ? on_spawn_request(node, c, b, idx, pkt) : -1;
     case 30: return arity == 7 ? on_spawn_request(node, c, b, idx, pkt) : -1;
-    case 31: return arity == 5 ? on_spawn_reply(node, b, idx) : -1;
-    case 32: return arity == 6 ? on_spawn_reply(node, b, idx) : -1;
+    case 31: return arity == 5 ? on_spawn_reply(node, c, b, idx) : -1;
+    case 32: return arity == 6 ? on_spawn_reply(node, c, b, idx) : -1;
     case 35: return arity == 4 ? on_unlink_id(node, c, b, idx) : -1;
     default:
         SBX_DEBUG("ignored control message", "peer=%s op=%ld", c->peer_name, op);

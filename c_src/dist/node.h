@@ -131,6 +131,8 @@ void sbx_node_proc_kill(struct sbx_node *node, struct sbx_proc *p, const char *r
 int sbx_node_set_peer_cookie(struct sbx_node *node, const char *peer_name, const char *cookie);
 void sbx_node_forget_peer_cookie(struct sbx_node *node, const char *peer_name);
 const char *sbx_node_cookie_for(const struct sbx_node *node, const char *peer_name);
+/* 1 if peer_name has a cookie of its own (it is a sandbox's node: fenced), else 0. */
+int sbx_node_has_peer_cookie(const struct sbx_node *node, const char *peer_name);
 void sbx_node_clear_peer_cookies(struct sbx_node *node);
 
 /* Number of live processes (including the registered system ones). */

@@ -54,6 +54,14 @@ const char *sbx_node_cookie_for(const struct sbx_node *node, const char *peer_na
     return node->cookie;
 }
 
+/* See node.h. Linear, like cookie_for. */
+int sbx_node_has_peer_cookie(const struct sbx_node *node, const char *peer_name) {
+    for (const struct sbx_peer_cookie *e = node->peer_cookies; e != NULL; e = e->next)
+        if (strcmp(e->peer, peer_name) == 0)
+            return 1;
+    return 0;
+}
+
 /* See node.h. */
 void sbx_node_clear_peer_cookies(struct sbx_node *node) {
     while (node->peer_cookies != NULL) {

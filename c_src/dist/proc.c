@@ -45,6 +45,7 @@ void sbx_proc_table_free(struct sbx_proc_table *t) {
             struct sbx_proc *p = t->buckets[i];
             t->buckets[i] = p->hnext;
             free_links_monitors(p);
+            free(p->fence_peer);
             free(p);
         }
     }
@@ -100,6 +101,21 @@ struct sbx_proc *sbx_proc_spawn(struct sbx_proc_table *t, const struct sbx_proc_
     return p;
 }
 
+/* See proc.h. p owns the copy (freed with p). */
+int sbx_proc_serve_peer(struct sbx_proc *p, const char *peer_name) {
+    char *copy = strdup(peer_name);
+    if (copy == NULL)
+        return -1;
+    free(p->fence_peer);
+    p->fence_peer = copy;
+    return 0;
+}
+
+/* See proc.h. */
+int sbx_proc_serves(const struct sbx_proc *p, const char *peer_name) {
+    return p->fence_peer != NULL && strcmp(p->fence_peer, peer_name) == 0;
+}
+
 /* See proc.h. The table keeps ownership of the result. */
 struct sbx_proc *sbx_proc_find(const struct sbx_proc_table *t, uint32_t num, uint32_t serial) {
     for (struct sbx_proc *p = t->buckets[slot(t, num, serial)]; p != NULL; p = p->hnext)
@@ -128,6 +144,7 @@ void sbx_proc_free(struct sbx_proc_table *t, struct sbx_proc *p) {
         t->count--;
     }
     free_links_monitors(p);
+    free(p->fence_peer);
     free(p);
 }
 

@@ -56,6 +56,8 @@ struct sbx_proc {
     void *data; /* owned by ops */
     struct sbx_link *links;
     struct sbx_monitor *monitors;
+    char *fence_peer; /* the one fenced peer (a sandbox's node) that may reach this process,
+                         owned here; NULL: no fenced peer may (see dist/control.c) */
     struct sbx_proc *hnext;
 };
 
@@ -76,6 +78,14 @@ void sbx_proc_table_free(struct sbx_proc_table *t);
  * with or without V4_NC). The table owns it. NULL on allocation failure. */
 struct sbx_proc *sbx_proc_spawn(struct sbx_proc_table *t, const struct sbx_proc_ops *ops,
                                 void *data);
+
+/* Lets the fenced peer peer_name (a node authenticated with its own per-peer cookie) send
+ * to, monitor and answer p; any other fenced peer is still refused. The name is copied
+ * (an earlier one replaced). 0, or -1 (no memory: p unchanged). */
+int sbx_proc_serve_peer(struct sbx_proc *p, const char *peer_name);
+
+/* 1 if the fenced peer peer_name may reach p (sbx_proc_serve_peer named it), else 0. */
+int sbx_proc_serves(const struct sbx_proc *p, const char *peer_name);
 
 /* The process with that pid, or NULL. */
 struct sbx_proc *sbx_proc_find(const struct sbx_proc_table *t, uint32_t num, uint32_t serial);

@@ -303,6 +303,11 @@ int sbx_remote_call(struct sbx_node *node, const struct sbx_beam_target *t, cons
     st->proc = sbx_proc_spawn(&node->procs, &remote_ops, st);
     if (st->proc == NULL)
         goto err;
+    /* The node is fenced (its own cookie): let it answer this call, and only this one. */
+    if (sbx_proc_serve_peer(st->proc, t->node) != 0) {
+        sbx_proc_free(&node->procs, st->proc);
+        goto err;
+    }
     uint64_t pkey = ((uint64_t)st->proc->num << 32) | st->proc->serial;
     /* Connected already: send now rather than from the next loop turn (the answer still
      * reaches done only from the loop). If that fails, the connect path below reports it. */

@@ -531,6 +531,9 @@ int sbx_trace_begin(struct sbx_core *core, const char *id, const struct sbx_beam
     t->sink = sbx_proc_spawn(&core->node->procs, &sink_ops, (void *)(uintptr_t)t->serial);
     if (t->sink == NULL)
         goto done;
+    /* The traced node is fenced: its agent may send batches to (and monitor) this sink. */
+    if (sbx_proc_serve_peer(t->sink, target->node) != 0)
+        goto done;
     sbx_node_encode_self_pid(core->node, &sink, t->sink);
     ei_x_encode_list_header(&t->args, 1);
     sbx_trace_spec_encode(spec, t->ref, t->ref_len, sink.buff, (size_t)sink.index, &t->args);

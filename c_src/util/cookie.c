@@ -54,11 +54,46 @@ done:
     return rc;
 }
 
-/* See cookie.h. Blocking file I/O (start-up only); the cookie is never logged. */
-int sbx_cookie_resolve(const char *explicit_cookie, char *out, const char **why) {
-    char path[4096];
+/* Reads the cookie file at path into out: the file must be a regular file without any
+ * group or other permission bits. 0, or -1 with *why set (out unchanged). */
+static int read_cookie_file(const char *path, char *out, const char **why) {
     char buf[SBX_COOKIE_MAX + 2];
-    FILE *f = NULL;
+    struct stat st;
+    int rc = -1;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) {
+        *why = "cannot open the cookie file";
+        goto done;
+    }
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        *why = "the cookie file is not a regular file";
+        goto done;
+    }
+    if ((st.st_mode & 077) != 0) {
+        *why = "the cookie file must be accessible by its owner only (chmod 400)";
+        goto done;
+    }
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    if (n < 0) {
+        *why = "cannot read the cookie file";
+        goto done;
+    }
+    size_t len = (size_t)n;
+    while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r' || buf[len - 1] == ' '))
+        len--;
+    rc = take_cookie(buf, len, out);
+    *why = "the cookie file is empty or longer than 255 bytes";
+done:
+    memset(buf, 0, sizeof buf);
+    if (fd >= 0)
+        close(fd);
+    return rc;
+}
+
+/* See cookie.h. Blocking file I/O (start-up only); the cookie is never logged. */
+int sbx_cookie_resolve(const char *explicit_cookie, const char *cookie_file, char *out,
+                       const char **why) {
+    char path[4096];
     int rc = -1;
 
     if (explicit_cookie != NULL) {
@@ -66,6 +101,8 @@ int sbx_cookie_resolve(const char *explicit_cookie, char *out, const char **why)
         *why = "the --cookie value is empty or longer than 255 bytes";
         return rc;
     }
+    if (cookie_file != NULL)
+        return read_cookie_file(cookie_file, out, why);
     const char *env = getenv("SANDBOXD_COOKIE");
     if (env != NULL && env[0] != '\0') {
         rc = take_cookie(env, strlen(env), out);
@@ -75,28 +112,46 @@ int sbx_cookie_resolve(const char *explicit_cookie, char *out, const char **why)
     const char *home = home_dir();
     if (home == NULL) {
         *why = "no home directory to find .erlang.cookie in";
-        goto done;
+        return -1;
     }
     if (snprintf(path, sizeof path, "%s/.erlang.cookie", home) >= (int)sizeof path) {
         *why = "home directory path too long";
-        goto done;
+        return -1;
     }
     if (access(path, F_OK) != 0 && create_cookie_file(path) != 0 && errno != EEXIST) {
         *why = "cannot create ~/.erlang.cookie";
-        goto done;
+        return -1;
     }
-    f = fopen(path, "r");
-    if (f == NULL) {
-        *why = "cannot read ~/.erlang.cookie";
-        goto done;
+    if (read_cookie_file(path, out, why) != 0) {
+        *why = "~/.erlang.cookie is unreadable, empty, too long, or open to group/others";
+        return -1;
     }
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
-        n--;
-    rc = take_cookie(buf, n, out);
-    *why = "~/.erlang.cookie is empty or longer than 255 bytes";
-done:
-    if (f != NULL)
-        fclose(f);
-    return rc;
+    return 0;
+}
+
+/* See cookie.h. Every entry named SANDBOXD_COOKIE goes (a hand-made environ may hold
+ * several); their bytes were the process's own (initial stack or heap), so writing them
+ * is safe. */
+void sbx_cookie_scrub_env(void) {
+    static const char key[] = "SANDBOXD_COOKIE=";
+    for (;;) {
+        char *entry = NULL;
+        for (char **e = environ; e != NULL && *e != NULL; e++) {
+            if (strncmp(*e, key, sizeof key - 1) == 0) {
+                entry = *e;
+                break;
+            }
+        }
+        if (entry == NULL)
+            return;
+        size_t len = strlen(entry);
+        unsetenv("SANDBOXD_COOKIE");
+        memset(entry, 0, len);
+    }
+}
+
+/* See cookie.h. */
+void sbx_cookie_scrub_arg(char *arg) {
+    if (arg != NULL)
+        memset(arg, 0, strlen(arg));
 }

@@ -898,6 +898,12 @@ static void test_config_user(void **state) {
             assert_int_equal(strlen(c.user), 256);
         sbx_config_free(&c);
     }
+    /* beam_node sandboxes run erl as a host process: they take `user` too. */
+    struct sbx_config c;
+    struct sbx_badarg e;
+    assert_int_equal(cfg_t(Tf("#{user => <<\"nobody\">>}"), SBX_TYPE_BEAM_NODE, &c, &e), 0);
+    assert_string_equal(c.user, "nobody");
+    sbx_config_free(&c);
 }
 
 static void test_config_cpus(void **state) {

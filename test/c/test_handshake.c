@@ -6,20 +6,13 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "known_bug.h"
+
 #include <stdlib.h>
 #include <string.h>
 
 #include "dist/handshake.h"
 
-static void known_bug(int behaves, const char *what) {
-    if (behaves)
-        return;
-    const char *env = getenv("SBX_KNOWN_BUGS");
-    if (env != NULL && env[0] == '1')
-        fail_msg("c_src bug: %s", what);
-    print_message("known c_src bug (SBX_KNOWN_BUGS=1 makes this fail): %s\n", what);
-    skip();
-}
 
 static uint32_t be16(const unsigned char *p) { return (uint32_t)p[0] << 8 | p[1]; }
 

@@ -120,9 +120,13 @@ static void test_init_and_dir(void **state) {
     char nested[192], p[256], out[256];
     struct stat st;
 
-    /* Missing parents are made too; everything 0700. */
+    /* Missing parents are made too (0711: searchable, not listable); the state dir and
+     * sandboxes/ 0700. */
     pathf(nested, sizeof nested, "%s/a/b/state", f->root);
     assert_int_equal(sbx_journal_init(nested), 0);
+    pathf(p, sizeof p, "%s/a/b", f->root);
+    assert_int_equal(stat(p, &st), 0);
+    assert_int_equal(st.st_mode & 07777, 0711);
     pathf(p, sizeof p, "%s/sandboxes", nested);
     assert_int_equal(stat(p, &st), 0);
     assert_true(S_ISDIR(st.st_mode));

@@ -36,12 +36,16 @@ static void test_set_replace_forget(void **state) {
     /* Replacing keeps one entry per peer. */
     assert_int_equal(sbx_node_set_peer_cookie(&node, "a@host", "A2"), 0);
     assert_string_equal(sbx_node_cookie_for(&node, "a@host"), "A2");
+    /* A peer with a cookie of its own is a sandbox's node: its connections are fenced. */
+    assert_int_equal(sbx_node_has_peer_cookie(&node, "a@host"), 1);
+    assert_int_equal(sbx_node_has_peer_cookie(&node, "c@host"), 0);
     int n = 0;
     for (struct sbx_peer_cookie *e = node.peer_cookies; e != NULL; e = e->next)
         n++;
     assert_int_equal(n, 2);
     sbx_node_forget_peer_cookie(&node, "a@host");
     assert_string_equal(sbx_node_cookie_for(&node, "a@host"), "OWNCOOKIE");
+    assert_int_equal(sbx_node_has_peer_cookie(&node, "a@host"), 0);
     assert_string_equal(sbx_node_cookie_for(&node, "b@host"), "BBB");
     sbx_node_forget_peer_cookie(&node, "nobody@host"); /* no-op */
     sbx_node_clear_peer_cookies(&node);

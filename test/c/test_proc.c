@@ -202,6 +202,29 @@ static void test_whereis(void **state) {
     assert_ptr_equal(sbx_proc_whereis(t, "sandboxd_spawner"), b);
 }
 
+/* Which fenced peer may reach a process: none by default, exactly the one named after
+ * sbx_proc_serve_peer (replaced by a second call); the copy goes with the process. */
+static void test_serve_peer(void **state) {
+    struct sbx_proc_table *t = *state;
+    struct sbx_proc *p = sbx_proc_spawn(t, NULL, NULL);
+    char name[32];
+    assert_non_null(p);
+    assert_int_equal(sbx_proc_serves(p, "a@host"), 0);
+    strcpy(name, "a@host");
+    assert_int_equal(sbx_proc_serve_peer(p, name), 0);
+    memset(name, 0, sizeof name); /* copied, not kept */
+    assert_int_equal(sbx_proc_serves(p, "a@host"), 1);
+    assert_int_equal(sbx_proc_serves(p, "b@host"), 0);
+    assert_int_equal(sbx_proc_serves(p, "a@hos"), 0);
+    assert_int_equal(sbx_proc_serve_peer(p, "b@host"), 0);
+    assert_int_equal(sbx_proc_serves(p, "a@host"), 0);
+    assert_int_equal(sbx_proc_serves(p, "b@host"), 1);
+    sbx_proc_free(t, p); /* frees the name too (LeakSanitizer would say otherwise) */
+    struct sbx_proc *q = sbx_proc_spawn(t, NULL, NULL);
+    assert_non_null(q);
+    assert_int_equal(sbx_proc_serve_peer(q, "c@host"), 0); /* freed by the table's teardown */
+}
+
 static void test_links(void **state) {
     struct sbx_proc_table *t = *state;
     struct sbx_proc *p = sbx_proc_spawn(t, NULL, NULL);
@@ -437,6 +460,7 @@ int main(void) {
         T(test_num_never_zero_across_wraps),
         T(test_counter_wraps_around_live_pids),
         T(test_whereis),
+        T(test_serve_peer),
         T(test_links),
         cmocka_unit_test(test_rpid_eq),
         T(test_monitors),

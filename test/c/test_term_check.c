@@ -10,6 +10,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "known_bug.h"
+
 #include <ei.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,16 +23,6 @@
 
 /* ---- helpers ------------------------------------------------------------------------- */
 
-/* Set SBX_KNOWN_BUGS=1 to make the tests for known c_src bugs fail instead of skip. */
-static void known_bug(int behaves, const char *what) {
-    if (behaves)
-        return;
-    const char *env = getenv("SBX_KNOWN_BUGS");
-    if (env != NULL && env[0] == '1')
-        fail_msg("c_src bug: %s", what);
-    print_message("known c_src bug (SBX_KNOWN_BUGS=1 makes this fail): %s\n", what);
-    skip();
-}
 
 /* sbx_term_check over an exact-size heap copy of buf[0..len). */
 static int check_copy(const void *buf, size_t len, size_t *used) {
@@ -836,7 +828,7 @@ static void test_improper_tail_chain(void **state) {
     }
 }
 
-/* ---- known bugs (see the report): skipped unless SBX_KNOWN_BUGS=1 ------------------------ */
+/* ---- bugs found and fixed: known_bug() fails the test if one is back ---------------------- */
 
 /* A NEW_FUN_EXT's Size decides where ei resumes after the fun (ei_decode_fun skips the
  * free variables by Size); sbx_term_check walks NumFree terms instead and does not check

@@ -21,8 +21,14 @@
 -define(IMAGE, <<"sandboxd-test/busybox:1">>).
 -define(MB, (1024 * 1024)).
 -define(SANDBOX_KEYS, [config, created_at, exit_status, id, labels, node, ports, ref,
-                       restart_count, started_at, status, type]).
+                       restart_count, started_at, status, type, user]).
 -define(SLEEP, [<<"sleep">>, <<"3600">>]).
+%% With the engine down, a call that needs it answers within this (a busy 2-core machine
+%% answers in well under a second; the call timeout is 120 s).
+-define(FAIL_FAST_MS, 10000).
+%% concurrent_20_creates_while_pinging: the slowest ping during 20 creates (a loop that blocks
+%% on Docker for a create freezes pings for seconds).
+-define(WORST_PING_MS, 3000).
 
 tests() ->
     [{info_shows_docker_available, 30000, t(fun info_available/1)},
@@ -438,21 +444,16 @@ create_errors(S) ->
     after
         gen_tcp:close(Listener)
     end,
-    %% A command that is not in the image: refused at start (nothing left), or -- where
-    %% Docker's init runs it -- a sandbox that ends as exited with 127.
+    %% A command that is not in the image: as docs/API.md says, not a create error but a
+    %% sandbox that exits with 127 (Docker's init reports it).
     RB = call(S, create, [<<"ce">>, docker, Sleep#{cmd => [<<"/no/such/binary">>]}]),
     report("missing binary: ~p", [RB]),
-    case RB of
-        {error, {backend, docker, DB}} when is_binary(DB) ->
-            ?assertEqual([], call(S, list, [])),
-            ?assertEqual([], containers(S));
-        {ok, _} ->
-            wait_status(S, <<"ce">>, exited, 20000),
-            {ok, GB} = call(S, get, [<<"ce">>]),
-            report("missing binary, then: ~p", [maps:with([status, exit_status], GB)]),
-            ?assertMatch(#{exit_status := 127}, GB),
-            ok = call(S, destroy, [<<"ce">>])
-    end,
+    ?assertMatch({ok, _}, RB),
+    wait_status(S, <<"ce">>, exited, 20000),
+    {ok, GB} = call(S, get, [<<"ce">>]),
+    report("missing binary, then: ~p", [maps:with([status, exit_status], GB)]),
+    ?assertMatch(#{status := exited, exit_status := 127}, GB),
+    ok = call(S, destroy, [<<"ce">>]),
     ?assertEqual([], containers(S)),
     %% The message names what was wrong.
     {error, {backend, docker, D404}} =
@@ -517,10 +518,8 @@ exec(S) ->
     %% A missing binary: an answer, not a crash.
     RM = E([<<"/no/such/binary">>]),
     report("exec of a missing binary: ~p", [RM]),
-    case RM of
-        {ok, #{exit_code := EC}} -> ?assertNotEqual(0, EC);
-        _ -> ?assertMatch({error, {backend, docker, _}}, RM)
-    end,
+    %% As docs/API.md says: exit code 126 from exec inspect, Docker's message on stdout.
+    ?assertMatch({ok, #{exit_code := 126, stdout := <<"OCI runtime exec failed", _/binary>>}}, RM),
     %% Bad arguments.
     ?assertMatch({error, {badarg, cmd, _}}, E(42)),
     ?assertMatch({error, {badarg, cmd, _}}, E([])),
@@ -709,8 +708,8 @@ metrics_processes(S) ->
     RM = call(S, metrics, [mp]),
     RP = call(S, processes, [mp]),
     report("metrics and processes of a stopped sandbox: ~p ~p", [RM, RP]),
-    ?assertNotMatch({badrpc, _}, RM),
-    ?assertNotMatch({badrpc, _}, RP),
+    ?assertEqual({error, not_running}, RM),
+    ?assertEqual({error, not_running}, RP),
     ok = call(S, destroy, [mp]),
     ok.
 
@@ -935,11 +934,15 @@ behind_back(S) ->
     report("docker rm -f: status event ~p after ~b ms", [EvR, now_ms() - T1]),
     ?assertMatch(#{to := exited}, EvR),
     ?assertMatch({ok, #{status := exited}}, call(S, get, [br])),
-    %% A killed one starts again; a removed one answers start with an error or a new container.
-    ?assertMatch({ok, #{status := running}}, call(S, start, [bk])),
+    %% A killed one starts again (the same container); a removed one starts in a new
+    %% container made from its config (docs/API.md).
+    ?assertMatch({ok, #{status := running, ref := RefK}}, call(S, start, [bk])),
     RS = call(S, start, [br]),
     report("start of a sandbox whose container was removed: ~p", [RS]),
-    ?assertNotMatch({badrpc, _}, RS),
+    ?assertMatch({ok, #{status := running, ref := NewRef}} when NewRef =/= RefR, RS),
+    {ok, #{ref := RefR2}} = RS,
+    ?assertEqual("true", inspect(RefR2, "{{.State.Running}}")),
+    ?assertNot(container_exists(RefR)),
     ok = call(S, destroy, [bk]),
     ok = call(S, destroy, [br]),
     ?assertEqual([], call(S, list, [])),
@@ -1046,6 +1049,9 @@ concurrent(S) ->
            [Wall, lists:nth(10, Creates), lists:last(Creates), length(Pings),
             lists:nth(max(1, length(Sorted) div 2), Sorted) / 1000, P99 / 1000, Worst / 1000]),
     [?assertMatch({Id, {ok, #{status := running, type := docker}}, _}, X) || {Id, _, _} = X <- Results],
+    %% The node kept answering: enough pings, none slower than ?WORST_PING_MS.
+    ?assert(length(Pings) >= 20),
+    ?assert(Worst =< ?WORST_PING_MS * 1000),
     ?assertEqual(lists:sort(Ids), ids(call(S, list, [#{status => running}]))),
     Cids = [R || {_, {ok, #{ref := R}}, _} <- Results],
     ?assertEqual(20, length(lists:usort(Cids))),
@@ -1107,7 +1113,7 @@ engine_down(S0 = #{sname := SName, state_dir := Dir}) ->
     report("engine down: create answered ~p in ~.1f ms", [RC, MsC]),
     %% Checked at the end (so that reconcile and adoption are tested whatever), as are
     %% the calls below.
-    put(late, [{create_right_after_kill, RC}]),
+    put(late, [{create_right_after_kill, RC, MsC}]),
     T0 = now_ms(),
     Down = fun() -> case maps:get(docker, maps:get(backends, ?U:info(S0))) of
                         {unavailable, W} when is_binary(W) -> true;
@@ -1128,7 +1134,7 @@ engine_down(S0 = #{sname := SName, state_dir := Dir}) ->
     [begin
          {R, Ms} = Timed(F, A),
          report("engine down: ~p answered ~p in ~.1f ms", [F, R, Ms]),
-         put(late, [{F, R} | get(late)])
+         put(late, [{F, R, Ms} | get(late)])
      end || {F, A} <- Calls],
     {Lst, MsL} = Timed(list, []),
     report("engine down: list() in ~.1f ms: ~p", [MsL, [{I, St} || #{id := I, status := St} <- Lst]]),
@@ -1206,9 +1212,12 @@ engine_down(S0 = #{sname := SName, state_dir := Dir}) ->
     [?assertEqual({Id, ok}, {Id, call(S1, destroy, [Id])}) || Id <- All],
     ?assertEqual([], call(S1, list, [])),
     assert_no_containers(S1),
-    ?assertEqual([], [X || {_, R} = X <- lists:reverse(get(late)),
+    ?assertEqual([], [X || {_, R, _} = X <- lists:reverse(get(late)),
                            not is_tuple(R) orelse element(1, R) =/= error orelse
                                not is_tuple(element(2, R)) orelse element(1, element(2, R)) =/= unavailable]),
+    %% Fast: each answered within ?FAIL_FAST_MS (the call timeout is 120 s; a backend that waits
+    %% for the engine, or retries, takes that long).
+    ?assertEqual([], [{F, Ms} || {F, _, Ms} <- lists:reverse(get(late)), Ms > ?FAIL_FAST_MS]),
     ok.
 
 wait_container_gone(Ref, T0) ->

@@ -23,7 +23,7 @@
 %% Bound on sandboxd's resident memory while a subscriber lags behind 100 MB of output.
 -define(RSS_BOUND, (200 * ?MB)).
 -define(SANDBOX_KEYS, [config, created_at, exit_status, id, labels, node, ports, ref,
-                       restart_count, started_at, status, type]).
+                       restart_count, started_at, status, type, user]).
 
 tests() ->
     [{lifecycle, 90000, fun lifecycle/0},
@@ -50,7 +50,8 @@ tests() ->
      {copy_to_from, 60000, fun copy_files/0},
      {copy_fifo_does_not_block, 60000, fun copy_fifo/0},
      {exec_unknown_user_refused, 60000, fun exec_unknown_user/0},
-     {shell, 60000, fun shell/0}].
+     {shell, 60000, fun shell/0},
+     {shell_namespaced, 60000, fun shell_namespaced/0}].
 
 %%% ---------------------------------------------------------------------------------
 %%% Helpers
@@ -1334,13 +1335,40 @@ copy_fifo() ->
     ?assertEqual(pong, call(S, ping, [])),
     ok = call(S, destroy, [ff]).
 
-%% A sandbox whose user cannot be found: create fails; nothing runs as sandboxd's user.
+%% exec in a sandbox whose user is gone (deleted after create): exec looks the user up again
+%% and is refused with the documented {error, {backend, process, <<"no such user: ...">>}};
+%% nothing runs as sandboxd's own user, and the sandbox keeps running. (create with an unknown
+%% user is refused too.)
 exec_unknown_user() ->
     S = start(),
     ?assertMatch({error, {backend, process, <<"no such user", _/binary>>}},
                  call(S, create, [uu, process, #{cmd => [<<"sleep">>, <<"300">>],
                                                  user => <<"no_such_user_xyz">>}])),
-    ?assertEqual([], call(S, list, [])).
+    ?assertEqual([], call(S, list, [])),
+    %% A name no earlier run used (this VM's os pid and a counter).
+    User = "sbxu" ++ os:getpid() ++ "x" ++ integer_to_list(erlang:unique_integer([positive])),
+    Ran = "/tmp/sbx_ran_as_*_" ++ User,
+    "" = os:cmd("useradd --no-create-home --shell /bin/sh " ++ User ++ " 2>&1"),
+    try
+        create_ok(S, ue, #{cmd => [<<"sleep">>, <<"300">>], user => list_to_binary(User)}),
+        Uid = string:trim(os:cmd("id -u " ++ User)),
+        ?assertMatch({ok, #{exit_code := 0, stdout := <<"sbxu", _/binary>>}},
+                     call(S, exec, [ue, [<<"id">>, <<"-un">>]])),
+        ?assertEqual({ok, list_to_binary(Uid ++ "\n")},
+                     maps:find(stdout, element(2, call(S, exec, [ue, [<<"id">>, <<"-u">>]])))),
+        %% -f: the sandbox's sleep still runs as the user.
+        "gone\n" = os:cmd("userdel -f " ++ User ++ " >/dev/null 2>&1; id -u " ++ User ++
+                              " >/dev/null 2>&1 || echo gone"),
+        R = call(S, exec, [ue, [<<"sh">>, <<"-c">>, <<"touch /tmp/sbx_ran_as_$(id -un)_", (list_to_binary(User))/binary>>]]),
+        report("exec after the sandbox's user was deleted: ~p", [R]),
+        ?assertEqual({error, {backend, process, list_to_binary("no such user: " ++ User)}}, R),
+        ?assertEqual([], filelib:wildcard(Ran)),
+        ?assertMatch({ok, #{status := running}}, call(S, get, [ue])),
+        ok = call(S, destroy, [ue])
+    after
+        os:cmd("userdel -f " ++ User ++ " 2>/dev/null"),
+        [file:delete(F) || F <- filelib:wildcard(Ran)]
+    end.
 
 copy_files() ->
     S = start(),
@@ -1404,9 +1432,37 @@ shell() ->
     {ok, Sh} = call(S, shell, [sh1]),
     report("shell: ~p", [Sh]),
     ?assertMatch(#{kind := exec, argv := [_ | _]}, Sh),
-    #{argv := [Prog | Args]} = Sh,
-    ?assert(lists:all(fun(A) -> is_binary(A) end, [Prog | Args])),
-    %% The argv opens a working shell in the sandbox's workspace.
+    #{argv := Argv} = Sh,
+    ?assert(lists:all(fun(A) -> is_binary(A) end, Argv)),
+    %% The argv opens a working shell in the sandbox's workspace: it computes the line (so
+    %% the line is the shell's, not an echo of what was typed) and prints the workspace.
+    Out = run_shell(Argv, <<"echo SHELL-$((6*7))-OK; pwd; exit\n">>),
+    report("shell session output: ~p", [Out]),
+    ?assertEqual([<<"SHELL-42-OK">>, list_to_binary(filename:join(sandbox_dir(S, "sh1"), "workspace"))],
+                 shell_lines(Out)),
+    ok = call(S, destroy, [sh1]),
+    ok.
+
+%% With isolation => namespaces, the shell (nsenter) is inside the sandbox's own pid and mount
+%% namespaces: the ones its workload has, not the host's.
+shell_namespaced() ->
+    S = start(),
+    M = marker(300),
+    create_ok(S, sh2, #{cmd => [<<"sleep">>, list_to_binary(M)], isolation => namespaces}),
+    {ok, #{kind := exec, argv := [<<"nsenter">> | _] = Argv}} = call(S, shell, [sh2]),
+    [Sleep] = ?U:os_pids_matching("sleep " ++ M),
+    Ns = fun(P, K) -> {ok, L} = file:read_link("/proc/" ++ P ++ "/ns/" ++ K), list_to_binary(L) end,
+    Want = [<<"SHELL-42-OK">>, Ns(integer_to_list(Sleep), "pid"), Ns(integer_to_list(Sleep), "mnt")],
+    ?assertNotEqual(Ns("self", "pid"), lists:nth(2, Want)),
+    Out = run_shell(Argv, <<"echo SHELL-$((6*7))-OK; readlink /proc/self/ns/pid; "
+                            "readlink /proc/self/ns/mnt; exit\n">>),
+    report("namespaced shell output: ~p (workload's namespaces ~p)", [Out, tl(Want)]),
+    ?assertEqual(Want, shell_lines(Out)),
+    ok = call(S, destroy, [sh2]),
+    ok.
+
+%% Runs a shell argv as a user would (no terminal), types Input, returns all it printed.
+run_shell([Prog | Args], Input) ->
     Exe = case binary:first(Prog) of
               $/ -> binary_to_list(Prog);
               _ -> os:find_executable(binary_to_list(Prog))
@@ -1414,12 +1470,18 @@ shell() ->
     Port = open_port({spawn_executable, Exe},
                      [{args, [binary_to_list(A) || A <- Args]}, binary, exit_status, use_stdio,
                       stderr_to_stdout]),
-    port_command(Port, <<"echo SHELL-$SANDBOX_ID-OK; pwd; exit\n">>),
-    Out = collect_port(Port, <<>>, now_ms() + 10000),
-    report("shell session output: ~p", [Out]),
-    ?assertNotEqual(nomatch, binary:match(Out, list_to_binary(sandbox_dir(S, "sh1")))),
-    ok = call(S, destroy, [sh1]),
-    ok.
+    port_command(Port, Input),
+    collect_port(Port, <<>>, now_ms() + 10000).
+
+%% The lines a shell printed from the first SHELL- line on (before it: sh -i's notice that it
+%% has no terminal), without prompts ("# ", "$ ") and empty lines.
+shell_lines(Out) ->
+    Strip = fun Strip(<<"# ", R/binary>>) -> Strip(R);
+                Strip(<<"$ ", R/binary>>) -> Strip(R);
+                Strip(L) -> L
+            end,
+    Lines = [L || L0 <- binary:split(Out, <<"\n">>, [global]), (L = Strip(L0)) =/= <<>>],
+    lists:dropwhile(fun(L) -> binary:match(L, <<"SHELL-">>) =:= nomatch end, Lines).
 
 collect_port(Port, Acc, Deadline) ->
     receive

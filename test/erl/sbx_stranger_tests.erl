@@ -240,16 +240,24 @@ nothing_more(Sock) ->
     end.
 
 %% Connects to sandboxd and announces Name; returns the socket once sandboxd answered with
-%% its status and challenge (the squatter now holds a pending connection under Name).
+%% its status and challenge (the squatter now holds a pending connection under Name), or
+%% refused once sandboxd refuses that name outright (a sandbox's node name, once the
+%% sandbox exists: sandboxd only ever dials it).
 squat(SbxNode, Name) ->
     {ok, Sock} = sbx_rawpeer:connect(SbxNode),
     ok = sbx_rawpeer:send_name(Sock, Name, sbx_rawpeer:flags(), 9),
     case sbx_rawpeer:recv_hs(Sock, 5000) of
-        {ok, <<"salive">>} -> ok = sbx_rawpeer:send_hs(Sock, <<"strue">>); % the name is up
-        {ok, <<"sok", _/binary>>} -> ok
-    end,
-    {ok, <<"N", _/binary>>} = sbx_rawpeer:recv_hs(Sock, 5000),
-    Sock.
+        {ok, <<"snot_allowed">>} ->
+            gen_tcp:close(Sock),
+            refused;
+        {ok, Status} ->
+            case Status of
+                <<"salive">> -> ok = sbx_rawpeer:send_hs(Sock, <<"strue">>); % the name is up
+                <<"sok", _/binary>> -> ok
+            end,
+            {ok, <<"N", _/binary>>} = sbx_rawpeer:recv_hs(Sock, 5000),
+            Sock
+    end.
 
 %% A real node and sandboxd dial each other at the same moment, with the node's name
 %% sorting before and after sandboxd's (so that each side wins the name comparison once),
@@ -306,26 +314,31 @@ squat_beam() ->
     ok = call(S, destroy, [<<"sq">>]).
 
 resquat(SbxNode, Name, Parent, K) ->
-    Sock = squat(SbxNode, Name),
-    case K of 0 -> Parent ! {squatting, self()}; _ -> ok end,
-    hold(Sock),
+    case squat(SbxNode, Name) of
+        refused -> timer:sleep(100);
+        Sock ->
+            case K of 0 -> Parent ! {squatting, self()}; _ -> ok end,
+            hold(Sock)
+    end,
+    resquat_next(SbxNode, Name, Parent, K).
+
+resquat_next(SbxNode, Name, Parent, K) ->
     receive
-        {stop, From} -> gen_tcp:close(Sock), From ! {squats, self(), K + 1}
+        {stop, From} -> From ! {squats, self(), K + 1}
     after 0 ->
-        gen_tcp:close(Sock),
         resquat(SbxNode, Name, Parent, K + 1)
     end.
 
-%% Holds the squatting socket until sandboxd drops it or the test says stop.
+%% Holds the squatting socket until sandboxd drops it or the test says stop; then closes it.
 hold(Sock) ->
     case gen_tcp:recv(Sock, 0, 200) of
         {error, timeout} ->
             receive
-                {stop, _} = Stop -> self() ! Stop, ok
+                {stop, _} = Stop -> self() ! Stop, gen_tcp:close(Sock)
             after 0 -> hold(Sock)
             end;
         {ok, _} -> hold(Sock);
-        {error, _} -> ok
+        {error, _} -> gen_tcp:close(Sock)
     end.
 
 %% ---- 3. an endless HTTP response ---------------------------------------------------------

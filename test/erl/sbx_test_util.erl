@@ -6,9 +6,14 @@
          info/1, counts/1, start_peer/1, start_peer/2, stop_peer/1, peer_os_pid/1,
          wait_until/2, wait_until/3, cleanup/0, unique/1, log_text/1, port_of/1,
          state_dir/1, start_isolated/0, start_isolated/1, os_pids_matching/1, zombies_of/1,
-         vm_hwm/1]).
+         vm_hwm/1, shutdown_budget_ms/0, sanitizer_report/1]).
 
 -define(TABLE, sbx_test_util_started).
+%% How long SIGTERM may take to end sandboxd (destroy policy included, sanitizer build, busy
+%% 2-core machine). A hang at shutdown takes forever; a clean stop takes well under a second.
+-define(SHUTDOWN_BUDGET_MS, 15000).
+
+shutdown_budget_ms() -> ?SHUTDOWN_BUDGET_MS.
 
 bin() ->
     case os:getenv("SANDBOXD_BIN") of
@@ -28,7 +33,8 @@ log_dir() ->
 unique(Prefix) ->
     Prefix ++ integer_to_list(erlang:unique_integer([positive])) ++ "_" ++ os:getpid().
 
-%% start(Opts): Opts may hold sname, cookie (false = none given), args (extra argv), env.
+%% start(Opts): Opts may hold sname, cookie (false = none given), args (extra argv), env, bin
+%% (another executable than bin(), given the same argv).
 %% Returns #{node, os_pid, port, log} once the node answers ping.
 start() -> start(#{}).
 start(Opts) ->
@@ -47,10 +53,11 @@ start(Opts) ->
     Args = ["--sname", SName | CookieArgs] ++ StateArgs ++ Extra,
     Cmd = "exec \"$0\" \"$@\" 2>>" ++ Log,
     Port = open_port({spawn_executable, "/bin/sh"},
-                     [{args, ["-c", Cmd, bin() | Args]}, exit_status, {env, maps:get(env, Opts, [])}]),
+                     [{args, ["-c", Cmd, maps:get(bin, Opts, bin()) | Args]}, exit_status, {env, maps:get(env, Opts, [])}]),
     {os_pid, OsPid} = erlang:port_info(Port, os_pid),
+    Keeper = keep_port(Port),
     Node = list_to_atom(SName ++ "@" ++ host()),
-    S = #{node => Node, os_pid => OsPid, port => Port, log => Log},
+    S = #{node => Node, os_pid => OsPid, port => Port, log => Log, keeper => Keeper},
     remember({sandboxd, S}),
     case maps:get(wait, Opts, true) of
         true ->
@@ -125,11 +132,91 @@ all_os_pids() ->
     {ok, Names} = file:list_dir("/proc"),
     [list_to_integer(N) || N <- Names, lists:all(fun(C) -> C >= $0 andalso C =< $9 end, N)].
 
-%% SIGTERM, wait for exit; returns the exit status.
-stop(#{os_pid := OsPid, port := Port}) ->
+%% Hands the port of a sandboxd the caller just opened to a process of its own, which outlives
+%% the test: the caller still gets every {Port, _} message (forwarded), and cleanup/0 can learn
+%% the exit status after the test process is gone. Returns the keeper's pid.
+keep_port(Port) ->
+    Starter = self(),
+    K = spawn(fun() -> receive {take, Port} -> port_keeper(Port, Starter) end end),
+    case catch erlang:port_connect(Port, K) of
+        true ->
+            unlink(Port),
+            K ! {take, Port};
+        _ ->
+            %% The port closed already: its exit status is in the caller's mailbox.
+            St = receive {Port, {exit_status, X}} = M -> self() ! M, X after 1000 -> unknown end,
+            K ! {take, Port},
+            K ! {Port, {exit_status, St}}
+    end,
+    K.
+
+%% Forwards port messages to the starter; answers {status, From, Ref} with running or
+%% {exited, Status}; ends on stop.
+port_keeper(Port, Starter) ->
+    receive
+        {Port, {exit_status, St}} = M -> Starter ! M, keeper_done(St);
+        {Port, _} = M -> Starter ! M, port_keeper(Port, Starter);
+        {status, From, Ref} -> From ! {Ref, running}, port_keeper(Port, Starter);
+        stop -> ok
+    end.
+
+keeper_done(St) ->
+    receive
+        {status, From, Ref} -> From ! {Ref, {exited, St}}, keeper_done(St);
+        stop -> ok
+    end.
+
+%% running | {exited, Status} of an instance, as its port keeper saw it.
+port_status(#{keeper := K}) ->
+    Ref = make_ref(),
+    K ! {status, self(), Ref},
+    receive {Ref, A} -> A after 5000 -> {exited, keeper_gone} end.
+
+%% Waits until the keeper has the exit status, up to the monotonic Deadline (ms).
+await_exit(S, Deadline) ->
+    case port_status(S) of
+        {exited, St} -> {exited, St};
+        running ->
+            case erlang:monotonic_time(millisecond) > Deadline of
+                true -> timeout;
+                false -> timer:sleep(50), await_exit(S, Deadline)
+            end
+    end.
+
+%% SIGTERM, and wait: sandboxd must exit within shutdown_budget_ms() with status 0 and leave no
+%% sanitizer report in its log; anything else raises {sandboxd_shutdown, What} (after SIGKILL
+%% if it hung). Returns 0.
+stop(S = #{os_pid := OsPid, port := Port}) ->
     os_kill(OsPid, "TERM"),
-    receive {Port, {exit_status, St}} -> St
-    after 10000 -> os_kill(OsPid, "KILL"), timeout
+    St = receive {Port, {exit_status, X}} -> X
+         after ?SHUTDOWN_BUDGET_MS -> os_kill(OsPid, "KILL"), timeout
+         end,
+    case [V || V <- [exit_violation(S, St), sanitizer_violation(S)], V =/= ok] of
+        [] -> St;
+        Vs -> error({sandboxd_shutdown, Vs})
+    end.
+
+exit_violation(_, 0) -> ok;
+exit_violation(#{node := N}, timeout) ->
+    {N, {no_exit_within_ms, ?SHUTDOWN_BUDGET_MS, after_sigterm}};
+exit_violation(#{node := N}, St) -> {N, {exit_status_after_sigterm, St}}.
+
+sanitizer_violation(S = #{node := N, log := Log}) ->
+    case sanitizer_report(S) of
+        none -> ok;
+        R -> {N, {sanitizer_report, Log, R}}
+    end.
+
+%% The first sanitizer report (up to 3000 bytes) in an instance's log, or none.
+sanitizer_report(#{log := Log}) ->
+    case file:read_file(Log) of
+        {ok, B} ->
+            case re:run(B, "AddressSanitizer|LeakSanitizer|runtime error:|"
+                           "UndefinedBehaviorSanitizer", [{capture, first, index}]) of
+                nomatch -> none;
+                {match, [{At, _}]} -> binary:part(B, At, min(3000, byte_size(B) - At))
+            end;
+        _ -> none
     end.
 
 os_kill(OsPid, Sig) ->
@@ -191,8 +278,12 @@ remember(Item) ->
     end,
     ets:insert(?TABLE, {item, Item}).
 
-%% Stops whatever the last test started: peers, then sandboxd instances: SIGTERM and
-%% up to 5 s to exit (a sanitizer build checks for leaks on the way out), then SIGKILL.
+%% Stops whatever the last test started: peers, then sandboxd instances still running:
+%% SIGCONT and SIGTERM, and up to shutdown_budget_ms() to exit (a sanitizer build checks for
+%% leaks on the way out), then SIGKILL. Raises {sandboxd_shutdown, Violations} if one did not
+%% exit in time, exited with a status other than 0, or if any instance's log (running or not)
+%% holds a sanitizer report; the runner counts that against the test. Instances the test itself
+%% ended (SIGKILL, stop/1, a failed start) are not judged by their exit status.
 cleanup() ->
     case ets:info(?TABLE) of
         undefined -> ok;
@@ -200,11 +291,21 @@ cleanup() ->
             Items = [I || {item, I} <- ets:lookup(?TABLE, item)],
             ets:delete_all_objects(?TABLE),
             [stop_peer(P) || {peer, P} <- Items],
-            Pids = [P || {sandboxd, #{os_pid := P}} <- Items],
-            [begin os_kill(P, "CONT"), os_kill(P, "TERM") end || P <- Pids],
-            wait_until(fun() -> not lists:any(fun os_alive/1, Pids) end, 5000),
-            [os_kill(P, "KILL") || P <- Pids],
-            ok
+            All = [S || {sandboxd, S} <- Items],
+            Running = [S || S = #{os_pid := P} <- All, port_status(S) =:= running, os_alive(P)],
+            [begin os_kill(P, "CONT"), os_kill(P, "TERM") end || #{os_pid := P} <- Running],
+            Deadline = erlang:monotonic_time(millisecond) + ?SHUTDOWN_BUDGET_MS,
+            Ends = [{S, await_exit(S, Deadline)} || S <- Running],
+            [begin os_kill(P, "KILL"), await_exit(S, Deadline + 5000) end
+             || {S = #{os_pid := P}, timeout} <- Ends],
+            ExitVs = [exit_violation(S, case E of {exited, St} -> St; timeout -> timeout end)
+                      || {S, E} <- Ends],
+            Vs = [V || V <- ExitVs ++ [sanitizer_violation(S) || S <- All], V =/= ok],
+            [K ! stop || #{keeper := K} <- All],
+            case Vs of
+                [] -> ok;
+                _ -> error({sandboxd_shutdown, Vs})
+            end
     end.
 
 os_alive(OsPid) ->

@@ -22,6 +22,13 @@
 -define(U, sbx_test_util).
 -define(MB, (1024 * 1024)).
 -define(SERVER, sbx_trace_counter).
+%% flood_1m_events_bounded: the most the traced node and sandboxd may grow while flooded (the
+%% agent drops past a 10,000-message queue; sandboxd relays batches), and the fewest events
+%% the subscriber must get. Measured: node +19..+45 MB, sandboxd +0.2 MB (release), +27 MB
+%% (ASan); an unbounded queue grows by hundreds of MB a second.
+-define(FLOOD_NODE_MEM_BOUND, (100 * ?MB)).
+-define(FLOOD_RSS_BOUND, (50 * ?MB)).
+-define(FLOOD_MIN_RELAYED, 5000).
 
 tests() ->
     [{agent_alone_on_peer, 60000, fun agent_alone/0},
@@ -455,9 +462,14 @@ flood() ->
     report("events relayed to the subscriber", Relayed),
     report("end", End),
     ?assert(is_integer(MaxMem)),
-    ?assert(MaxMem < Mem0 + 200 * ?MB),
-    ?assert(MaxRss < Rss0 + 200 * ?MB),
+    ?assert(MaxMem < Mem0 + ?FLOOD_NODE_MEM_BOUND),
+    ?assert(MaxRss < Rss0 + ?FLOOD_RSS_BOUND),
     ?assertMatch(#{reason := R} when R =:= duration; R =:= limit, End),
+    %% Events reached the subscriber, not only the end: at the rate limit (20,000/s) for up to
+    %% 6 s the agent sends up to 100,000; a busy machine relays thousands at the very least.
+    %% The subscriber never sees more than the agent counted.
+    ?assert(Relayed >= ?FLOOD_MIN_RELAYED),
+    ?assert(Relayed =< maps:get(events, End)),
     ?assert(maps:get(dropped, End) > 0),
     ok = call(S, trace_stop, [TRef]),
     ok = ?U:wait_until(fun() -> call(S, remote_call, [Id, erlang, trace_info, [FPid, flags]]) =:= {flags, []} end, 10000),

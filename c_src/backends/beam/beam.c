@@ -331,7 +331,8 @@ static int bm_start(struct sbx_sandbox *sb, struct sbx_err *err) {
         snprintf(err->detail, sizeof err->detail, "name in use");
         return -1;
     }
-    if (sbx_beam_build_cmd(sb, erl, &t, long_names, err) != 0)
+    if (sbx_beam_build_cmd(sb, erl, &t, long_names, err) != 0 ||
+        sbx_beam_write_cookie(sb, t.cookie, err) != 0)
         return -1;
     if (bn == NULL && (bn = bn_new(sb)) == NULL) {
         snprintf(err->detail, sizeof err->detail, "out of memory");
@@ -573,6 +574,7 @@ static int bm_processes_sync(struct sbx_sandbox *sb, ei_x_buff *x, struct sbx_er
 const struct sbx_backend sbx_backend_beam = {
     .name = "beam_node",
     .type = SBX_TYPE_BEAM_NODE,
+    .local_uid = 1,
     .available = bm_available,
     .start = bm_start,
     .stop = bm_stop,

@@ -63,7 +63,15 @@ void sbx_beam_set_erl(const char *path);
  * set when the host has a dot (-name instead of -sname). 0, or -1 with err. */
 int sbx_beam_target_for(const struct sbx_sandbox *sb, const char *self_node,
                         struct sbx_beam_target *t, int *long_names, struct sbx_err *err);
-/* Replaces sb->cfg.cmd with the erl command line for t. 0, or -1 with err. */
+/* The node's HOME, a folder of its own inside the sandbox's folder (<dir>/home), into out:
+ * 0, or -1 if it does not fit. Everything that needs the path asks here. */
+int sbx_beam_home(const struct sbx_sandbox *sb, char *out, size_t cap);
+/* Creates the HOME (0700) if needed and writes cookie to HOME/.erlang.cookie, mode 0400 (erl
+ * refuses a cookie file open to group or others), replacing an earlier one. 0, or -1 with
+ * err. Whoever changes who owns the sandbox's files must include this one. */
+int sbx_beam_write_cookie(const struct sbx_sandbox *sb, const char *cookie, struct sbx_err *err);
+/* Replaces sb->cfg.cmd with the erl command line for t (no cookie on it) and sets HOME in
+ * sb->cfg.env to sbx_beam_home. 0, or -1 with err. */
 int sbx_beam_build_cmd(struct sbx_sandbox *sb, const char *erl, const struct sbx_beam_target *t,
                        int long_names, struct sbx_err *err);
 /* 1 if alive (the part before @) is registered with the local epmd, 0 if not, -1 if

@@ -2,6 +2,7 @@
  * local epmd whether a name is taken. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdio.h>
@@ -9,6 +10,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "backends/beam/beam.h"
@@ -102,16 +104,100 @@ int sbx_beam_target_for(const struct sbx_sandbox *sb, const char *self_node,
     return 0;
 }
 
-/* See beam.h. The new argv is owned by sb->cfg (freed with it). */
+/* See beam.h. The one place that names the node's HOME. */
+int sbx_beam_home(const struct sbx_sandbox *sb, char *out, size_t cap) {
+    int n = snprintf(out, cap, "%s/home", sb->dir);
+    return n < 0 || (size_t)n >= cap ? -1 : 0;
+}
+
+/* See beam.h. Written to a fresh temporary file then renamed over the old one, so a
+ * read-only (0400) cookie from an earlier start is replaced, never opened for writing.
+ * HOME and the file belong to the node's own user (sbx_sandbox_own_fd), who alone can
+ * read it: erl runs as that user. The cookie is never logged. */
+int sbx_beam_write_cookie(const struct sbx_sandbox *sb, const char *cookie, struct sbx_err *err) {
+    char home[600];
+    size_t len = strlen(cookie);
+    int dfd = -1, fd = -1, rc = -1;
+
+    err->reason_atom = "backend";
+    snprintf(err->detail, sizeof err->detail, "cannot write the node's .erlang.cookie");
+    if (sbx_beam_home(sb, home, sizeof home) != 0)
+        goto done;
+    if (mkdir(home, 0700) != 0 && errno != EEXIST)
+        goto done;
+    dfd = open(home, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (dfd < 0 || sbx_sandbox_own_fd(sb, dfd) != 0 || fchmod(dfd, 0700) != 0)
+        goto done;
+    (void)unlinkat(dfd, ".erlang.cookie.new", 0);
+    fd = openat(dfd, ".erlang.cookie.new", O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                0400);
+    if (fd < 0)
+        goto done;
+    if (write(fd, cookie, len) != (ssize_t)len || sbx_sandbox_own_fd(sb, fd) != 0) {
+        (void)unlinkat(dfd, ".erlang.cookie.new", 0);
+        goto done;
+    }
+    if (close(fd) != 0) {
+        fd = -1;
+        (void)unlinkat(dfd, ".erlang.cookie.new", 0);
+        goto done;
+    }
+    fd = -1;
+    if (renameat(dfd, ".erlang.cookie.new", dfd, ".erlang.cookie") != 0) {
+        (void)unlinkat(dfd, ".erlang.cookie.new", 0);
+        goto done;
+    }
+    rc = 0;
+done:
+    if (fd >= 0)
+        close(fd);
+    if (dfd >= 0)
+        close(dfd);
+    return rc;
+}
+
+/* Sets key=value in env, replacing an existing entry for key. 0, or -1 (no memory: env
+ * unchanged). The strings are copied; env keeps owning its entries. */
+static int env_set(struct sbx_kvv *env, const char *key, const char *value) {
+    char *v = strdup(value);
+    if (v == NULL)
+        return -1;
+    for (size_t i = 0; i < env->n; i++) {
+        if (strcmp(env->v[i].key, key) == 0) {
+            free(env->v[i].value);
+            env->v[i].value = v;
+            return 0;
+        }
+    }
+    char *k = strdup(key);
+    struct sbx_kv *grown = k != NULL ? realloc(env->v, (env->n + 1) * sizeof *grown) : NULL;
+    if (grown == NULL) {
+        free(k);
+        free(v);
+        return -1;
+    }
+    env->v = grown;
+    env->v[env->n].key = k;
+    env->v[env->n].value = v;
+    env->n++;
+    return 0;
+}
+
+/* See beam.h. The new argv is owned by sb->cfg (freed with it). The cookie is not on it:
+ * erl reads it from $HOME/.erlang.cookie (sbx_beam_write_cookie), so no /proc/<pid>/cmdline
+ * or environ shows it. */
 int sbx_beam_build_cmd(struct sbx_sandbox *sb, const char *erl, const struct sbx_beam_target *t,
                        int long_names, struct sbx_err *err) {
-    size_t n = 7 + sb->cfg.erl_args.n, i = 0;
-    char **v = calloc(n + 1, sizeof *v);
+    size_t n = 5 + sb->cfg.erl_args.n, i = 0;
+    char **v = NULL;
+    char home[600];
+    if (sbx_beam_home(sb, home, sizeof home) != 0 || env_set(&sb->cfg.env, "HOME", home) != 0)
+        goto oom;
+    v = calloc(n + 1, sizeof *v);
     if (v == NULL)
         goto oom;
-    const char *fixed[] = {erl, long_names ? "-name" : "-sname", t->node, "-setcookie", t->cookie,
-                           "-noshell", "-noinput"};
-    for (; i < 7; i++)
+    const char *fixed[] = {erl, long_names ? "-name" : "-sname", t->node, "-noshell", "-noinput"};
+    for (; i < 5; i++)
         if ((v[i] = strdup(fixed[i])) == NULL)
             goto oom;
     for (size_t j = 0; j < sb->cfg.erl_args.n; j++, i++)

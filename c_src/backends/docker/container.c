@@ -696,6 +696,15 @@ void dk_stop(struct sbx_sandbox *sb, int grace_ms) {
     }
     if (ds->end_pending)
         return;
+    if (e != NULL && !e->up && !e->ever_probed && e->probe_op != NULL &&
+        ds->phase != DK_CREATING) {
+        /* Adopted, and the engine has not answered yet (sandboxd just started): the
+         * stop waits for that answer (engine.c resume_waiting), so that a destroy right
+         * after a restart removes the container instead of leaving it as an orphan. */
+        ds->stop_waiting_engine = 1;
+        ds->stop_grace_ms = grace_ms;
+        return;
+    }
     if (e == NULL || !e->up) {
         if (ds->phase == DK_CREATING) {
             dk_cancel(e, ds->step);

@@ -150,6 +150,8 @@ struct dk_state {
     int conflict_retried;       /* a stale container with our name was removed */
     int pulled;                 /* this start pulled the image */
     int waiting_engine;         /* started before the engine's first answer */
+    int stop_waiting_engine;    /* stopped (adopted) before the engine's first answer */
+    int stop_grace_ms;          /* the grace of that stop */
     struct sbx_err fail_err;
     int64_t logs_last_ms;       /* wall time of the last output received */
     void (*remove_done)(struct sbx_sandbox *sb);

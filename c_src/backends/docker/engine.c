@@ -337,7 +337,8 @@ static void events_open(struct dk_engine *e) {
                               events_done, e);
 }
 
-/* Starts that waited for the first probe go on (engine up) or fail (down). */
+/* Starts that waited for the first probe go on (engine up) or fail (down); stops that
+ * waited for it (adopted sandboxes) go on, unless the reconcile already ended them. */
 static void resume_waiting(struct dk_engine *e) {
     struct sbx_sandbox *sb = e->core->first, *next;
     for (; sb != NULL; sb = next) {
@@ -346,6 +347,12 @@ static void resume_waiting(struct dk_engine *e) {
         if (ds != NULL && ds->waiting_engine) {
             ds->waiting_engine = 0;
             dk_start_resume(ds); /* may report a failure; sb stays registered */
+        } else if (ds != NULL && ds->stop_waiting_engine) {
+            ds->stop_waiting_engine = 0;
+            /* The end is reported from a later loop turn (engine down) or once the
+             * engine answers: sb is not freed inside this call. */
+            if (sb->stop_requested && sb->status == SBX_ST_STOPPING)
+                dk_stop(sb, ds->stop_grace_ms);
         }
     }
 }

@@ -82,6 +82,9 @@ struct pstate {
     int64_t kill_at;          /* mono ms when SIGKILL follows SIGTERM */
     int killed;
     struct pexec *execs;
+    int own_uid;              /* the sandbox has a dynamic uid: any process of it is its */
+    uid_t uid;
+    gid_t gid;
 };
 
 /* sb's backend state: NULL before the first start or adopt, and after release or detach. */
@@ -120,7 +123,7 @@ static int workload_alive(struct pstate *ps) {
     pid_t pids[8];
     if (ps->pid > 0 && !ps->main_done)
         return 1;
-    return list_pids(ps, pids, 8) > 0;
+    return list_pids(ps, pids, 8) > 0 || (ps->own_uid && sbx_ident_in_use(ps->uid, (gid_t)-1));
 }
 
 static int ps_alive(struct sbx_sandbox *sb) {
@@ -138,13 +141,24 @@ static void signal_all(struct pstate *ps, int sig) {
     pid_t pids[MAX_PIDS];
     if (ps->has_cg) {
         sbx_cgroup_kill(&ps->cg, sig);
-        return;
+    } else {
+        int n = list_pids(ps, pids, MAX_PIDS);
+        for (int i = 0; i < n && i < MAX_PIDS; i++)
+            kill(pids[i], sig);
+        if (ps->sid > 0)
+            kill(-ps->sid, sig);
     }
-    int n = list_pids(ps, pids, MAX_PIDS);
-    for (int i = 0; i < n && i < MAX_PIDS; i++)
-        kill(pids[i], sig);
-    if (ps->sid > 0)
-        kill(-ps->sid, sig);
+    /* Whatever escaped both still runs as the sandbox's own uid. */
+    if (ps->own_uid && sbx_ident_in_use(ps->uid, (gid_t)-1) &&
+        sbx_spawn_kill_uid(ps->uid, ps->gid, sig) != 0)
+        SBX_WARN("cannot signal the sandbox's uid", "uid=%u", (unsigned)ps->uid);
+}
+
+/* Notes sb's dynamic uid in ps, for signal_all and workload_alive. */
+static void note_uid(struct sbx_sandbox *sb, struct pstate *ps) {
+    ps->own_uid = sb->ident.kind == SBX_IDENT_DYNAMIC;
+    ps->uid = sb->ident.uid;
+    ps->gid = sb->ident.gid;
 }
 
 /* Reads what the workload wrote to one FIFO. */
@@ -299,6 +313,31 @@ static void free_env(char **envp) {
     free(envp);
 }
 
+/* Fills spec's user and capability fields from sb->ident: the workload (and every exec)
+ * runs as the sandbox's uid, never falling back to sandboxd's own when a named user is
+ * unknown. Capabilities go unless the target is root (an explicit `user => root`, or a
+ * root sandboxd without dynamic uids); no_new_privs is always set (spawn.c). 0, or -1
+ * with *err. */
+static int spec_identity(const struct sbx_sandbox *sb, struct sbx_spawn_spec *spec,
+                         struct sbx_err *err) {
+    const struct sbx_ident *id = &sb->ident;
+    if (id->kind == SBX_IDENT_NAMED && !id->resolved) {
+        err->reason_atom = "backend";
+        snprintf(err->detail, sizeof err->detail, "no such user: %.200s",
+                 sb->cfg.user != NULL ? sb->cfg.user : "?");
+        return -1;
+    }
+    if (id->kind != SBX_IDENT_SHARED) {
+        spec->set_user = 1;
+        spec->uid = id->uid;
+        spec->gid = id->gid;
+    }
+    int root_target = spec->set_user ? spec->uid == 0 : geteuid() == 0;
+    spec->drop_caps = !root_target;
+    spec->drop_bounding = !root_target && geteuid() == 0;
+    return 0;
+}
+
 /* Backend start: creates the cgroup and applies limits, opens the
  * FIFOs, spawns the main process in its own session. On -1 a cgroup
  * left empty is removed; the state and FIFOs stay for a later start. */
@@ -320,6 +359,7 @@ static int ps_start(struct sbx_sandbox *sb, struct sbx_err *err) {
         }
         sb->bstate = ps;
     }
+    note_uid(sb, ps);
     ps->main_done = 0;
     ps->ending = 0;
     ps->killed = 0;
@@ -365,14 +405,8 @@ static int ps_start(struct sbx_sandbox *sb, struct sbx_err *err) {
         spec.rlimit_as_bytes = sb->cfg.memory_mb * 1024L * 1024L;
         spec.rlimit_nproc = 0; /* per user, not per sandbox: not applied */
     }
-    if (sb->cfg.user != NULL) {
-        if (sbx_spawn_lookup_user(sb->cfg.user, &spec.uid, &spec.gid) != 0) {
-            err->reason_atom = "backend";
-            snprintf(err->detail, sizeof err->detail, "no such user: %s", sb->cfg.user);
-            goto done;
-        }
-        spec.set_user = 1;
-    }
+    if (spec_identity(sb, &spec, err) != 0)
+        goto done;
     pid_t pid = sbx_spawn(&spec, &e, &stage);
     if (pid < 0) {
         if (fd_limit_err(err, e))
@@ -712,15 +746,8 @@ static int ps_exec(struct sbx_sandbox *sb, const struct sbx_strv *cmd,
         int n = sbx_procfs_tree(ps->pid, 0, kids, 2);
         spec.join_ns_of = n >= 2 ? (kids[0] == ps->pid ? kids[1] : kids[0]) : ps->pid;
     }
-    if (sb->cfg.user != NULL) {
-        /* Never fall back to sandboxd's own user. */
-        if (sbx_spawn_lookup_user(sb->cfg.user, &spec.uid, &spec.gid) != 0) {
-            err->reason_atom = "backend";
-            snprintf(err->detail, sizeof err->detail, "no such user: %.200s", sb->cfg.user);
-            goto done;
-        }
-        spec.set_user = 1;
-    }
+    if (spec_identity(sb, &spec, err) != 0)
+        goto done;
     x->pid = sbx_spawn(&spec, &e, &stage);
     if (x->pid < 0) {
         if (fd_limit_err(err, e))
@@ -934,10 +961,14 @@ static int ps_metrics(struct sbx_sandbox *sb, ei_x_buff *x, struct sbx_err *err)
 }
 
 /* An argv that opens a shell in the sandbox: nsenter into its namespaces when isolated,
- * else a shell in its workspace with its cgroup (via the sandboxd-independent tools). */
+ * else a shell in its workspace; when the workload has a uid of its own, through setpriv
+ * (util-linux) as that uid and gid, without groups or capabilities and with
+ * no_new_privs, as the workload runs. */
 static int ps_shell(struct sbx_sandbox *sb, ei_x_buff *x, struct sbx_err *err) {
     struct pstate *ps = ps_of(sb);
-    char target[32];
+    char target[32], reuid[40], regid[40];
+    const char *argv[24];
+    int n = 0;
     (void)err;
     ei_x_encode_map_header(x, 2);
     ei_x_encode_atom(x, "kind");
@@ -945,19 +976,27 @@ static int ps_shell(struct sbx_sandbox *sb, ei_x_buff *x, struct sbx_err *err) {
     ei_x_encode_atom(x, "argv");
     if (sb->cfg.isolation == SBX_ISOLATION_NAMESPACES && ps != NULL && ps->pid > 0) {
         pid_t kids[2];
-        int n = sbx_procfs_tree(ps->pid, 0, kids, 2);
-        pid_t init = n >= 2 ? (kids[0] == ps->pid ? kids[1] : kids[0]) : ps->pid;
+        int k = sbx_procfs_tree(ps->pid, 0, kids, 2);
+        pid_t init = k >= 2 ? (kids[0] == ps->pid ? kids[1] : kids[0]) : ps->pid;
         snprintf(target, sizeof target, "%d", (int)init);
-        const char *argv[] = {"nsenter", "-t", target, "-m", "-u", "-i", "-n", "-p", "/bin/sh"};
-        ei_x_encode_list_header(x, 9);
-        for (int i = 0; i < 9; i++)
-            ei_x_encode_binary(x, argv[i], (int)strlen(argv[i]));
-    } else {
-        const char *argv[] = {"/bin/sh", "-c", "cd \"$1\" && exec /bin/sh -i", "sh", sb->workspace};
-        ei_x_encode_list_header(x, 5);
-        for (int i = 0; i < 5; i++)
-            ei_x_encode_binary(x, argv[i], (int)strlen(argv[i]));
+        const char *ns[] = {"nsenter", "-t", target, "-m", "-u", "-i", "-n", "-p"};
+        for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++)
+            argv[n++] = ns[i];
     }
+    if (sbx_ident_separate(&sb->ident)) {
+        snprintf(reuid, sizeof reuid, "--reuid=%u", (unsigned)sb->ident.uid);
+        snprintf(regid, sizeof regid, "--regid=%u", (unsigned)sb->ident.gid);
+        const char *sp[] = {"setpriv", reuid, regid, "--clear-groups", "--inh-caps=-all",
+                            "--ambient-caps=-all", "--bounding-set=-all", "--no-new-privs"};
+        for (size_t i = 0; i < sizeof sp / sizeof sp[0]; i++)
+            argv[n++] = sp[i];
+    }
+    const char *sh[] = {"/bin/sh", "-c", "cd \"$1\" && exec /bin/sh -i", "sh", sb->workspace};
+    for (size_t i = 0; i < sizeof sh / sizeof sh[0]; i++)
+        argv[n++] = sh[i];
+    ei_x_encode_list_header(x, n);
+    for (int i = 0; i < n; i++)
+        ei_x_encode_binary(x, argv[i], (int)strlen(argv[i]));
     ei_x_encode_empty_list(x);
     return 0;
 }
@@ -988,6 +1027,7 @@ static int ps_adopt(struct sbx_sandbox *sb, const char *buf, int idx) {
     if (ps == NULL)
         return 0;
     sb->bstate = ps;
+    note_uid(sb, ps);
     if (has_cg && sb->core->cg.version != SBX_CG_NONE) {
         cgroup_name(sb, name, sizeof name);
         sbx_cgroup_paths(&sb->core->cg, name, &ps->cg);
@@ -1006,8 +1046,7 @@ static int ps_adopt(struct sbx_sandbox *sb, const char *buf, int idx) {
         return 1;
     }
     /* Gone while we were away: clear out whatever it left. */
-    if (ps->has_cg)
-        sbx_cgroup_kill(&ps->cg, SIGKILL);
+    signal_all(ps, SIGKILL);
     drain_fifo(sb, 0);
     drain_fifo(sb, 1);
     return 0;
@@ -1052,6 +1091,7 @@ static int ps_available(struct sbx_core *core, const char **why) {
 const struct sbx_backend sbx_backend_process = {
     .name = "process",
     .type = SBX_TYPE_PROCESS,
+    .local_uid = 1,
     .available = ps_available,
     .start = ps_start,
     .stop = ps_stop,

@@ -1,5 +1,6 @@
 /* Starting a process for a sandbox: its own session, its cgroups, optional namespaces,
- * its descriptors, environment, directory and user, then exec. Failures before exec
+ * its descriptors, environment, directory, user and capabilities, then exec. Every child
+ * gets no_new_privs. Failures before exec
  * come back to the parent through a close-on-exec pipe, so a bad command is an error
  * of create/exec, not a process that dies at once. */
 #ifndef SBX_BACKENDS_PROCESS_SPAWN_H
@@ -22,9 +23,11 @@ struct sbx_spawn_spec {
     int new_namespaces;           /* own pid, mount, ipc, uts and network namespaces */
     const char *hostname;         /* with new_namespaces */
     pid_t join_ns_of;             /* > 0: enter the namespaces of this process (exec) */
-    int set_user;
+    int set_user;                 /* setgroups(0), setresgid(gid), setresuid(uid) */
     uid_t uid;
     gid_t gid;
+    int drop_caps;                /* clear ambient, inheritable, permitted, effective */
+    int drop_bounding;            /* empty the bounding set too (needs CAP_SETPCAP: root) */
     long rlimit_as_bytes;         /* > 0: RLIMIT_AS (memory without cgroups) */
     long rlimit_nproc;            /* > 0: RLIMIT_NPROC (pids without cgroups) */
 };
@@ -35,8 +38,10 @@ struct sbx_spawn_spec {
  * reaps the child. Descriptors in spec are not closed. */
 pid_t sbx_spawn(const struct sbx_spawn_spec *spec, int *err, const char **stage);
 
-/* Resolves a user name or numeric uid to uid/gid (blocking NSS lookup: call at create,
- * not in hot paths). 0 or -1. */
-int sbx_spawn_lookup_user(const char *user, uid_t *uid, gid_t *gid);
+/* Sends sig to every process whose real or saved uid is uid, from a short-lived child
+ * that switches to uid first (kill(-1) semantics), repeating SIGKILL until none is
+ * left. Only for a uid no one else uses (a sandbox's dynamic uid); never uid 0.
+ * Blocking (fork + wait). 0, or -1 if the helper could not run as uid. */
+int sbx_spawn_kill_uid(uid_t uid, gid_t gid, int sig);
 
 #endif
