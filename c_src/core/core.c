@@ -16,12 +16,14 @@
 #include "backends/docker/docker.h"
 #include "backends/process/process.h"
 #include "core/journal.h"
+#include "core/journal_sync.h"
 #include "core/sandbox.h"
 #include "core/subs.h"
 #include "trace/trace.h"
 #include "dist/control.h"
 #include "dist/node.h"
 #include "dist/term_check.h"
+#include "util/fdlimit.h"
 #include "util/log.h"
 
 static struct sbx_core *the_core;
@@ -208,6 +210,9 @@ int sbx_core_start(struct sbx_core *core, struct sbx_node *node,
     *why = "cannot create the state directory";
     if (sbx_journal_init(core->state_dir) != 0)
         return -1;
+    /* Records are made durable off the loop, one syncfs per batch (group commit). */
+    if (sbx_journal_sync_start(core->state_dir) != 0)
+        SBX_WARN("journal syncer not started: records are synced on the loop", "errno=%d", errno);
     /* Orphans of sandboxes are reparented to us, reaped, never zombies. */
     prctl(PR_SET_CHILD_SUBREAPER, 1);
     sbx_cgroup_detect(&core->cg);
@@ -219,6 +224,7 @@ int sbx_core_start(struct sbx_core *core, struct sbx_node *node,
     if (core->sigchld == NULL || event_add(core->sigchld, NULL) != 0)
         return -1;
     the_core = core;
+    core->fds_at_start = sbx_fdlimit_in_use();
     int n = sbx_journal_each(core->state_dir, adopt_one, core);
     /* Docker: probe the engine; its first answer reconciles the adopted containers. */
     sbx_docker_init(core);
@@ -264,5 +270,7 @@ void sbx_core_stop(struct sbx_core *core) {
     if (core->sigchld != NULL)
         event_free(core->sigchld);
     core->sigchld = NULL;
+    /* Whatever the last turns wrote is durable before sandboxd exits. */
+    sbx_journal_sync_stop();
     the_core = NULL;
 }
