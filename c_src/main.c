@@ -22,6 +22,7 @@
 #include "rpc/services.h"
 #include "backends/beam/beam.h"
 #include "util/cookie.h"
+#include "util/fdlimit.h"
 #include "util/log.h"
 
 struct options {
@@ -238,15 +239,6 @@ static void on_signal(evutil_socket_t sig, short what, void *arg) {
     event_base_loopbreak(arg);
 }
 
-/* ei_init sizes a table from the open-file limit: keep that limit sane first. */
-static void cap_nofile(void) {
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur > 65536) {
-        rl.rlim_cur = 65536;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
-}
-
 /* Exit status 0 after a clean stop (or --help, --version), 2 for bad
  * arguments, 1 if start-up failed. Shutdown order: the core (its
  * shutdown policy), the node (connections, epmd), then the loop. */
@@ -271,7 +263,8 @@ int main(int argc, char **argv) {
     if (pa != 0)
         return pa > 0 ? 0 : 2;
     signal(SIGPIPE, SIG_IGN);
-    cap_nofile();
+    /* ei_init sizes a table from the open-file limit: capped for it, raised after. */
+    sbx_fdlimit_cap_for_init(65536);
     if (ei_init() != 0) {
         SBX_ERROR("ei_init failed", NULL);
         goto done;
@@ -306,6 +299,9 @@ int main(int argc, char **argv) {
         goto done;
     }
     node_started = 1;
+    /* Raised once the node runs (an epmd it started keeps the usual limit). */
+    long nofile = sbx_fdlimit_raise(SBX_NOFILE_CEILING);
+    SBX_INFO("open-file limit", "soft=%ld", nofile);
     if (sbx_services_start(&node) != 0) {
         SBX_ERROR("cannot register system processes", NULL);
         goto done;
