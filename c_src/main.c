@@ -23,6 +23,7 @@
 #include "backends/beam/beam.h"
 #include "util/cookie.h"
 #include "util/fdreserve.h"
+#include "util/fdlimit.h"
 #include "util/log.h"
 
 struct options {
@@ -264,22 +265,6 @@ static void on_signal(evutil_socket_t sig, short what, void *arg) {
     event_base_loopbreak(arg);
 }
 
-/* ei_init sizes a table from the open-file limit: keep that limit sane first (at most
- * 65,536), and as high as the hard limit allows below that, for connections and sandboxes.
- * Returns the soft limit in force (0 if unknown). */
-static size_t cap_nofile(void) {
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
-        return 0;
-    rlim_t want = rl.rlim_max < 65536 ? rl.rlim_max : 65536;
-    if (rl.rlim_cur != want) {
-        rl.rlim_cur = want;
-        if (setrlimit(RLIMIT_NOFILE, &rl) != 0 && getrlimit(RLIMIT_NOFILE, &rl) != 0)
-            return 0;
-    }
-    return (size_t)rl.rlim_cur;
-}
-
 /* Exit status 0 after a clean stop (or --help, --version), 2 for bad
  * arguments, 1 if start-up failed. Shutdown order: the core (its
  * shutdown policy), the node (connections, epmd), then the loop. */
@@ -304,14 +289,8 @@ int main(int argc, char **argv) {
     if (pa != 0)
         return pa > 0 ? 0 : 2;
     signal(SIGPIPE, SIG_IGN);
-    size_t nofile = cap_nofile();
-    if (!opts.max_handshakes_given && nofile > 0 && opts.max_handshakes > nofile / 4) {
-        /* Strangers must never take the descriptors that sandboxes need. */
-        opts.max_handshakes = nofile / 4 > 16 ? nofile / 4 : 16;
-        SBX_WARN("low open-file limit: fewer connections allowed in the handshake",
-                 "nofile=%zu max_handshakes=%zu", nofile, opts.max_handshakes);
-    }
-    sbx_fd_reserve_fill(); /* room for cleanup at the open-file limit */
+    /* ei_init sizes a table from the open-file limit: capped for it, raised after. */
+    sbx_fdlimit_cap_for_init(65536);
     if (ei_init() != 0) {
         SBX_ERROR("ei_init failed", NULL);
         goto done;
@@ -348,6 +327,17 @@ int main(int argc, char **argv) {
         goto done;
     }
     node_started = 1;
+    /* Raised once the node runs (an epmd it started keeps the usual limit). */
+    long nofile = sbx_fdlimit_raise(SBX_NOFILE_CEILING);
+    SBX_INFO("open-file limit", "soft=%ld", nofile);
+    if (!opts.max_handshakes_given && nofile > 0 && opts.max_handshakes > (size_t)nofile / 4) {
+        /* Strangers must never take the descriptors that sandboxes need. */
+        opts.max_handshakes = (size_t)nofile / 4 > 16 ? (size_t)nofile / 4 : 16;
+        sbx_node_lower_handshake_cap(&node, opts.max_handshakes);
+        SBX_WARN("low open-file limit: fewer connections allowed in the handshake",
+                 "nofile=%ld max_handshakes=%zu", nofile, opts.max_handshakes);
+    }
+    sbx_fd_reserve_fill(); /* room for cleanup at the open-file limit */
     if (sbx_services_start(&node) != 0) {
         SBX_ERROR("cannot register system processes", NULL);
         goto done;

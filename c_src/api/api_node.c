@@ -12,6 +12,7 @@
 #include "dist/control.h"
 #include "core/core.h"
 #include "dist/node.h"
+#include "util/fdlimit.h"
 #include "util/clock.h"
 
 /* See api.h. Answers pong. */
@@ -73,6 +74,38 @@ static void encode_isolation(ei_x_buff *x, const struct sbx_core *core) {
     ei_x_encode_atom(x, dynamic ? "true" : "false");
 }
 
+/* Descriptors an idle sandbox is assumed to hold before any exists to measure. */
+#define IDLE_FDS_GUESS 2
+/* Descriptors kept free for connections, requests and the loop itself. */
+#define FDS_RESERVE 256
+
+/* Appends open_files => #{limit, in_use, sandboxes_allowed}: the soft limit, the
+ * descriptors open now, and how many sandboxes fit in it at the descriptors per sandbox
+ * measured so far (capped at the core's max_sandboxes). */
+static void encode_open_files(ei_x_buff *x, const struct sbx_core *core) {
+    long limit = sbx_fdlimit_current(), used = sbx_fdlimit_in_use();
+    long count = core != NULL ? (long)core->count : 0;
+    long per = IDLE_FDS_GUESS, allowed = 0;
+    if (core != NULL && count > 0 && used > core->fds_at_start)
+        per = (used - core->fds_at_start + count - 1) / count;
+    if (per < 1)
+        per = 1;
+    if (limit > 0 && used >= 0 && limit - used > FDS_RESERVE)
+        allowed = count + (limit - used - FDS_RESERVE) / per;
+    else
+        allowed = count;
+    if (core != NULL && allowed > (long)core->max_sandboxes)
+        allowed = (long)core->max_sandboxes;
+    ei_x_encode_atom(x, "open_files");
+    ei_x_encode_map_header(x, 3);
+    ei_x_encode_atom(x, "limit");
+    ei_x_encode_long(x, limit);
+    ei_x_encode_atom(x, "in_use");
+    ei_x_encode_long(x, used);
+    ei_x_encode_atom(x, "sandboxes_allowed");
+    ei_x_encode_long(x, allowed);
+}
+
 /* See api.h. Works without a core too (counts 0, every backend unavailable). */
 enum sbx_api_status sbx_api_info(struct sbx_call *call) {
     struct sbx_node *node = call->node;
@@ -103,6 +136,7 @@ enum sbx_api_status sbx_api_info(struct sbx_call *call) {
     ei_x_encode_atom(x, "pids_limit");
     ei_x_encode_atom(x, core != NULL && core->cg.can_pids ? "cgroup" : "none");
     encode_isolation(x, core);
+    encode_open_files(x, core);
     ei_x_encode_atom(x, "connections");
     ei_x_encode_long(x, (long)sbx_node_conn_count(node));
     ei_x_encode_atom(x, "processes");

@@ -19,12 +19,14 @@
 #include "backends/docker/docker.h"
 #include "backends/process/process.h"
 #include "core/journal.h"
+#include "core/journal_sync.h"
 #include "core/sandbox.h"
 #include "core/subs.h"
 #include "trace/trace.h"
 #include "dist/control.h"
 #include "dist/node.h"
 #include "dist/term_check.h"
+#include "util/fdlimit.h"
 #include "util/log.h"
 
 static struct sbx_core *the_core;
@@ -250,6 +252,9 @@ int sbx_core_start(struct sbx_core *core, struct sbx_node *node,
         return -1;
     if (core->uids.enabled)
         open_state_dir(core->state_dir);
+    /* Records are made durable off the loop, one syncfs per batch (group commit). */
+    if (sbx_journal_sync_start(core->state_dir) != 0)
+        SBX_WARN("journal syncer not started: records are synced on the loop", "errno=%d", errno);
     /* Orphans of sandboxes are reparented to us, reaped, never zombies. */
     prctl(PR_SET_CHILD_SUBREAPER, 1);
     sbx_cgroup_detect(&core->cg);
@@ -261,6 +266,7 @@ int sbx_core_start(struct sbx_core *core, struct sbx_node *node,
     if (core->sigchld == NULL || event_add(core->sigchld, NULL) != 0)
         return -1;
     the_core = core;
+    core->fds_at_start = sbx_fdlimit_in_use();
     int n = sbx_journal_each(core->state_dir, adopt_one, core);
     /* Docker: probe the engine; its first answer reconciles the adopted containers. */
     sbx_docker_init(core);
@@ -307,5 +313,7 @@ void sbx_core_stop(struct sbx_core *core) {
         event_free(core->sigchld);
     core->sigchld = NULL;
     sbx_uid_pool_free(&core->uids);
+    /* Whatever the last turns wrote is durable before sandboxd exits. */
+    sbx_journal_sync_stop();
     the_core = NULL;
 }

@@ -42,6 +42,7 @@ struct sbx_core {
     int stop_grace_ms;
     struct sbx_sandbox *first, *last;
     struct sbx_sandbox *buckets[SBX_ID_BUCKETS];
+    long fds_at_start;          /* descriptors open before any sandbox (info's estimate) */
     size_t count;
     struct sbx_cg_host cg;
     struct sbx_uid_pool uids;   /* dynamic uids (enabled when root) */

@@ -8,6 +8,7 @@
 #define _GNU_SOURCE
 #include "core/journal.h"
 
+#include "core/journal_sync.h"
 #include "util/fdio.h"
 #include "util/fdreserve.h"
 
@@ -159,7 +160,8 @@ int sbx_journal_dir(const char *state_dir, const char *id, int create, char *out
 
 
 /* Replaces id's record (the caller keeps buf). On failure the old record, if any, is
- * left as it was and no record.tmp remains (the folder may have been created). */
+ * left as it was and no record.tmp remains (the folder may have been created). With the
+ * syncer running (journal_sync.h) no fsync happens here: one is asked for. */
 int sbx_journal_save(const char *state_dir, const char *id, const char *buf, size_t len) {
     char dir[PATH_MAX];
     int created = 0;
@@ -177,7 +179,10 @@ int sbx_journal_save(const char *state_dir, const char *id, const char *buf, siz
     if (fd < 0)
         goto done;
     tmp_made = 1;
-    if (sbx_write_all(fd, buf, len) != 0 || fsync(fd) != 0)
+    /* With the syncer running, durability comes from its next syncfs (group commit);
+     * the rename below already makes the record survive a SIGKILL of sandboxd. */
+    int inline_sync = !sbx_journal_sync_running();
+    if (sbx_write_all(fd, buf, len) != 0 || (inline_sync && fsync(fd) != 0))
         goto done;
     int close_rc = close(fd);
     fd = -1;
@@ -186,6 +191,11 @@ int sbx_journal_save(const char *state_dir, const char *id, const char *buf, siz
     if (renameat(dfd, RECORD_TMP, dfd, RECORD) != 0)
         goto done;
     tmp_made = 0;
+    if (!inline_sync) {
+        sbx_journal_sync_request();
+        rc = 0;
+        goto done;
+    }
     if (fsync(dfd) != 0)
         goto done;
     if (created) {

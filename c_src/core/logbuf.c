@@ -78,7 +78,7 @@ struct pending {
 };
 
 struct sbx_logbuf {
-    int fd;
+    int fd;                /* the log file, open only during a write or load (else -1) */
     char *path, *tmp_path;
     size_t max_bytes, max_records;
 
@@ -233,9 +233,14 @@ static int wbuf_flush(struct sbx_logbuf *lb) {
         errno = EIO;
         goto done;
     }
-    if (sbx_write_all(lb->fd, lb->wbuf, lb->wlen) != 0) {
+    /* The file is open only while it is written: an idle sandbox holds no descriptor
+     * for its log. */
+    if (lb->fd < 0)
+        lb->fd = open(lb->path, O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW);
+    if (lb->fd < 0 || sbx_write_all(lb->fd, lb->wbuf, lb->wlen) != 0) {
         int saved = errno;
-        (void)!ftruncate(lb->fd, (off_t)lb->file_size);
+        if (lb->fd >= 0)
+            (void)!ftruncate(lb->fd, (off_t)lb->file_size);
         lb->resync = 1;
         errno = saved;
         rc = -1;
@@ -244,6 +249,12 @@ static int wbuf_flush(struct sbx_logbuf *lb) {
     lb->file_size += lb->wlen;
 done:
     lb->wlen = 0;
+    if (lb->fd >= 0) {
+        int saved = errno;
+        close(lb->fd);
+        lb->fd = -1;
+        errno = saved;
+    }
     return rc;
 }
 
@@ -359,8 +370,8 @@ static void store(struct sbx_logbuf *lb, int64_t ts, enum sbx_stream stream, con
 
 /* ---- compaction ---------------------------------------------------------------------- */
 
-/* Rewrites the file with the ring's records: path.tmp, then swapped with path; lb->fd
- * becomes the new file. 0, or -1 (errno) leaving the old file and fd in place (the
+/* Rewrites the file with the ring's records: path.tmp, then swapped with path (closed
+ * once written, like the file it replaces). 0, or -1 (errno) leaving the old file and fd in place (the
  * temporary file is removed). wbuf must be empty; it is empty again on return. */
 static int compact(struct sbx_logbuf *lb) {
     int rc = -1;
@@ -391,8 +402,10 @@ static int compact(struct sbx_logbuf *lb) {
         (void)unlink(lb->tmp_path);
     else if (rename(lb->tmp_path, lb->path) != 0)
         goto done;
-    close(lb->fd);
-    lb->fd = tfd;
+    if (lb->fd >= 0)
+        close(lb->fd);
+    lb->fd = -1;
+    close(tfd);
     tfd = -1;
     lb->file_size = lb->ring_file;
     lb->resync = 0;
@@ -556,6 +569,10 @@ struct sbx_logbuf *sbx_logbuf_open(const char *path, size_t max_bytes) {
             lb->resync = 1;
         (void)sync_file(lb);
     }
+    /* Reopened for each write (wbuf_flush). */
+    if (lb->fd >= 0)
+        close(lb->fd);
+    lb->fd = -1;
     return lb;
 err:
     saved = errno;
@@ -585,7 +602,8 @@ void sbx_logbuf_close(struct sbx_logbuf *lb) {
     (void)wbuf_flush(lb);
     if (lb->resync)
         (void)compact(lb);
-    close(lb->fd);
+    if (lb->fd >= 0)
+        close(lb->fd);
     for (int s = 0; s < 2; s++)
         free(lb->pend[s].buf);
     free(lb->wbuf);

@@ -158,6 +158,12 @@ void sbx_node_stop(struct sbx_node *node) {
     memset(node->cookie, 0, sizeof node->cookie);
 }
 
+/* See node.h. Only lowers the cap: the table was sized for the one given at start. */
+void sbx_node_lower_handshake_cap(struct sbx_node *node, size_t max) {
+    if (max > 0 && max < node->strangers.max_total)
+        node->strangers.max_total = max;
+}
+
 /* See node.h. The node keeps ownership; valid until the connection is destroyed. */
 struct sbx_conn *sbx_node_conn_by_id(const struct sbx_node *node, uint64_t id) {
     for (struct sbx_conn *c = node->conns; c != NULL; c = c->next)

@@ -80,6 +80,10 @@ int sbx_node_start(struct sbx_node *node, struct event_base *base,
  * process table. Safe on a node that failed to start or was never started (zeroed). */
 void sbx_node_stop(struct sbx_node *node);
 
+/* Lowers the cap on strangers (accepted connections before the cookie proof) to max, if
+ * that is lower; never raises it. */
+void sbx_node_lower_handshake_cap(struct sbx_node *node, size_t max);
+
 /* Connection registry. Lookups return only connections whose handshake completed. */
 struct sbx_conn *sbx_node_conn_by_id(const struct sbx_node *node, uint64_t id);
 struct sbx_conn *sbx_node_conn_by_name(const struct sbx_node *node, const char *name);

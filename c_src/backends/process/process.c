@@ -74,7 +74,7 @@ struct pstate {
     struct sbx_cgroup cg;
     int has_cg;
     uint64_t oom_base;
-    int rd[2], wr[2];         /* FIFO ends: read, and our keep-alive writers */
+    int rd[2];                /* the FIFOs, each open read-write (see open_fifos) */
     struct event *out_ev[2];
     struct event *watch;
     int ending;               /* the main process ended or stop was asked: draining */
@@ -183,7 +183,7 @@ static void fifo_cb(evutil_socket_t fd, short what, void *arg) {
     drain_fifo(sb, fd == ps->rd[0] ? 0 : 1);
 }
 
-/* Closes both FIFO read ends, our keep-alive writers and their events; idempotent. */
+/* Closes both FIFOs and their events; idempotent. */
 static void close_fifos(struct pstate *ps) {
     for (int i = 0; i < 2; i++) {
         if (ps->out_ev[i] != NULL)
@@ -191,13 +191,11 @@ static void close_fifos(struct pstate *ps) {
         ps->out_ev[i] = NULL;
         if (ps->rd[i] >= 0)
             close(ps->rd[i]);
-        if (ps->wr[i] >= 0)
-            close(ps->wr[i]);
-        ps->rd[i] = ps->wr[i] = -1;
+        ps->rd[i] = -1;
     }
 }
 
-/* Creates (if missing) and opens the two FIFOs for reading, plus our own writers. */
+/* Creates (if missing) and opens the two FIFOs, one read-write descriptor each. */
 static int open_fifos(struct sbx_sandbox *sb, struct sbx_err *err) {
     struct pstate *ps = ps_of(sb);
     static const char *const names[2] = {"stdout.fifo", "stderr.fifo"};
@@ -210,9 +208,11 @@ static int open_fifos(struct sbx_sandbox *sb, struct sbx_err *err) {
             set_err(err, "cannot create %.200s: %s", path, errno);
             return -1;
         }
-        ps->rd[i] = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-        ps->wr[i] = ps->rd[i] >= 0 ? open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC) : -1;
-        if (ps->rd[i] < 0 || ps->wr[i] < 0) {
+        /* Read and write in one descriptor (Linux allows O_RDWR on a FIFO): being a
+         * writer too, it never sees end-of-file when the workload's writers close, and
+         * an idle sandbox holds one descriptor per stream. */
+        ps->rd[i] = open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC);
+        if (ps->rd[i] < 0) {
             set_err(err, "cannot open %.200s: %s", path, errno);
             return -1;
         }
@@ -241,7 +241,7 @@ static struct pstate *pstate_new(void) {
     struct pstate *ps = calloc(1, sizeof *ps);
     if (ps == NULL)
         return NULL;
-    ps->rd[0] = ps->rd[1] = ps->wr[0] = ps->wr[1] = -1;
+    ps->rd[0] = ps->rd[1] = -1;
     return ps;
 }
 

@@ -3,6 +3,8 @@
 #define _GNU_SOURCE
 #include "backends/process/spawn.h"
 
+#include "util/fdlimit.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -140,6 +142,9 @@ static void exec_child(const struct sbx_spawn_spec *s, int errfd) {
     int er = s->stderr_path != NULL ? open(s->stderr_path, O_RDWR) : fd_or_null(s->stderr_fd, O_WRONLY);
     if (in < 0 || out < 0 || er < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(er, 2) < 0)
         fail(errfd, ST_FDS);
+    /* The open-file limit sandboxd raised for itself is not the workload's. */
+    if (sbx_fdlimit_restore_child() != 0)
+        fail(errfd, ST_RLIMIT);
     if (s->rlimit_as_bytes > 0) {
         struct rlimit rl = {(rlim_t)s->rlimit_as_bytes, (rlim_t)s->rlimit_as_bytes};
         if (setrlimit(RLIMIT_AS, &rl) != 0)
