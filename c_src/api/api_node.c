@@ -113,7 +113,9 @@ enum sbx_api_status sbx_api_info(struct sbx_call *call) {
     static const char *const backends[] = {"process", "docker", "beam_node", "vm"};
 
     struct sbx_core *core = sbx_core_get();
-    ei_x_encode_map_header(x, 12);
+    /* 13 keys: node version uptime_ms memory_bytes sandboxes subscribers limits isolation
+     * open_files connections processes handshakes backends (count again when adding one). */
+    ei_x_encode_map_header(x, 13);
     ei_x_encode_atom(x, "node");
     ei_x_encode_atom(x, node->name);
     ei_x_encode_atom(x, "version");
