@@ -234,12 +234,7 @@ enum sbx_api_status sbx_api_create(struct sbx_call *call) {
     if (sb == NULL) {
         int e = errno;
         err.reason_atom = sbx_fd_exhausted(e) ? "limit_reached" : "backend";
-        if (sbx_fd_exhausted(e))
-            snprintf(err.detail, sizeof err.detail, "open_files");
-        else if (e != 0)
-            snprintf(err.detail, sizeof err.detail, "%s: %s", why, strerror(e));
-        else
-            snprintf(err.detail, sizeof err.detail, "%s", why);
+        snprintf(err.detail, sizeof err.detail, "%s", sbx_fd_exhausted(e) ? "open_files" : why);
         sbx_reply_err(&call->result, sbx_type_name(type), &err);
         goto done;
     }
