@@ -68,6 +68,7 @@ static void usage(FILE *out) {
           "  --max-handshakes-per-addr N  the same per source address (default 32); a\n"
           "                        newcomer past it is refused at once\n"
           "  --state-dir DIR       journal, logs and workspaces (default\n"
+          "                        /var/lib/sandboxd/<node> as root, else\n"
           "                        $XDG_STATE_HOME/sandboxd/<node>, else ~/.local/state/...)\n"
           "  --shutdown-policy P   keep | destroy: what a clean stop does to running\n"
           "                        sandboxes (default keep: adopted at the next start)\n"
@@ -244,7 +245,11 @@ static int parse_args(int argc, char **argv, struct options *o) {
         const char *xdg = getenv("XDG_STATE_HOME");
         const char *home = getenv("HOME");
         int n;
-        if (xdg != NULL && xdg[0] == '/')
+        /* As root, a place workloads (other uids) can reach their workspaces through;
+         * /root is closed to them. */
+        if (geteuid() == 0)
+            n = snprintf(o->state_dir, sizeof o->state_dir, "/var/lib/sandboxd/%s", o->name);
+        else if (xdg != NULL && xdg[0] == '/')
             n = snprintf(o->state_dir, sizeof o->state_dir, "%s/sandboxd/%s", xdg, o->name);
         else
             n = snprintf(o->state_dir, sizeof o->state_dir, "%s/.local/state/sandboxd/%s",

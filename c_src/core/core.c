@@ -252,6 +252,10 @@ int sbx_core_start(struct sbx_core *core, struct sbx_node *node,
         return -1;
     if (core->uids.enabled)
         open_state_dir(core->state_dir);
+    /* Other sandboxd instances of this host take uids from the same range. */
+    if (sbx_uid_pool_share(&core->uids, SBX_UID_CLAIMS_DIR, node->name) != 0)
+        SBX_WARN("uid claims not shared: keep other sandboxd instances of this host on other "
+                 "--uid-range", "dir=%s errno=%d", SBX_UID_CLAIMS_DIR, errno);
     /* Records are made durable off the loop, one syncfs per batch (group commit). */
     if (sbx_journal_sync_start(core->state_dir) != 0)
         SBX_WARN("journal syncer not started: records are synced on the loop", "errno=%d", errno);

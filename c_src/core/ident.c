@@ -18,6 +18,7 @@
 /* See ident.h. A disabled pool holds no memory. */
 int sbx_uid_pool_init(struct sbx_uid_pool *pool, int enable, uid_t first, uid_t last) {
     memset(pool, 0, sizeof *pool);
+    pool->claims_fd = -1;
     pool->first = first;
     pool->last = last;
     pool->next = first;
@@ -35,6 +36,98 @@ void sbx_uid_pool_free(struct sbx_uid_pool *pool) {
     free(pool->used);
     pool->used = NULL;
     pool->enabled = 0;
+    if (pool->claims_fd >= 0)
+        close(pool->claims_fd);
+    pool->claims_fd = -1;
+}
+
+/* mkdir -p path with mode 0700 for the folders it makes. 0 or -1 (errno). */
+static int make_dirs(const char *path) {
+    char buf[512];
+    int n = snprintf(buf, sizeof buf, "%s", path);
+    if (n <= 0 || (size_t)n >= sizeof buf) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    for (char *p = buf + 1;; p++) {
+        if (*p == '/' || *p == '\0') {
+            char c = *p;
+            *p = '\0';
+            if (mkdir(buf, 0700) != 0 && errno != EEXIST)
+                return -1;
+            *p = c;
+            if (c == '\0')
+                break;
+        }
+    }
+    return 0;
+}
+
+/* See ident.h. */
+int sbx_uid_pool_share(struct sbx_uid_pool *pool, const char *dir, const char *node) {
+    if (!pool->enabled)
+        return 0;
+    if (strlen(node) >= sizeof pool->node) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    if (make_dirs(dir) != 0)
+        return -1;
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    snprintf(pool->node, sizeof pool->node, "%s", node);
+    pool->claims_fd = fd;
+    return 0;
+}
+
+/* Claims uid in the shared folder: 0 if the claim now names this node (made now, or left
+ * by an earlier run of it), -1 if another instance has it or the file cannot be made. */
+static int claim_file(struct sbx_uid_pool *pool, uid_t uid) {
+    char name[24], buf[258];
+    size_t len = strlen(pool->node);
+    int rc = -1;
+    if (pool->claims_fd < 0)
+        return 0;
+    snprintf(name, sizeof name, "%u", (unsigned)uid);
+    int fd = openat(pool->claims_fd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                    0600);
+    if (fd >= 0) {
+        buf[0] = '\n';
+        if (write(fd, pool->node, len) == (ssize_t)len && write(fd, buf, 1) == 1)
+            rc = 0;
+        close(fd);
+        if (rc != 0)
+            (void)unlinkat(pool->claims_fd, name, 0);
+        return rc;
+    }
+    if (errno != EEXIST)
+        return -1;
+    fd = openat(pool->claims_fd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, buf, sizeof buf);
+    close(fd);
+    if (n == (ssize_t)len + 1 && memcmp(buf, pool->node, len) == 0 && buf[len] == '\n')
+        rc = 0;
+    return rc;
+}
+
+/* Removes this node's claim on uid (someone else's is left alone). */
+static void unclaim_file(struct sbx_uid_pool *pool, uid_t uid) {
+    char name[24];
+    if (pool->claims_fd < 0)
+        return;
+    snprintf(name, sizeof name, "%u", (unsigned)uid);
+    int fd = openat(pool->claims_fd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    char buf[258];
+    size_t len = strlen(pool->node);
+    ssize_t n = read(fd, buf, sizeof buf);
+    close(fd);
+    if (n == (ssize_t)len + 1 && memcmp(buf, pool->node, len) == 0 && buf[len] == '\n')
+        (void)unlinkat(pool->claims_fd, name, 0);
 }
 
 /* Bit i of map. */
@@ -147,6 +240,8 @@ int sbx_uid_pool_take(struct sbx_uid_pool *pool, uid_t *out) {
             continue;
         if (getpwuid(cand) != NULL || getgrgid((gid_t)cand) != NULL)
             continue;
+        if (claim_file(pool, cand) != 0)
+            continue; /* another sandboxd of this host has it */
         bit_set(pool->used, i, 1);
         pool->next = i + 1 < span ? cand + 1 : pool->first;
         *out = cand;
@@ -163,7 +258,7 @@ int sbx_uid_pool_take(struct sbx_uid_pool *pool, uid_t *out) {
 int sbx_uid_pool_claim(struct sbx_uid_pool *pool, uid_t uid) {
     if (!pool->enabled || uid < pool->first || uid > pool->last)
         return 0;
-    if (bit_get(pool->used, uid - pool->first)) {
+    if (bit_get(pool->used, uid - pool->first) || claim_file(pool, uid) != 0) {
         errno = EEXIST;
         return -1;
     }
@@ -173,8 +268,11 @@ int sbx_uid_pool_claim(struct sbx_uid_pool *pool, uid_t uid) {
 
 /* See ident.h. */
 void sbx_uid_pool_put(struct sbx_uid_pool *pool, uid_t uid) {
-    if (pool->enabled && uid >= pool->first && uid <= pool->last)
+    if (pool->enabled && uid >= pool->first && uid <= pool->last &&
+        bit_get(pool->used, uid - pool->first)) {
         bit_set(pool->used, uid - pool->first, 0);
+        unclaim_file(pool, uid);
+    }
 }
 
 struct use_scan {

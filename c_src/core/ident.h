@@ -39,13 +39,28 @@ struct sbx_uid_pool {
     uid_t next;              /* where the next search starts (round robin: a freed uid
                                 is handed out again as late as possible) */
     unsigned char *used;     /* one bit per uid of [first, last] */
+    int claims_fd;           /* the claims folder shared by every sandboxd of the host
+                                (sbx_uid_pool_share), or -1 */
+    char node[256];          /* this sandboxd's node name, the claims' content */
 };
+
+/* Where sandboxd instances of one host record which uid each has handed out: one file per
+ * uid, named by the uid, holding the node name of the sandboxd that has it. /run is
+ * cleared at boot, and with it the claims of instances that never came back. */
+#define SBX_UID_CLAIMS_DIR "/run/sandboxd/uids"
 
 /* Sets up pool for [first, last] (first <= last, last - first < 1<<20), enabled only if
  * enable is set. 0, or -1 when out of memory (pool disabled). */
 int sbx_uid_pool_init(struct sbx_uid_pool *pool, int enable, uid_t first, uid_t last);
 
-/* Frees the pool's memory; safe on a zeroed pool. */
+/* Shares the range with the other sandboxd instances of the host: from now on a uid is
+ * handed out (take, claim) only once a claim file in dir names this node, and put removes
+ * it, so two instances never give one uid to two sandboxes, and one never signals the
+ * other's workloads. A claim already naming this node (left by an earlier run of it) is
+ * this node's. 0, or -1 (errno; claims stay off, the pool serves this instance only). */
+int sbx_uid_pool_share(struct sbx_uid_pool *pool, const char *dir, const char *node);
+
+/* Frees the pool's memory and closes its claims folder; safe on a zeroed pool. */
 void sbx_uid_pool_free(struct sbx_uid_pool *pool);
 
 /* Hands out a uid (gid = uid) of the range that the pool has not handed out, no passwd or
@@ -55,7 +70,8 @@ void sbx_uid_pool_free(struct sbx_uid_pool *pool);
 int sbx_uid_pool_take(struct sbx_uid_pool *pool, uid_t *out);
 
 /* Marks uid as handed out (adoption of a journalled sandbox). 0; -1 (EEXIST) if it is
- * already; a uid outside the range is accepted and not tracked. */
+ * already, here or, when shared, by another instance; a uid outside the range is accepted
+ * and not tracked. */
 int sbx_uid_pool_claim(struct sbx_uid_pool *pool, uid_t uid);
 
 /* Gives uid back (destroy); a uid outside the range or not handed out is ignored. */

@@ -263,7 +263,10 @@ static void publish(struct sbx_core *core, const struct sbx_sandbox *sb, enum sb
         if (sbx_node_send_msg(core->node, core->proc, &s->pid, NULL, 0, &m) == 0) {
             s->sent++;
             s->credit -= m.index;
-            if (s->credit < SBX_SUB_WINDOW / 2)
+            /* Asked early (an eighth of the window spent): the answer travels behind
+             * the events already sent, and must come back before the rest is spent, or a
+             * subscriber that keeps up would lose events on a busy machine. */
+            if (s->credit < SBX_SUB_WINDOW - SBX_SUB_WINDOW / 8)
                 ask_queue(core, s);
         }
         ei_x_free(&m);

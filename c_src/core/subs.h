@@ -24,10 +24,10 @@ struct sbx_sandbox;
  * next event delivered carries dropped => N. A subscriber that keeps up never loses an
  * event; one that stops reading costs at most a window of its own node's memory and
  * nothing of sandboxd's. */
-#define SBX_SUB_WINDOW (8 << 20)
+#define SBX_SUB_WINDOW (16 << 20)
 #define SBX_SUB_MAX_QUEUE 1000
 #define SBX_SUB_RECHECK_MS 100
-#define SBX_SUB_MAX_BACKLOG (16u << 20)
+#define SBX_SUB_MAX_BACKLOG (32u << 20)
 
 struct sbx_sub {
     struct sbx_sub *next;

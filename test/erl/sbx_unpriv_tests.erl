@@ -31,6 +31,7 @@ tests() ->
      {beam_node_runs_as_dynamic_uid, 90000, root(fun beam_node/0)},
      {restart_keeps_uids, 90000, root(fun restart_keeps/0)},
      {uid_range_exhausted_and_reused, 60000, root(fun exhausted/0)},
+     {two_instances_never_share_a_uid, 60000, root(fun two_instances/0)},
      {sandboxd_not_root_says_shared, 60000, root(fun not_root/0)}].
 
 %% Wraps a test: {skip, not_root} unless this test run is root.
@@ -443,6 +444,33 @@ not_root() ->
     ?assertEqual(<<"0000000000000000">>, maps:get(<<"CapEff">>, St)),
     ?assertEqual(<<"1">>, maps:get(<<"NoNewPrivs">>, St)),
     ok = call(S, destroy, [<<"sh">>]),
+    ok.
+
+%% Two sandboxd instances of one host on the same two-id range: each id goes to one
+%% sandbox of one instance (the claims in /run/sandboxd/uids), a third create in either
+%% fails, and a destroy in one instance frees the id for the other without touching the
+%% other's workloads.
+two_instances() ->
+    Range = ["--uid-range", "64010-64011"],
+    A = ?U:start_isolated(#{args => Range}),
+    B = ?U:start_isolated(#{args => Range}),
+    M = list_to_binary(marker(1000)),
+    #{user := #{uid := UA}} = create(A, <<"a1">>, #{cmd => [<<"sleep">>, M]}),
+    #{user := #{uid := UB}, ref := RefB} = create(B, <<"b1">>, #{cmd => [<<"sleep">>, M]}),
+    ?assertEqual([64010, 64011], lists:sort([UA, UB])),
+    {ok, Claim} = file:read_file("/run/sandboxd/uids/" ++ integer_to_list(UB)),
+    ?assertEqual(iolist_to_binary([atom_to_list(maps:get(node, B)), "\n"]), Claim),
+    Full = {error, {backend, process, <<"no free uid in the sandbox uid range">>}},
+    ?assertEqual(Full, call(A, create, [<<"a2">>, process, #{cmd => [<<"sleep">>, M]}])),
+    ?assertEqual(Full, call(B, create, [<<"b2">>, process, #{cmd => [<<"sleep">>, M]}])),
+    ok = call(A, destroy, [<<"a1">>]),
+    ?assertNot(filelib:is_file("/run/sandboxd/uids/" ++ integer_to_list(UA))),
+    #{user := #{uid := UB2}} = create(B, <<"b2">>, #{cmd => [<<"sleep">>, M]}),
+    ?assertEqual(UA, UB2),
+    %% A's destroy left B's workload alone.
+    ?assertMatch({ok, #{status := running, ref := RefB}}, call(B, get, [<<"b1">>])),
+    [ok = call(B, destroy, [Id]) || Id <- [<<"b1">>, <<"b2">>]],
+    ?assertEqual([], [U || U <- [UA, UB], filelib:is_file("/run/sandboxd/uids/" ++ integer_to_list(U))]),
     ok.
 
 %% --uid-range bounds the live sandboxes that get a uid: with two ids, a third create fails
