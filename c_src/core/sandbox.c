@@ -156,19 +156,31 @@ done:
     return rc;
 }
 
+static struct sbx_sandbox *sandbox_new(struct sbx_core *core, const char *id,
+                                       struct sbx_config *cfg, const struct sbx_ident *was,
+                                       int adopting, const char **why);
+
 /* See sandbox.h. */
 struct sbx_sandbox *sbx_sandbox_new(struct sbx_core *core, const char *id,
                                     struct sbx_config *cfg, const char **why) {
-    return sbx_sandbox_new_as(core, id, cfg, NULL, why);
+    return sandbox_new(core, id, cfg, NULL, 0, why);
 }
 
-/* See sandbox.h. sb->backend is NULL for a type without a backend. A
- * failure after the folder exists removes the folder and record again, and leaves errno
- * as the failure set it (EMFILE: the open-file limit).
- * If sb itself cannot be allocated, *cfg is neither freed nor zeroed. */
+/* See sandbox.h. A failed adoption keeps the folder (record, log, workspace) and the uid:
+ * the workload may still run, and a later start may adopt it. */
 struct sbx_sandbox *sbx_sandbox_new_as(struct sbx_core *core, const char *id,
                                        struct sbx_config *cfg, const struct sbx_ident *was,
                                        const char **why) {
+    return sandbox_new(core, id, cfg, was, 1, why);
+}
+
+/* The body of sbx_sandbox_new(_as). sb->backend is NULL for a type without a backend. A
+ * new sandbox's failure after the folder exists removes the folder and record again (an
+ * adoption's leaves them), and leaves errno as the failure set it (EMFILE: the open-file
+ * limit). If sb itself cannot be allocated, *cfg is neither freed nor zeroed. */
+static struct sbx_sandbox *sandbox_new(struct sbx_core *core, const char *id,
+                                       struct sbx_config *cfg, const struct sbx_ident *was,
+                                       int adopting, const char **why) {
     struct sbx_sandbox *sb = calloc(1, sizeof *sb);
     char path[600];
 
@@ -220,9 +232,10 @@ err:
         sbx_logbuf_close(sb->logs);
         if (sb->ttl_timer != NULL)
             event_free(sb->ttl_timer);
-        if (sb->dir[0] != '\0')
+        if (sb->dir[0] != '\0' && !adopting)
             sbx_journal_remove(core->state_dir, id);
-        release_ident(sb);
+        if (!adopting)
+            release_ident(sb);
         sbx_config_free(&sb->cfg);
         free(sb);
         errno = saved;
