@@ -65,7 +65,7 @@ run: deps
 
 test: deps-test
 	@mkdir -p _build
-	@$(MAKE) --no-print-directory test-build >_build/make-test-build.log 2>&1 || \
+	@$(MAKE) --no-print-directory -j2 test-build >_build/make-test-build.log 2>&1 || \
 	  { mkdir -p _build; cat _build/make-test-build.log; echo "0 passed, 1 failed"; exit 1; }
 	@scripts/test.sh
 

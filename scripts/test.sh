@@ -15,11 +15,14 @@ set -o pipefail
 TALLY_LINES=$LOGS/result-lines.txt
 . "$ROOT/scripts/tally.sh"
 tally_reset
+# Section headers carry the seconds since the start, to see where make test's time goes.
+SECONDS=0
+section() { echo "== $* [+${SECONDS}s]"; }
 
 tally_filter
 
 # The runner's own self-test first: if counting is broken, nothing after it can be believed.
-echo "== selftest (scripts/selftest.sh)"
+section "selftest (scripts/selftest.sh)"
 scripts/selftest.sh 2>&1 | tee "$LOGS/selftest.out"
 tally_runner selftest "$LOGS/selftest.out" "${PIPESTATUS[0]}"
 
@@ -28,7 +31,7 @@ epmd -daemon >/dev/null 2>&1 || true
 # A Docker engine and the test image for the Docker suites (scripts/docker-up.sh). They see
 # SANDBOXD_DOCKER=1 when it is up and skip themselves otherwise. SANDBOXD_DOCKER=0 leaves Docker
 # alone; with SANDBOXD_REQUIRE_DOCKER=1 (.ci/run) an engine that cannot be brought up fails.
-echo "== Docker"
+section "Docker"
 if [ "${SANDBOXD_DOCKER:-}" = 0 ] && [ "${SANDBOXD_REQUIRE_DOCKER:-}" != 1 ]; then
   unset SANDBOXD_DOCKER
   echo "setup docker: skipped (SANDBOXD_DOCKER=0): Docker suites will be skipped"
@@ -46,7 +49,7 @@ else
   fi
 fi
 
-echo "== C unit tests (ASan+UBSan)"
+section "C unit tests (ASan+UBSan)"
 for t in _build/c/unit/test_*; do
   out=$LOGS/$(basename "$t").out
   if "$t" >"$out" 2>&1; then rc=0; else rc=$?; fi
@@ -58,7 +61,7 @@ done
 erl_suites() {
   local label=$1 bin=$2; shift 2
   local out=$LOGS/$label.out
-  echo "== $label ($bin)"
+  section "$label ($bin)"
   SANDBOXD_BIN=$bin erl -sname "sbx_runner_$$_$label" -setcookie "$COOKIE" -noshell \
     -pa "$ROOT/ebin" -pa "$ROOT/_build/test/ebin" \
     -run sbx_test_runner main "$label" "$@" 2>&1 | tee "$out"
@@ -71,7 +74,7 @@ elixir_suites() {
   local label=$1 bin=$2 exs name out
   for exs in test/elixir/*.exs; do
     name=$(basename "$exs" .exs)
-    echo "== Elixir $name, $label (ExUnit, as a user)"
+    section "Elixir $name, $label (ExUnit, as a user)"
     out=$LOGS/elixir-$label-$name.out
     SANDBOXD_BIN=$bin elixir --sname "sbx_ex_$$_$name" --cookie "$COOKIE" \
       -pa "$ROOT/ebin" -pa "$ROOT/_build/test/ebin" "$exs" 2>&1 | tee "$out"
