@@ -353,18 +353,20 @@ static int on_monitor(struct sbx_node *node, struct sbx_conn *c, const char *b, 
     return 0;
 }
 
-/* Answers req with {31, ReqId, From, 0, Reason}: the requester's spawn fails at once with
- * the atom reason. Nothing is sent if the requester's node is not connected. */
-static void spawn_refuse(struct sbx_node *node, const struct sbx_spawn_request *req,
-                         const char *reason) {
+/* See control.h. */
+void sbx_control_spawn_reply(struct sbx_node *node, const struct sbx_spawn_request *req,
+                             int flags, const struct sbx_proc *p, const char *reason) {
     ei_x_buff ctl;
     ei_x_new_with_version(&ctl);
     ei_x_encode_tuple_header(&ctl, 5);
     ei_x_encode_long(&ctl, 31);
     ei_x_append_buf(&ctl, req->req_id, (int)req->req_id_len);
     if (sbx_node_encode_rpid(node, &ctl, &req->from) == 0) {
-        ei_x_encode_long(&ctl, 0);
-        ei_x_encode_atom(&ctl, reason);
+        ei_x_encode_long(&ctl, p != NULL ? flags : 0);
+        if (p != NULL)
+            sbx_node_encode_self_pid(node, &ctl, p);
+        else
+            ei_x_encode_atom(&ctl, reason);
         sbx_node_send(node, req->conn_id, &ctl, NULL);
     }
     ei_x_free(&ctl);
@@ -416,7 +418,7 @@ static int on_spawn_request(struct sbx_node *node, struct sbx_conn *c, const cha
     req.args_len = pkt->msg_len - 1;
     if (c->fenced) {
         fence_refuse(c, "spawn_request");
-        spawn_refuse(node, &req, "notsup");
+        sbx_control_spawn_reply(node, &req, 0, NULL, "notsup");
         return 0;
     }
     if (spawn_handler != NULL)

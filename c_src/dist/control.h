@@ -33,6 +33,12 @@ struct sbx_spawn_request {
 typedef void (*sbx_spawn_handler)(struct sbx_node *node, const struct sbx_spawn_request *req);
 void sbx_control_set_spawn_handler(sbx_spawn_handler h);
 
+/* Sends SPAWN_REPLY {31, ReqId, From, Flags, Pid} for req: with p, p's pid and flags (1
+ * link, 2 monitor); without, flags 0 and the atom reason (the requester's spawn fails with
+ * it at once). Nothing is sent if the requester's node is not connected. */
+void sbx_control_spawn_reply(struct sbx_node *node, const struct sbx_spawn_request *req,
+                             int flags, const struct sbx_proc *p, const char *reason);
+
 /* Handles one packet from connection c (up). Returns 0, or -1 when the control message
  * is malformed (the caller then drops the connection). Never frees c. */
 int sbx_control_dispatch(struct sbx_node *node, struct sbx_conn *c,

@@ -252,25 +252,6 @@ static void run_cast(struct sbx_call *call, const char *args) {
     sbx_call_run(call, m, f, a, a_len);
 }
 
-/* {31, ReqId, To, Flags, Result} */
-static void spawn_reply(struct sbx_node *node, const struct sbx_spawn_request *req, int flags,
-                        const struct sbx_proc *p) {
-    ei_x_buff ctl;
-    ei_x_new_with_version(&ctl);
-    ei_x_encode_tuple_header(&ctl, 5);
-    ei_x_encode_long(&ctl, 31);
-    ei_x_append_buf(&ctl, req->req_id, (int)req->req_id_len);
-    if (sbx_node_encode_rpid(node, &ctl, &req->from) == 0) {
-        ei_x_encode_long(&ctl, flags);
-        if (p != NULL)
-            sbx_node_encode_self_pid(node, &ctl, p);
-        else
-            ei_x_encode_atom(&ctl, "system_limit");
-        sbx_node_send(node, req->conn_id, &ctl, NULL);
-    }
-    ei_x_free(&ctl);
-}
-
 /* The spawn handler: the request becomes a call whose process is linked
  * and monitored as asked. SPAWN_REPLY goes out before the call runs
  * (system_limit when out of memory); req is used only during this call. */
@@ -286,7 +267,7 @@ static void on_spawn(struct sbx_node *node, const struct sbx_spawn_request *req)
     struct sbx_call_spec spec = {.kind = kind, .conn_id = req->conn_id, .caller = req->from};
     struct sbx_call *call = sbx_call_new(node, &spec);
     if (call == NULL) {
-        spawn_reply(node, req, 0, NULL);
+        sbx_control_spawn_reply(node, req, 0, NULL, "system_limit");
         return;
     }
     if (req->link && sbx_proc_link(call->proc, &req->from) == 0)
@@ -294,7 +275,7 @@ static void on_spawn(struct sbx_node *node, const struct sbx_spawn_request *req)
     if (req->monitor &&
         sbx_proc_monitor(call->proc, &req->from, req->req_id, req->req_id_len, 0) == 0)
         flags |= 2;
-    spawn_reply(node, req, flags, call->proc);
+    sbx_control_spawn_reply(node, req, flags, call->proc, "system_limit");
     switch (kind) {
     case SBX_CALL_ERPC: run_erpc(call, req->args); break;
     case SBX_CALL_CAST: run_cast(call, req->args); break;
