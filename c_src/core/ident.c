@@ -81,6 +81,18 @@ int sbx_uid_pool_share(struct sbx_uid_pool *pool, const char *dir, const char *n
     return 0;
 }
 
+/* 1 if the claim file name (in the claims folder) holds exactly this node's name. */
+static int claim_is_ours(const struct sbx_uid_pool *pool, const char *name) {
+    char buf[258];
+    size_t len = strlen(pool->node);
+    int fd = openat(pool->claims_fd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, sizeof buf);
+    close(fd);
+    return n == (ssize_t)len + 1 && memcmp(buf, pool->node, len) == 0 && buf[len] == '\n';
+}
+
 /* Claims uid in the shared folder: 0 if the claim now names this node (made now, or left
  * by an earlier run of it), -1 if another instance has it or the file cannot be made. */
 static int claim_file(struct sbx_uid_pool *pool, uid_t uid) {
@@ -103,14 +115,7 @@ static int claim_file(struct sbx_uid_pool *pool, uid_t uid) {
     }
     if (errno != EEXIST)
         return -1;
-    fd = openat(pool->claims_fd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    ssize_t n = read(fd, buf, sizeof buf);
-    close(fd);
-    if (n == (ssize_t)len + 1 && memcmp(buf, pool->node, len) == 0 && buf[len] == '\n')
-        rc = 0;
-    return rc;
+    return claim_is_ours(pool, name) ? 0 : -1;
 }
 
 /* Removes this node's claim on uid (someone else's is left alone). */
@@ -119,14 +124,7 @@ static void unclaim_file(struct sbx_uid_pool *pool, uid_t uid) {
     if (pool->claims_fd < 0)
         return;
     snprintf(name, sizeof name, "%u", (unsigned)uid);
-    int fd = openat(pool->claims_fd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0)
-        return;
-    char buf[258];
-    size_t len = strlen(pool->node);
-    ssize_t n = read(fd, buf, sizeof buf);
-    close(fd);
-    if (n == (ssize_t)len + 1 && memcmp(buf, pool->node, len) == 0 && buf[len] == '\n')
+    if (claim_is_ours(pool, name))
         (void)unlinkat(pool->claims_fd, name, 0);
 }
 

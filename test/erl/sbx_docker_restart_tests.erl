@@ -18,15 +18,7 @@
 
 tests() ->
     [{destroy_before_engine_answers_after_restart, 120000,
-      guarded(fun destroy_right_after_restart/0)}].
-
-guarded(Fun) ->
-    fun() ->
-            case sbx_docker_smoke_tests:docker_wanted() of
-                ok -> Fun();
-                Skip -> Skip
-            end
-    end.
+      sbx_docker_tests:guarded(fun destroy_right_after_restart/0)}].
 
 call(#{node := N}, F, A) -> rpc:call(N, sandbox, F, A, 60000).
 

@@ -15,7 +15,7 @@
 
 -include_lib("stdlib/include/assert.hrl").
 
--export([tests/0]).
+-export([tests/0, guarded/1]).
 
 -define(U, sbx_test_util).
 -define(IMAGE, <<"sandboxd-test/busybox:1">>).
@@ -54,6 +54,8 @@ tests() ->
 %%% ---------------------------------------------------------------------------------
 %%% Harness
 
+%% Fun as a test, or the skip docker_wanted/0 gives when no engine is up (also used by
+%% sbx_docker_restart_tests).
 guarded(Fun) ->
     fun() ->
         case sbx_docker_smoke_tests:docker_wanted() of
