@@ -35,6 +35,10 @@ c-unit:
 
 erl: $(BEAMS) $(EBIN)/sandboxd.app $(PRIV_BEAMS)
 
+# What the daemon needs in priv/ (the binary and the modules it loads into BEAM nodes): the
+# step mix.exs and rebar.config run when the project is another project's dependency.
+priv: c $(PRIV_BEAMS)
+
 priv/%.beam: $(EBIN)/%.beam
 	@mkdir -p priv
 	cp $< $@
@@ -95,4 +99,4 @@ clean:
 	$(MAKE) -C c_src clean
 	rm -rf $(EBIN) _build $(PRIV_BEAMS)
 
-.PHONY: all c c-asan c-unit erl test-build deps deps-test run test test-selftest docker-up fuzz bench bench-trace bench-docker clean
+.PHONY: priv all c c-asan c-unit erl test-build deps deps-test run test test-selftest docker-up fuzz bench bench-trace bench-docker clean

@@ -2,16 +2,21 @@
 %%
 %% Every function takes the sandboxd node name first and calls the node's `sandbox'
 %% module through erpc, so a call from any OTP 25+ node looks exactly like
-%% `rpc:call(Node, sandbox, F, Args)'. Failures to reach the node come back as
-%% `{error, {badrpc, Reason}}' instead of exceptions.
+%% `rpc:call(Node, sandbox, F, Args)'. Each function has a default call timeout
+%% (default_timeout/1); call/4 takes any other. A node that cannot be reached answers
+%% `{error, {nodedown, Node}}', a call past its timeout `{error, timeout}', anything else
+%% the rpc layer reports (such as a function the node does not export)
+%% `{error, {badrpc, Reason}}', never an exception.
 -module(sandboxd).
 
 -include("sandboxd.hrl").
 
--export([ping/1, info/1, net_ping/2, call/3, call/4]).
+-export([ping/1, info/1, net_ping/2, call/3, call/4, default_timeout/2]).
 -export([create/4, destroy/2, stop/2, start/2, restart/2, get/2, list/1, list/2,
          exec/3, exec/4, logs/2, logs/3, metrics/2, processes/2, subscribe/4,
          unsubscribe/2, copy_to/4, copy_from/3, shell/2]).
+-export([remote_call/5, remote_call/6, get_state/3, trace_start/3, trace_stop/2,
+         pause/2, resume/2]).
 
 -export_type([backend/0, info/0, id/0, sandbox/0, status/0, error/0, config/0]).
 
@@ -35,6 +40,7 @@
                   | {badarg, term(), atom()}
                   | {unavailable, backend(), term()}
                   | {backend, backend(), term()}
+                  | {nodedown, node()}
                   | {badrpc, term()}}.
 -type exec_result() :: #{exit_code := integer(), stdout := binary(), stderr := binary(),
                          duration_ms := non_neg_integer(), truncated := boolean()}.
@@ -107,8 +113,7 @@ exec(Node, Id, Cmd) -> call(Node, exec, [Id, Cmd]).
 %% The rpc waits a little longer than the command's own timeout.
 -spec exec(node(), id(), [binary()] | binary(), map()) -> {ok, exec_result()} | error().
 exec(Node, Id, Cmd, Opts) when is_map(Opts) ->
-    Timeout = maps:get(timeout_ms, Opts, 30000) + 5000,
-    call(Node, exec, [Id, Cmd, Opts], Timeout).
+    call(Node, exec, [Id, Cmd, Opts]).
 
 -spec logs(node(), id()) -> {ok, [log_line()]} | error().
 logs(Node, Id) -> call(Node, logs, [Id, #{}]).
@@ -142,18 +147,71 @@ copy_from(Node, Id, Path) -> call(Node, copy_from, [Id, Path]).
 -spec shell(node(), id()) -> {ok, map()} | error().
 shell(Node, Id) -> call(Node, shell, [Id]).
 
-%% @doc `sandbox:Function(Args...)' on the node, with the default timeout.
+%% @doc Runs `Fun' in a BEAM sandbox's node, as `rpc:call(SandboxNode, M, F, A)' would
+%% (`/4' on the node: no timeout, so the client waits as long as the node does).
+-spec remote_call(node(), id(), module(), atom(), [term()]) -> term().
+remote_call(Node, Id, M, F, A) -> call(Node, remote_call, [Id, M, F, A]).
+
+%% @doc As remote_call/5 with a timeout in the sandbox's node (ms or `infinity'); the
+%% client waits 5 s longer than that.
+-spec remote_call(node(), id(), module(), atom(), [term()], timeout()) -> term().
+remote_call(Node, Id, M, F, A, Timeout) ->
+    call(Node, remote_call, [Id, M, F, A, Timeout], default_timeout(remote_call, Timeout)).
+
+%% @doc `sys:get_state(PidOrName, 5000)' in a BEAM sandbox's node.
+-spec get_state(node(), id(), pid() | atom()) -> {ok, term()} | error().
+get_state(Node, Id, PidOrName) -> call(Node, get_state, [Id, PidOrName]).
+
+%% @doc Starts tracing processes of a BEAM sandbox's node (Spec: docs/API.md, Tracing);
+%% the events go to subscribers of topic `trace'.
+-spec trace_start(node(), id(), map()) -> {ok, reference()} | error().
+trace_start(Node, Id, Spec) -> call(Node, trace_start, [Id, Spec]).
+
+%% @doc Ends a trace; `ok' once the agent has switched it off (also for an unknown ref).
+-spec trace_stop(node(), reference()) -> ok | error().
+trace_stop(Node, TraceRef) -> call(Node, trace_stop, [TraceRef]).
+
+%% @doc Pauses a sandbox's workload (planned in the contract: a node without it answers
+%% `{error, {badrpc, {'EXIT', {undef, _}}}}').
+-spec pause(node(), id()) -> ok | error().
+pause(Node, Id) -> call(Node, pause, [Id]).
+
+%% @doc Resumes a paused sandbox (planned, as pause/2).
+-spec resume(node(), id()) -> ok | error().
+resume(Node, Id) -> call(Node, resume, [Id]).
+
+%% @doc `sandbox:Function(Args...)' on the node, with that function's default timeout.
 -spec call(node(), atom(), [term()]) -> term().
 call(Node, Function, Args) ->
-    call(Node, Function, Args, ?SANDBOXD_TIMEOUT).
+    call(Node, Function, Args, default_timeout(Function, Args)).
 
-%% @doc `sandbox:Function(Args...)' on the node; `{error, {badrpc, Reason}}' when the
-%% node is unreachable, the call times out or the function is not exported.
+%% @doc The call timeout (ms) the client uses for `Function' called with `Args': long
+%% enough for what the node itself may take (a create waits for health checks and image
+%% pulls, an exec for its command's `timeout_ms').
+-spec default_timeout(atom(), term()) -> timeout().
+default_timeout(create, _) -> 300000;
+default_timeout(F, _) when F =:= destroy; F =:= stop; F =:= start; F =:= restart;
+                           F =:= copy_to; F =:= copy_from; F =:= pause; F =:= resume ->
+    60000;
+default_timeout(exec, [_, _, #{timeout_ms := T} | _]) when is_integer(T), T >= 0 -> T + 5000;
+default_timeout(exec, _) -> 35000;
+default_timeout(remote_call, [_, _, _, _, T]) -> default_timeout(remote_call, T);
+default_timeout(remote_call, T) when is_integer(T), T >= 0 -> T + 5000;
+default_timeout(remote_call, _) -> infinity;
+default_timeout(F, _) when F =:= get_state; F =:= trace_start; F =:= trace_stop -> 20000;
+default_timeout(ping, _) -> 5000;
+default_timeout(_, _) -> ?SANDBOXD_TIMEOUT.
+
+%% @doc `sandbox:Function(Args...)' on the node: `{error, {nodedown, Node}}' when the
+%% node cannot be reached, `{error, timeout}' past Timeout, `{error, {badrpc, Reason}}'
+%% for what else the rpc layer reports (a function the node does not export).
 -spec call(node(), atom(), [term()], timeout()) -> term().
 call(Node, Function, Args, Timeout) when is_atom(Node), is_atom(Function), is_list(Args) ->
     try
         erpc:call(Node, sandbox, Function, Args, Timeout)
     catch
+        error:{erpc, noconnection} -> {error, {nodedown, Node}};
+        error:{erpc, timeout} -> {error, timeout};
         error:{erpc, Reason} -> {error, {badrpc, Reason}};
         error:{exception, Reason, Stack} -> {error, {badrpc, {'EXIT', {Reason, Stack}}}};
         exit:{exception, Reason} -> {error, {badrpc, {'EXIT', Reason}}};
