@@ -55,7 +55,15 @@ $(TEST_EBIN)/%.beam: test/erl/%.erl
 	@mkdir -p $(TEST_EBIN)
 	$(ERLC) $(ERLC_OPTS) -I include -o $(TEST_EBIN) $<
 
-test-build: all c-asan c-unit $(TEST_BEAMS)
+# The Elixir client (lib/) for the ExUnit files of test/elixir, which run with plain `elixir`.
+LIB_EX    := $(wildcard lib/*.ex lib/*/*.ex)
+LIB_STAMP := $(TEST_EBIN)/.elixir-lib
+$(LIB_STAMP): $(LIB_EX) $(BEAMS)
+	@mkdir -p $(TEST_EBIN)
+	elixirc --warnings-as-errors --ignore-module-conflict -pa $(EBIN) -o $(TEST_EBIN) $(LIB_EX)
+	@touch $@
+
+test-build: all c-asan c-unit $(TEST_BEAMS) $(LIB_STAMP)
 
 deps:
 	@scripts/deps.sh build

@@ -174,10 +174,12 @@ defmodule Sandboxd do
   def call(node, fun, args, opts \\ []), do: run(node, fun, args, opts)
 
   @doc """
-  A keyword list (also nested, in values) as a map; maps and other terms as they are.
+  A keyword list (also nested, in values) as a map, `[]` as `%{}`; maps and other terms as
+  they are.
   Lists that are not keyword lists (`cmd`, `ports: [{8080, 80}]`) are left alone.
   """
   @spec to_map(term) :: term
+  def to_map([]), do: %{}
   def to_map(%{} = m) when not is_struct(m), do: Map.new(m, fn {k, v} -> {k, nested(v)} end)
   def to_map([{k, _} | _] = kw) when is_atom(k), do: if(Keyword.keyword?(kw), do: to_map(Map.new(kw)), else: kw)
   def to_map(other), do: other
