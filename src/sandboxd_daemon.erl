@@ -18,7 +18,7 @@
 -behaviour(gen_server).
 
 -export([start_link/1, child_spec/1, node/1, os_pid/1, node_name/1, bin/0]).
--export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
+-export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2, format_status/2]).
 
 -export_type([option/0]).
 
@@ -165,8 +165,8 @@ handle_cast(_, S) -> {noreply, S}.
 
 %% @private The daemon exiting stops the gen_server, so its supervisor restarts it.
 handle_info({Port, {exit_status, St}}, S = #{port := Port, node := Node}) ->
-    logger:warning("sandboxd ~p exited with status ~p; last lines: ~p",
-                   [Node, St, lists:reverse(maps:get(tail, S))]),
+    logger:warning("sandboxd ~p exited with status ~p; its last lines:~n~s",
+                   [Node, St, lists:join($\n, lists:reverse(lists:sublist(maps:get(tail, S), 8)))]),
     {stop, {sandboxd_exited, St}, S#{port := undefined}};
 handle_info({Port, {data, Line}}, S = #{port := Port}) ->
     {noreply, log_line(Line, S)};
@@ -180,6 +180,9 @@ terminate(_Reason, S = #{stop_timeout := T}) ->
         exited -> ok;
         timeout -> kill_and_wait(S, "KILL", 5000), ok
     end.
+
+%% @private Crash reports leave the log tail out (it is logged on its own).
+format_status(_Opt, [_PDict, S]) -> maps:remove(tail, S).
 
 %% Sends Sig to the daemon and waits up to Ms for its exit status.
 kill_and_wait(#{port := Port, os_pid := OsPid}, Sig, Ms) ->
