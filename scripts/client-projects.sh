@@ -17,7 +17,7 @@ fi
 WORK=$ROOT/_build/client-projects
 rm -rf "$WORK"
 mkdir -p "$WORK/bin" "$WORK/home"
-COOKIE=sbxproj_$$_$RANDOM$RANDOM$RANDOM
+PROJ_COOKIE=sbxproj_$$_$RANDOM$RANDOM$RANDOM
 
 # A PATH with everything of /usr/bin (/bin is the same on Debian 12) but rebar3, and a Mix
 # home without hex.
@@ -48,7 +48,7 @@ MIX
   echo "== mix compile [+${SECONDS}s] (PATH without rebar3, MIX_HOME without hex)"
   bare_env mix compile
   echo "== mix test [+${SECONDS}s]"
-  bare_env elixir --sname "sbx_mixproj_$$" --cookie "$COOKIE" -S mix test --seed 0 --trace
+  bare_env elixir --sname "sbx_mixproj_$$" --cookie "$PROJ_COOKIE" -S mix test --seed 0 --trace
 ) >"$mix_out" 2>&1
 mix_rc=$?
 cat "$mix_out"
@@ -73,7 +73,7 @@ else
       [ -d "$e" ] && pa+=(-pa "$e")
     done
     echo "== client_app_tests [+${SECONDS}s]"
-    erl -sname "sbx_rebproj_$$" -setcookie "$COOKIE" -noshell "${pa[@]}" -pa "$ROOT/_build/test/ebin" \
+    erl -sname "sbx_rebproj_$$" -setcookie "$PROJ_COOKIE" -noshell "${pa[@]}" -pa "$ROOT/_build/test/ebin" \
       -run sbx_test_runner main client-rebar3-project client_app_tests
   ) >"$reb_out" 2>&1
   rc=$?

@@ -4,7 +4,7 @@
 set -euo pipefail
 build=(make gcc pkg-config erlang-nox erlang-dev libevent-dev libssl-dev libcurl4-openssl-dev
        libjansson-dev libarchive-dev)
-test=(erlang-eunit erlang-proper erlang-tools elixir libcmocka-dev procps curl)
+test=(erlang-eunit erlang-proper erlang-tools elixir libcmocka-dev procps curl rebar3)
 fuzz=(clang libclang-rt-14-dev)
 case "${1:-build}" in
   build) want=("${build[@]}") ;;

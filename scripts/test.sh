@@ -86,6 +86,10 @@ SUITES=(sbx_dist_tests sbx_fault_tests sbx_stranger_tests sbx_process_tests sbx_
 erl_suites erl-release "$ROOT/priv/sandboxd" "${SUITES[@]}"
 elixir_suites release "$ROOT/priv/sandboxd"
 
+# The client library as another project's dependency (issue 11), once, on the release binary.
+section "client projects (fresh Mix and rebar3 projects)"
+. "$ROOT/scripts/client-projects.sh"
+
 # The same suites against the ASan+UBSan build; any sanitizer report fails the run (each
 # instance's cleanup checks its own log too, and fails the test that started it).
 rm -f "$LOGS"/*.log

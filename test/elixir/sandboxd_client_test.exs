@@ -36,7 +36,8 @@ defmodule SandboxdClientDocsTest do
 
       exported = mod.module_info(:exports) -- [module_info: 0, module_info: 1, __info__: 1]
       callbacks = [init: 1, handle_call: 3, handle_cast: 2, handle_info: 2, terminate: 2,
-                   handle_continue: 2, code_change: 3, child_spec: 1, __using__: 1]
+                   handle_continue: 2, code_change: 3, format_status: 2, child_spec: 1,
+                   __using__: 1]
       unspecced = for {n, a} <- exported, not Enum.any?(have, fn {hn, ha} -> hn == n and ha >= a end),
                       {n, a} not in hidden,
                       {n, a} not in callbacks, not String.starts_with?(Atom.to_string(n), "MACRO-"),
