@@ -184,17 +184,16 @@ terminate(_Reason, S = #{stop_timeout := T}) ->
 %% @private Crash reports leave the log tail out (it is logged on its own).
 format_status(_Opt, [_PDict, S]) -> maps:remove(tail, S).
 
-%% Sends Sig to the daemon and waits up to Ms for its exit status.
-kill_and_wait(#{port := Port, os_pid := OsPid}, Sig, Ms) ->
+%% Sends Sig to the daemon and waits up to Ms for its exit status, still logging its lines.
+kill_and_wait(S = #{os_pid := OsPid}, Sig, Ms) ->
     _ = os:cmd("kill -" ++ Sig ++ " " ++ integer_to_list(OsPid) ++ " 2>/dev/null"),
-    Deadline = erlang:monotonic_time(millisecond) + Ms,
-    await_exit(Port, Deadline).
+    await_exit(S, erlang:monotonic_time(millisecond) + Ms).
 
-await_exit(Port, Deadline) ->
+await_exit(S = #{port := Port}, Deadline) ->
     Left = max(0, Deadline - erlang:monotonic_time(millisecond)),
     receive
         {Port, {exit_status, _}} -> exited;
-        {Port, {data, _}} -> await_exit(Port, Deadline)
+        {Port, {data, Line}} -> await_exit(log_line(Line, S), Deadline)
     after Left -> timeout
     end.
 

@@ -11,13 +11,18 @@ defmodule SandboxdClientDocsTest do
             Sandboxd.Cluster, Sandboxd.Case]
 
   test "every public function and macro of the client has a @doc (or says @doc false)" do
-    missing =
+    entries =
       for mod <- @modules,
           {:docs_v1, _, :elixir, _, moddoc, _, docs} = Code.fetch_docs(mod),
           entry <- [{{:module, mod, 0}, nil, nil, moddoc, nil} | docs],
-          match?({{kind, _, _}, _, _, :none, _} when kind in [:module, :function, :macro], entry),
-          do: {mod, elem(entry, 0)}
+          match?({{kind, _, _}, _, _, _, _} when kind in [:module, :function, :macro], entry),
+          do: {mod, entry}
 
+    # every module's functions were looked at (Sandboxd alone has 29 documented ones)
+    assert length(entries) > 60
+    assert {{:function, :create, 5}, _, _, %{"en" => _}, _} =
+             List.keyfind(Code.fetch_docs(Sandboxd) |> elem(6), {:function, :create, 5}, 0)
+    missing = for {mod, {key, _, _, :none, _}} <- entries, do: {mod, key}
     assert missing == []
   end
 
@@ -101,6 +106,27 @@ defmodule SandboxdClientTest do
                   do: Sandboxd.create(n, "c2", :process, %{cmd: ["sleep", "100"]}))
     assert :ok = Sandboxd.destroy(n, "c2")
     assert {:error, {:badarg, :type, _}} = Sandboxd.create(n, "c3", :nope, [])
+  end
+
+  test "Sandboxd.Daemon stopped by its supervisor: SIGTERM, and with shutdown_policy :destroy no sandbox process is left" do
+    name = ClientHelper.unique("sbxst")
+    pid = start_supervised!(Sandboxd.Daemon.child_spec(ClientHelper.daemon_opts(name, id: :stopped_one)))
+    n = Sandboxd.Daemon.node(pid)
+    os_pid = Sandboxd.Daemon.os_pid(pid)
+    {:ok, %{ref: sandbox_pid}} = Sandboxd.create(n, "s1", :process, cmd: ["sleep", "300"])
+    :ok = stop_supervised(:stopped_one)
+    refute running?(os_pid)
+    assert ClientHelper.wait_until(fn -> not running?(sandbox_pid) end, 10_000)
+    assert File.read!(Path.join(ClientHelper.log_dir(), name <> ".log")) =~ "msg=\"stopping\" signal=15"
+    assert ClientHelper.sanitizer_report(name) == nil
+  end
+
+  # An OS process that runs (a zombie does not).
+  defp running?(os_pid) do
+    case File.read("/proc/#{os_pid}/stat") do
+      {:ok, stat} -> not (stat |> String.split(") ") |> List.last() |> String.starts_with?("Z"))
+      _ -> false
+    end
   end
 
   test "errors: an unreachable node is {:error, {:nodedown, node}}, a call past its timeout {:error, :timeout}",

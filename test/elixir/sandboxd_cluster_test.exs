@@ -75,6 +75,15 @@ defmodule SandboxdClusterTest do
     assert Sandboxd.Cluster.whereis("m1") == nil
   end
 
+  # The other test may have run first: its daemon brought back ran under that test and is gone.
+  test "a cluster by prefix finds the daemons among the connected nodes", %{nodes: nodes, names: [n1 | _]} do
+    prefix = n1 |> String.split("_") |> hd() |> String.trim_trailing("1")
+    running = Enum.filter(nodes, &(Sandboxd.ping(&1) == :pong))
+    assert length(running) >= 2
+    start_supervised!({Sandboxd.Cluster, prefix: prefix, name: :by_prefix})
+    assert ClientHelper.wait_until(fn -> Enum.sort(Sandboxd.Cluster.up_nodes(:by_prefix)) == Enum.sort(running) end)
+  end
+
   defp collect_node_down(node, want, got) do
     if MapSet.equal?(want, got) do
       got
