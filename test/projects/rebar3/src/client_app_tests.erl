@@ -65,14 +65,5 @@ stop_sup(Sup) ->
     exit(Sup, shutdown),
     receive {'EXIT', Sup, _} -> ok after 30000 -> error(supervisor_did_not_stop) end.
 
-wait_until(Fun, Ms) -> wait(Fun, erlang:monotonic_time(millisecond) + Ms).
-
-wait(Fun, Deadline) ->
-    case Fun() of
-        true -> ok;
-        false ->
-            case erlang:monotonic_time(millisecond) > Deadline of
-                true -> timeout;
-                false -> timer:sleep(50), wait(Fun, Deadline)
-            end
-    end.
+%% The suite runs under sbx_test_runner, with sbx_test_util on the code path.
+wait_until(Fun, Ms) -> sbx_test_util:wait_until(Fun, Ms).
