@@ -3,7 +3,7 @@
 %% Every function takes the sandboxd node name first and calls the node's `sandbox'
 %% module through erpc, so a call from any OTP 25+ node looks exactly like
 %% `rpc:call(Node, sandbox, F, Args)'. Each function has a default call timeout
-%% (default_timeout/1); call/4 takes any other. A node that cannot be reached answers
+%% (default_timeout/2); call/4 takes any other. A node that cannot be reached answers
 %% `{error, {nodedown, Node}}', a call past its timeout `{error, timeout}', anything else
 %% the rpc layer reports (such as a function the node does not export)
 %% `{error, {badrpc, Reason}}', never an exception.
