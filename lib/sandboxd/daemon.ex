@@ -18,7 +18,8 @@ defmodule Sandboxd.Daemon do
   `:destroy`: what a clean stop does to the sandboxes), `args` (more daemon arguments),
   `bin` (default `Application.app_dir(:sandboxd, "priv/sandboxd")`), `start_timeout` (ms,
   default 20000), `stop_timeout` (ms, default 10000), `log_file` (the daemon's log is
-  appended there), `register` (a local name for this process), `id`, `restart`.
+  appended there), `register` (a local name for this process), `id` (the child id, default
+  `:sandboxd_daemon`: give each daemon of one supervisor its own), `restart`.
 
   The `:sandboxd` application never starts a daemon by itself. From Erlang:
   `sandboxd_daemon:child_spec/1` and `sandboxd_daemon:start_link/1`.
