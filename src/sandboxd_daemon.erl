@@ -38,7 +38,9 @@
 
 %% @doc Starts the daemon and returns once its node answers `sandbox:ping/0'; `{error,
 %% Reason}' (the daemon killed) when it exits or does not answer within `start_timeout':
-%% `not_distributed', `{no_binary, Path}', `{exited, Status, LastLogLines}', `timeout'.
+%% `not_distributed', `{no_binary, Path}', `{already_running, Node}' (a daemon of that
+%% name answers already, e.g. one left by a node that was killed), `{exited, Status,
+%% LastLogLines}', `timeout'.
 -spec start_link(map() | [option()]) -> {ok, pid()} | {error, term()}.
 start_link(Opts0) ->
     Opts = opts(Opts0),
@@ -102,7 +104,12 @@ init(Opts) ->
     case {erlang:is_alive(), filelib:is_regular(Bin)} of
         {false, _} -> {stop, not_distributed};
         {_, false} -> {stop, {no_binary, Bin}};
-        {true, true} -> start_daemon(Bin, Opts)
+        {true, true} ->
+            Node = node_name(maps:get(name, Opts, "sandboxd")),
+            case catch erpc:call(Node, sandbox, ping, [], 2000) of
+                pong -> {stop, {already_running, Node}};
+                _ -> start_daemon(Bin, Opts)
+            end
     end.
 
 start_daemon(Bin, Opts) ->

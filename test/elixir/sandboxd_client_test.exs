@@ -75,6 +75,17 @@ defmodule SandboxdClientTest do
     refute environ =~ Atom.to_string(Node.get_cookie())
   end
 
+  test "Sandboxd.Daemon.start_link errors: a daemon of that name answers already; the daemon exits at once",
+       %{node: n, name: name} do
+    Process.flag(:trap_exit, true)
+    assert {:error, {:already_running, ^n}} =
+             Sandboxd.Daemon.start_link(ClientHelper.daemon_opts(name))
+    other = ClientHelper.unique("sbxbad")
+    assert {:error, {:exited, status, lines}} =
+             Sandboxd.Daemon.start_link(ClientHelper.daemon_opts(other, args: ["--no-such-option"]))
+    assert status != 0 and is_list(lines)
+  end
+
   test "create, get, list, exec, logs, copy_to/copy_from, metrics, processes, shell, destroy with keyword configs",
        %{node: n} do
     assert {:ok, %{id: "c1", status: :running, labels: %{"app" => "t"}}} =
@@ -147,7 +158,7 @@ defmodule SandboxdClientTest do
     {:ok, _} = Sandboxd.subscribe(n, "b1", self(), [:trace])
     assert {:ok, ref} = Sandboxd.trace_start(n, "b1", pids: :new, flags: [:procs], max_events: 10)
     assert :ok = Sandboxd.trace_stop(n, ref)
-    assert_receive {:sandbox_event, "b1", :trace, %{event: :trace_end}}, 10_000
+    assert_receive {:sandbox_event, "b1", :trace, %{event: :trace_end}}, 30_000
     assert :ok = Sandboxd.destroy(n, "b1")
   end
 
@@ -156,15 +167,15 @@ defmodule SandboxdClientTest do
     :ok = Sandboxd.Events.subscribe("ev1")
     :ok = Sandboxd.Events.subscribe(:all)
     {:ok, _} = Sandboxd.create(n, "ev1", :process, cmd: ["sh", "-c", "while true; do echo tick; sleep 0.2; done"])
-    assert_receive {:sandbox_event, ^n, "ev1", :log, %{data: data}}, 10_000
+    assert_receive {:sandbox_event, ^n, "ev1", :log, %{data: data}}, 30_000
     assert data =~ "tick"
     # the same event twice: once as a subscriber of "ev1", once of :all
-    assert_receive {:sandbox_event, ^n, "ev1", :log, %{data: _}}, 10_000
+    assert_receive {:sandbox_event, ^n, "ev1", :log, %{data: _}}, 30_000
     :ok = Sandboxd.Events.unsubscribe("ev1")
     :ok = Sandboxd.Events.unsubscribe(:all)
     :ok = Sandboxd.Events.subscribe(:ev1)
     :ok = Sandboxd.destroy(n, "ev1")
-    assert_receive {:sandbox_event, ^n, "ev1", :status, %{to: :stopped}}, 10_000
+    assert_receive {:sandbox_event, ^n, "ev1", :status, %{to: :stopped}}, 30_000
   end
 
   test "Sandboxd.Case: a passing and two failing tests (one raises, one kills its process) leave no sandbox",

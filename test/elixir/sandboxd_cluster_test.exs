@@ -91,7 +91,7 @@ defmodule SandboxdClusterTest do
       receive do
         {:sandbox_event, ^node, id, :node_down, %{ts: _}} -> collect_node_down(node, want, MapSet.put(got, id))
       after
-        15_000 -> got
+        30_000 -> got
       end
     end
   end

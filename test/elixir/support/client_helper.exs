@@ -12,11 +12,12 @@ defmodule ClientHelper do
     state = Path.join([log_dir(), "state", name])
     File.mkdir_p!(state)
     [name: name, bin: bin(), state_dir: state, shutdown_policy: :destroy,
-     log_file: Path.join(log_dir(), name <> ".log"), stop_timeout: 15_000] ++ extra
+     log_file: Path.join(log_dir(), name <> ".log"), stop_timeout: 15_000,
+     start_timeout: 60_000] ++ extra
   end
 
   # Polls fun every 50 ms until it returns a truthy value (returned) or ms pass (nil).
-  def wait_until(fun, ms \\ 15_000), do: wait(fun, System.monotonic_time(:millisecond) + ms)
+  def wait_until(fun, ms \\ 30_000), do: wait(fun, System.monotonic_time(:millisecond) + ms)
 
   defp wait(fun, deadline) do
     case fun.() do

@@ -11,7 +11,7 @@ defmodule ClientAppTest do
     node = Sandboxd.Daemon.node_name(name)
 
     children = [
-      {Sandboxd.Daemon, name: name, state_dir: state, shutdown_policy: :destroy,
+      {Sandboxd.Daemon, name: name, state_dir: state, shutdown_policy: :destroy, start_timeout: 60_000,
        log_file: Path.join(logs, name <> ".log")},
       {Sandboxd.Events, nodes: [node]}
     ]
@@ -26,7 +26,7 @@ defmodule ClientAppTest do
     for {:sandboxd_daemon, pid, _, _} <- Supervisor.which_children(sup), is_pid(pid), do: pid
   end
 
-  defp wait_until(fun, ms \\ 20_000), do: wait(fun, System.monotonic_time(:millisecond) + ms)
+  defp wait_until(fun, ms \\ 60_000), do: wait(fun, System.monotonic_time(:millisecond) + ms)
 
   defp wait(fun, deadline) do
     cond do
@@ -47,11 +47,11 @@ defmodule ClientAppTest do
     :ok = Sandboxd.Events.subscribe("m1")
     assert {:ok, %{status: :running}} =
              Sandboxd.create(n, "m1", :process, cmd: ["sh", "-c", "echo started; sleep 300"])
-    assert_receive {:sandbox_event, ^n, "m1", :log, %{data: data}}, 10_000
+    assert_receive {:sandbox_event, ^n, "m1", :log, %{data: data}}, 30_000
     assert data =~ "started"
     assert {:ok, %{exit_code: 0, stdout: "hello\n"}} = Sandboxd.exec(n, "m1", ["echo", "hello"])
     assert :ok = Sandboxd.destroy(n, "m1")
-    assert_receive {:sandbox_event, ^n, "m1", :status, %{to: :stopped}}, 10_000
+    assert_receive {:sandbox_event, ^n, "m1", :status, %{to: :stopped}}, 30_000
     assert {:error, :not_found} = Sandboxd.get(n, "m1")
   end
 
@@ -70,7 +70,7 @@ defmodule ClientAppTest do
     assert {:ok, %{status: :running, ref: ^ref}} = Sandboxd.get(n, "m2")
     # Sandboxd.Events subscribed again: log lines of the adopted sandbox arrive.
     flush()
-    assert_receive {:sandbox_event, ^n, "m2", :log, %{data: data}}, 15_000
+    assert_receive {:sandbox_event, ^n, "m2", :log, %{data: data}}, 30_000
     assert data =~ "tick"
     assert :ok = Sandboxd.destroy(n, "m2")
   end

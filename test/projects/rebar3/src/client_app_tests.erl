@@ -4,7 +4,7 @@
 -export([tests/0]).
 
 tests() ->
-    [{daemon_sandbox_events_and_restart, 90000, fun daemon_sandbox_events_and_restart/0}].
+    [{daemon_sandbox_events_and_restart, 180000, fun daemon_sandbox_events_and_restart/0}].
 
 daemon_sandbox_events_and_restart() ->
     process_flag(trap_exit, true),
@@ -16,7 +16,7 @@ daemon_sandbox_events_and_restart() ->
     Bin = filename:join(code:priv_dir(sandboxd), "sandboxd"),
     true = filelib:is_regular(Bin),
     {ok, Sup} = client_app_sup:start_link(#{name => Name, state_dir => State,
-                                            shutdown_policy => destroy,
+                                            shutdown_policy => destroy, start_timeout => 60000,
                                             log_file => filename:join(Logs, Name ++ ".log")}),
     [Old] = daemon(Sup),
     Node = sandboxd_daemon:node(Old),
@@ -27,18 +27,18 @@ daemon_sandbox_events_and_restart() ->
     {ok, #{status := running}} =
         sandboxd:create(Node, <<"r1">>, process, #{cmd => [<<"sh">>, <<"-c">>, <<"echo up; sleep 300">>]}),
     receive {sandbox_event, <<"r1">>, log, #{data := <<"up", _/binary>>}} -> ok
-    after 10000 -> error(no_log_event)
+    after 30000 -> error(no_log_event)
     end,
     {ok, #{exit_code := 0, stdout := <<"hi\n">>}} = sandboxd:exec(Node, <<"r1">>, [<<"echo">>, <<"hi">>]),
     ok = sandboxd:destroy(Node, <<"r1">>),
     receive {sandbox_event, <<"r1">>, status, #{to := stopped}} -> ok
-    after 10000 -> error(no_status_event)
+    after 30000 -> error(no_status_event)
     end,
     %% the daemon's OS process killed: restarted, the sandbox adopted
     {ok, #{ref := Ref}} = sandboxd:create(Node, <<"r2">>, process, #{cmd => [<<"sleep">>, <<"300">>]}),
     OsPid = sandboxd_daemon:os_pid(Old),
     _ = os:cmd("kill -KILL " ++ integer_to_list(OsPid)),
-    ok = wait_until(fun() -> case daemon(Sup) of [P] -> P =/= Old; _ -> false end end, 20000),
+    ok = wait_until(fun() -> case daemon(Sup) of [P] -> P =/= Old; _ -> false end end, 60000),
     [New] = daemon(Sup),
     true = sandboxd_daemon:os_pid(New) =/= OsPid,
     {ok, #{status := running, ref := Ref}} = sandboxd:get(Node, <<"r2">>),
