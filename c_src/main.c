@@ -39,6 +39,7 @@ struct options {
     char state_dir[256];
     int shutdown_destroy;
     int no_dynamic_uids;
+    int stop_on_stdin_eof;
     uid_t uid_first, uid_last;
 };
 
@@ -78,6 +79,9 @@ static void usage(FILE *out) {
           "                        uids (and gids) given one per process/beam_node sandbox\n"
           "                        when running as root (default 61184-65519); off: they\n"
           "                        run as sandboxd's own user unless `user` says otherwise\n"
+          "  --stop-on-stdin-eof   stop (as on SIGTERM) when standard input reaches its end:\n"
+          "                        for a parent that starts sandboxd through a pipe (an\n"
+          "                        Erlang port) and may die without stopping it\n"
           "  --version             print the version and exit\n"
           "  --help                this text\n",
           out);
@@ -130,7 +134,7 @@ static int short_host(char *out, size_t cap) {
 /* Fills opts from argv. Returns 0 to run, 1 to exit 0 (help, version), -1 on error. */
 static int parse_args(int argc, char **argv, struct options *o) {
     enum { O_SNAME = 1, O_NAME, O_COOKIE, O_TICK, O_HS, O_MAXPKT, O_LOG, O_VERSION, O_HELP,
-           O_STATE, O_SHUTDOWN, O_ERL, O_UIDS, O_COOKIE_FILE, O_MAXHS, O_MAXHS_ADDR };
+           O_STATE, O_SHUTDOWN, O_ERL, O_UIDS, O_COOKIE_FILE, O_MAXHS, O_MAXHS_ADDR, O_STDIN_EOF };
     static const struct option longopts[] = {
         {"sname", required_argument, NULL, O_SNAME},
         {"name", required_argument, NULL, O_NAME},
@@ -146,6 +150,7 @@ static int parse_args(int argc, char **argv, struct options *o) {
         {"shutdown-policy", required_argument, NULL, O_SHUTDOWN},
         {"erl", required_argument, NULL, O_ERL},
         {"uid-range", required_argument, NULL, O_UIDS},
+        {"stop-on-stdin-eof", no_argument, NULL, O_STDIN_EOF},
         {"version", no_argument, NULL, O_VERSION},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0}};
@@ -169,6 +174,7 @@ static int parse_args(int argc, char **argv, struct options *o) {
         case O_NAME: lname = optarg; break;
         case O_COOKIE: o->cookie = optarg; break;
         case O_COOKIE_FILE: o->cookie_file = optarg; break;
+        case O_STDIN_EOF: o->stop_on_stdin_eof = 1; break;
         case O_ERL: sbx_beam_set_erl(optarg); break;
         case O_UIDS:
             if (parse_uid_range(optarg, o) != 0)
@@ -270,6 +276,18 @@ static void on_signal(evutil_socket_t sig, short what, void *arg) {
     event_base_loopbreak(arg);
 }
 
+/* --stop-on-stdin-eof: standard input is read and discarded; its end (or an error)
+ * breaks the loop as SIGTERM does. arg is the event base. */
+static void on_stdin(evutil_socket_t fd, short what, void *arg) {
+    char buf[4096];
+    (void)what;
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EINTR)))
+        return;
+    SBX_INFO("stopping", "why=\"standard input closed\"");
+    event_base_loopbreak(arg);
+}
+
 /* Exit status 0 after a clean stop (or --help, --version), 2 for bad
  * arguments, 1 if start-up failed. Shutdown order: the core (its
  * shutdown policy), the node (connections, epmd), then the loop. */
@@ -281,7 +299,7 @@ int main(int argc, char **argv) {
     int core_started = 0;
     char cookie[SBX_COOKIE_MAX + 1];
     struct event_base *base = NULL;
-    struct event *sigterm = NULL, *sigint = NULL;
+    struct event *sigterm = NULL, *sigint = NULL, *stdin_ev = NULL;
     const char *why = NULL;
     int node_started = 0;
     int rc = 1;
@@ -319,6 +337,14 @@ int main(int argc, char **argv) {
     if (sigterm == NULL || sigint == NULL || event_add(sigterm, NULL) != 0 ||
         event_add(sigint, NULL) != 0)
         goto done;
+    if (opts.stop_on_stdin_eof) {
+        stdin_ev = event_new(base, STDIN_FILENO, EV_READ | EV_PERSIST, on_stdin, base);
+        if (stdin_ev == NULL || evutil_make_socket_nonblocking(STDIN_FILENO) != 0 ||
+            event_add(stdin_ev, NULL) != 0) {
+            SBX_ERROR("--stop-on-stdin-eof: standard input cannot be watched", NULL);
+            goto done;
+        }
+    }
     cfg = (struct sbx_node_config){.name = opts.name,
                                    .cookie = cookie,
                                    .handshake_timeout_ms = opts.handshake_timeout_ms,
@@ -373,6 +399,8 @@ done:
         event_free(sigterm);
     if (sigint != NULL)
         event_free(sigint);
+    if (stdin_ev != NULL)
+        event_free(stdin_ev);
     if (base != NULL)
         event_base_free(base);
     memset(cookie, 0, sizeof cookie);

@@ -127,7 +127,10 @@ start_daemon(Bin, Opts) ->
                      {ok, P} -> ["--shutdown-policy", to_list(P)];
                      error -> []
                  end,
-    Args = NameArgs ++ StateArgs ++ PolicyArgs ++ [to_list(A) || A <- maps:get(args, Opts, [])],
+    %% --stop-on-stdin-eof: the port's pipe closes when this node dies, even by SIGKILL,
+    %% and the daemon then stops as on SIGTERM instead of outliving its application.
+    Args = NameArgs ++ StateArgs ++ PolicyArgs ++ ["--stop-on-stdin-eof"]
+        ++ [to_list(A) || A <- maps:get(args, Opts, [])],
     Env = [{"SANDBOXD_COOKIE", atom_to_list(erlang:get_cookie())}],
     Port = open_port({spawn_executable, Bin},
                      [{args, Args}, {env, Env}, exit_status, stderr_to_stdout, binary,

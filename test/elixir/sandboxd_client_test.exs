@@ -86,6 +86,40 @@ defmodule SandboxdClientTest do
     assert status != 0 and is_list(lines)
   end
 
+  # The daemon reads its standard input (the port's pipe) and stops when it closes: a node
+  # killed with SIGKILL cannot stop its daemon itself, and must not leave it running.
+  test "the daemon stops when the node that started it is killed with SIGKILL" do
+    name = ClientHelper.unique("sbxorph")
+    opts = ClientHelper.daemon_opts(name)
+    paths = Enum.uniq(for m <- [Sandboxd, :sandboxd_daemon], do: Path.dirname(:code.which(m)))
+    code = """
+    {:ok, pid} = Sandboxd.Daemon.start_link(#{inspect(opts)})
+    IO.puts("daemon_os_pid=" <> Integer.to_string(Sandboxd.Daemon.os_pid(pid)))
+    Process.sleep(:infinity)
+    """
+    args = ["--sname", ClientHelper.unique("sbxparent"), "--cookie", Atom.to_string(Node.get_cookie())] ++
+             Enum.flat_map(paths, &["-pa", &1]) ++ ["-e", code]
+    port = Port.open({:spawn_executable, System.find_executable("elixir")},
+                     [:binary, :exit_status, :stderr_to_stdout, {:line, 4096}, args: args])
+    {:os_pid, parent} = Port.info(port, :os_pid)
+    daemon = await_daemon_pid(port, System.monotonic_time(:millisecond) + 90_000)
+    assert is_integer(daemon) and File.exists?("/proc/#{daemon}")
+    assert Sandboxd.ping(Sandboxd.Daemon.node_name(name)) == :pong
+    System.cmd("kill", ["-KILL", Integer.to_string(parent)])
+    assert ClientHelper.wait_until(fn -> not File.exists?("/proc/#{daemon}") end, 30_000)
+    assert ClientHelper.sanitizer_report(name) == nil
+  end
+
+  defp await_daemon_pid(port, deadline) do
+    receive do
+      {^port, {:data, {:eol, "daemon_os_pid=" <> pid}}} -> String.to_integer(pid)
+      {^port, {:data, _}} -> await_daemon_pid(port, deadline)
+      {^port, {:exit_status, status}} -> {:parent_exited, status}
+    after
+      max(deadline - System.monotonic_time(:millisecond), 0) -> :timeout
+    end
+  end
+
   test "create, get, list, exec, logs, copy_to/copy_from, metrics, processes, shell, destroy with keyword configs",
        %{node: n} do
     assert {:ok, %{id: "c1", status: :running, labels: %{"app" => "t"}}} =
