@@ -43,6 +43,12 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg) {
     bufferevent_enable(c->bev, EV_WRITE);
 }
 
+/* See conn_flush.h. The flush event, if still active, later finds nothing to write. */
+void sbx_conn_flush_now(struct sbx_conn *c) {
+    if (c->flush_ev != NULL)
+        flush_cb(-1, EV_WRITE, c);
+}
+
 /* See conn_flush.h. Output queued before this call (the handshake's last message) is
  * flushed in this turn. */
 int sbx_conn_flush_start(struct sbx_conn *c) {

@@ -16,6 +16,11 @@ int sbx_conn_flush_start(struct sbx_conn *c);
  * messages were queued meanwhile). Does nothing if c does not use the flush event. */
 void sbx_conn_flush_request(struct sbx_conn *c);
 
+/* Writes c's queued output now rather than at the end of the turn, for a message on the
+ * critical path of a call (a request to another node, sent while answers to others wait
+ * in the same turn). Does nothing if c does not use the flush event. */
+void sbx_conn_flush_now(struct sbx_conn *c);
+
 /* c's output buffer has drained (its bufferevent's write callback): the bufferevent stops
  * watching writability again, so that the next output goes out from the flush event. */
 void sbx_conn_flush_drained(struct sbx_conn *c);
