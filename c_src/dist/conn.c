@@ -292,7 +292,8 @@ static void became_up(struct sbx_conn *c) {
     c->flags = c->peer_flags & c->node->flags;
     c->last_read_ms = c->last_write_ms = sbx_mono_ms();
     arm_tick_timer(c);
-    (void)sbx_conn_flush_start(c); /* on failure the bufferevent keeps writing */
+    if (!c->tls)
+        (void)sbx_conn_flush_start(c); /* on failure the bufferevent keeps writing */
     SBX_INFO("connection up", "peer=%s addr=%s initiator=%d", c->peer_name, c->peer_addr,
              c->initiator);
     run_waiters(c, c->id, NULL);
