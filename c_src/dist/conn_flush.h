@@ -1,6 +1,7 @@
 /* Output of a connection that is up, written once per loop turn straight from its
  * bufferevent's output buffer: no epoll registration for writability unless the socket
- * cannot take everything at once. Used by dist/conn.c only. */
+ * cannot take everything at once. Driven by dist/conn.c; rpc/remote.c asks for an
+ * immediate flush of a request on a call's critical path. */
 #ifndef SBX_DIST_CONN_FLUSH_H
 #define SBX_DIST_CONN_FLUSH_H
 
