@@ -1167,22 +1167,31 @@ restart_policy() ->
     ?assertEqual([{exit, 1}, {exit, 1}, {exit, 1}], Exits),
     ok = call(S, destroy, [rp]),
     %% on_failure does not restart a success.
+    %% (Each run is awaited with a deadline; the fixed pauses after that only give a wrong
+    %% restart the time to show.)
     create_ok(S, rp0, #{cmd => <<"exit 0">>, restart => on_failure, max_restarts => 2}),
+    ok = wait_exited(S, rp0),
     timer:sleep(1500),
     ?assertMatch({ok, #{status := exited, restart_count := 0, exit_status := 0}}, call(S, get, [rp0])),
     ok = call(S, destroy, [rp0]),
     %% always restarts a success too, up to max_restarts.
     create_ok(S, rpa, #{cmd => <<"echo a; exit 0">>, restart => always, max_restarts => 1}),
     ok = ?U:wait_until(fun() -> {ok, #{restart_count := RC}} = call(S, get, [rpa]), RC =:= 1 end, 10000),
+    ok = wait_exited(S, rpa),
     timer:sleep(1500),
     ?assertMatch({ok, #{status := exited, restart_count := 1}}, call(S, get, [rpa])),
     ok = call(S, destroy, [rpa]),
     %% never (the default): no restart.
     create_ok(S, rpn, #{cmd => <<"exit 3">>}),
+    ok = wait_exited(S, rpn),
     timer:sleep(1000),
     ?assertMatch({ok, #{status := exited, restart_count := 0, exit_status := 3}}, call(S, get, [rpn])),
     ok = call(S, destroy, [rpn]),
     ok.
+
+%% Waits (15 s at most) until sandbox Id's status is exited.
+wait_exited(S, Id) ->
+    ?U:wait_until(fun() -> {ok, #{status := St}} = call(S, get, [Id]), St =:= exited end, 15000).
 
 collect_status(Id, To) ->
     receive
