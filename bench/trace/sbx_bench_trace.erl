@@ -42,6 +42,8 @@ run() ->
     Rates = [one_round(N, Id, FPid, I) || I <- lists:seq(1, Rounds)],
     Good = [R || R <- Rates, is_integer(R)],
     case Good of
+        [] when Rounds =:= 0 ->
+            io:format("  skipped (SBX_BENCH_TRACE_ROUNDS=0)~n");
         [] ->
             sbx_bench_lib:problem("no round finished", []);
         _ ->
@@ -58,7 +60,8 @@ run() ->
     end,
     io:format("load average at the end: ~s~n", [loadavg()]),
     rc(N, Id, erlang, exit, [FPid, kill]),
-    remote_call_part(#{sandboxd => N, id => Id, node => Node, cookie => binary_to_atom(Cookie)}),
+    remote_call_part(#{sandboxd => N, id => Id, node => Node, cookie => binary_to_atom(Cookie),
+                       os_pid => OsPid}),
     ok = rpc:call(N, sandbox, destroy, [Id], 60000),
     case get(problems) of
         [] -> ok;

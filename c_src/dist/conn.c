@@ -1,6 +1,7 @@
 /* Connection state machine: handshake on both sides, framing, ticks. */
 #define _GNU_SOURCE
 #include "dist/conn.h"
+#include "dist/conn_flush.h"
 
 #include <arpa/inet.h>
 #include <event2/buffer.h>
@@ -166,6 +167,7 @@ void sbx_conn_destroy(struct sbx_conn *c) {
         bufferevent_free(c->epmd_bev);
     event_free(c->timer);
     event_free(c->reaper);
+    sbx_conn_flush_free(c);
     if (was_up) {
         SBX_INFO("connection down", "peer=%s reason=\"%s\"", c->peer_name,
                  c->close_reason ? c->close_reason : "closed");
@@ -290,6 +292,8 @@ static void became_up(struct sbx_conn *c) {
     c->flags = c->peer_flags & c->node->flags;
     c->last_read_ms = c->last_write_ms = sbx_mono_ms();
     arm_tick_timer(c);
+    if (!c->tls)
+        (void)sbx_conn_flush_start(c); /* on failure the bufferevent keeps writing */
     SBX_INFO("connection up", "peer=%s addr=%s initiator=%d", c->peer_name, c->peer_addr,
              c->initiator);
     run_waiters(c, c->id, NULL);
@@ -567,6 +571,7 @@ static void conn_write_cb(struct bufferevent *bev, void *arg) {
     if (c->state == SBX_CONN_CLOSING && c->flush_then_close &&
         evbuffer_get_length(bufferevent_get_output(bev)) == 0)
         event_active(c->reaper, 0, 0);
+    sbx_conn_flush_drained(c);
 }
 
 /* Initiating side, once connected: sends our name and flags; waits for the status. */
@@ -636,6 +641,7 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg) {
     if (now - c->last_write_ms >= tick_every) {
         static const char zero[4] = {0, 0, 0, 0};
         bufferevent_write(c->bev, zero, 4);
+        sbx_conn_flush_request(c);
         c->last_write_ms = now;
     }
 }
@@ -660,6 +666,7 @@ int sbx_conn_write_packet(struct sbx_conn *c, const char *a, size_t alen, const 
         return -1;
     }
     c->last_write_ms = sbx_mono_ms();
+    sbx_conn_flush_request(c);
     if (evbuffer_get_length(out) > c->node->max_outbuf) {
         sbx_conn_close(c, "peer is not reading (output backlog over the limit)");
         return -1;

@@ -58,6 +58,10 @@ struct sbx_conn {
     struct bufferevent *epmd_bev;
     struct event *timer;
     struct event *reaper; /* deferred destroy */
+    struct event *flush_ev; /* once up on a plain socket: writes the output once per loop
+                               turn (dist/conn_flush.c); NULL: the bufferevent writes it */
+    int tls; /* bev runs TLS: its output must never be written to the socket directly (the
+                tls work sets it; it is never set without that work) */
     char peer_name[SBX_NODE_NAME_MAX + 1];
     char peer_addr[64];
     uint64_t peer_flags;

@@ -6,6 +6,7 @@
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/listener.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -100,9 +101,12 @@ int sbx_node_start(struct sbx_node *node, struct event_base *base,
     if (node->dns == NULL)
         goto err;
     sa.sin_addr.s_addr = htonl(INADDR_ANY);
+    /* The longest accept queue the kernel allows (it caps the backlog at net.core.somaxconn):
+     * a flood of strangers is bounded by our own caps after accept; a queue shorter than the
+     * flood drops SYNs, and a real peer whose SYN is dropped waits seconds for the retry. */
     node->listener = evconnlistener_new_bind(
         base, accept_cb, node, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
-        1024, (struct sockaddr *)&sa, sizeof sa);
+        INT_MAX, (struct sockaddr *)&sa, sizeof sa);
     *why = "cannot listen for distribution connections";
     if (node->listener == NULL)
         goto err;

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "dist/conn.h"
+#include "dist/conn_flush.h"
 #include "dist/control.h"
 #include "dist/handshake.h"
 #include "dist/node.h"
@@ -312,8 +313,11 @@ int sbx_remote_call(struct sbx_node *node, const struct sbx_beam_target *t, cons
     /* Connected already: send now rather than from the next loop turn (the answer still
      * reaches done only from the loop). If that fails, the connect path below reports it. */
     struct sbx_conn *up = sbx_node_conn_by_name(node, t->node);
-    if (up != NULL && send_request(st, up->id) == 0)
+    if (up != NULL && send_request(st, up->id) == 0) {
+        /* The request first, before the caller's SPAWN_REPLY queued in this turn. */
+        sbx_conn_flush_now(up);
         return 0;
+    }
     if (sbx_conn_connect(node, t->node, st_connected, pkey) != 0) {
         sbx_proc_free(&node->procs, st->proc);
         goto err;

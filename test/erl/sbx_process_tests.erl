@@ -841,19 +841,25 @@ sigkill_adopt() ->
     ?assertEqual([], NotRunning),
     %% Adopted, not restarted: the same OS processes.
     ?assertEqual(Refs, maps:from_list([{Id, R} || #{id := Id, ref := R} <- Listed])),
-    timer:sleep(1500),
-    Gaps = lists:filtermap(
-             fun(Id) ->
-                     Recs = log_lines(S2, Id),
-                     Before = [R || #{ts := T} = R <- Recs, T < KillTs],
-                     After = [R || #{ts := T} = R <- Recs, T > RestartTs],
-                     Ticks = [binary_to_integer(Nb) || #{data := <<"tick ", Nb/binary>>} <- Recs],
-                     Contiguous = Ticks =:= lists:seq(hd(Ticks), lists:last(Ticks)),
-                     case Before =/= [] andalso After =/= [] andalso Contiguous andalso hd(Ticks) =:= 1 of
-                         true -> false;
-                         false -> {true, {Id, length(Before), length(After), Ticks}}
-                     end
-             end, Ids),
+    %% Every workload's log goes on after the restart, without a gap: wait (with a
+    %% deadline) for a line newer than the restart from each, since the ticks and sandboxd's
+    %% reading of them take their time on a loaded machine; then check the whole log.
+    GapsNow = fun() ->
+                      lists:filtermap(
+                        fun(Id) ->
+                                Recs = log_lines(S2, Id),
+                                Before = [R || #{ts := T} = R <- Recs, T < KillTs],
+                                After = [R || #{ts := T} = R <- Recs, T > RestartTs],
+                                Ticks = [binary_to_integer(Nb) || #{data := <<"tick ", Nb/binary>>} <- Recs],
+                                Contiguous = Ticks =:= lists:seq(hd(Ticks), lists:last(Ticks)),
+                                case Before =/= [] andalso After =/= [] andalso Contiguous andalso hd(Ticks) =:= 1 of
+                                    true -> false;
+                                    false -> {true, {Id, length(Before), length(After), Ticks}}
+                                end
+                        end, Ids)
+              end,
+    _ = ?U:wait_until(fun() -> GapsNow() =:= [] end, 20000),
+    Gaps = GapsNow(),
     ?assertEqual([], Gaps),
     %% The adopted sandboxes still take exec and answer metrics.
     ?assertMatch({ok, #{stdout := <<"hi\n">>}}, call(S2, exec, [<<"t01">>, [<<"echo">>, <<"hi">>]])),
@@ -1161,22 +1167,31 @@ restart_policy() ->
     ?assertEqual([{exit, 1}, {exit, 1}, {exit, 1}], Exits),
     ok = call(S, destroy, [rp]),
     %% on_failure does not restart a success.
+    %% (Each run is awaited with a deadline; the fixed pauses after that only give a wrong
+    %% restart the time to show.)
     create_ok(S, rp0, #{cmd => <<"exit 0">>, restart => on_failure, max_restarts => 2}),
+    ok = wait_exited(S, rp0),
     timer:sleep(1500),
     ?assertMatch({ok, #{status := exited, restart_count := 0, exit_status := 0}}, call(S, get, [rp0])),
     ok = call(S, destroy, [rp0]),
     %% always restarts a success too, up to max_restarts.
     create_ok(S, rpa, #{cmd => <<"echo a; exit 0">>, restart => always, max_restarts => 1}),
     ok = ?U:wait_until(fun() -> {ok, #{restart_count := RC}} = call(S, get, [rpa]), RC =:= 1 end, 10000),
+    ok = wait_exited(S, rpa),
     timer:sleep(1500),
     ?assertMatch({ok, #{status := exited, restart_count := 1}}, call(S, get, [rpa])),
     ok = call(S, destroy, [rpa]),
     %% never (the default): no restart.
     create_ok(S, rpn, #{cmd => <<"exit 3">>}),
+    ok = wait_exited(S, rpn),
     timer:sleep(1000),
     ?assertMatch({ok, #{status := exited, restart_count := 0, exit_status := 3}}, call(S, get, [rpn])),
     ok = call(S, destroy, [rpn]),
     ok.
+
+%% Waits (15 s at most) until sandbox Id's status is exited.
+wait_exited(S, Id) ->
+    ?U:wait_until(fun() -> {ok, #{status := St}} = call(S, get, [Id]), St =:= exited end, 15000).
 
 collect_status(Id, To) ->
     receive
