@@ -51,10 +51,16 @@ static void sse_free(struct web_sse *s) {
     free(s);
 }
 
-/* The client went away: evhttp frees the connection (and the request) after this. */
+/* The client went away (or the stream timed out): evhttp frees the connection after
+ * this. A reply still under way was detached from it first (libevent leaves such a
+ * request to its user) and is freed here; one still attached goes with the connection. */
 static void on_close(struct evhttp_connection *evcon, void *arg) {
+    struct web_sse *s = arg;
+    struct evhttp_request *req = s->req;
     (void)evcon;
-    sse_free(arg);
+    sse_free(s);
+    if (evhttp_request_get_connection(req) == NULL)
+        evhttp_request_free(req);
 }
 
 /* Bytes waiting to be written to the stream's client. */
