@@ -3,7 +3,6 @@
 #include <event2/buffer.h>
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "backends/backend.h"
 #include "core/core.h"
@@ -11,6 +10,7 @@
 #include "core/stats.h"
 #include "dist/node.h"
 #include "util/clock.h"
+#include "util/rss.h"
 #include "web/web_int.h"
 
 #define N_TYPES 4
@@ -33,18 +33,6 @@ static void label_value(struct evbuffer *out, const char *s) {
     }
 }
 
-/* Resident set size of sandboxd, in bytes (0 if unreadable). */
-static long long rss_bytes(void) {
-    long long pages = 0, resident = 0;
-    FILE *f = fopen("/proc/self/statm", "r");
-    if (f == NULL)
-        return 0;
-    if (fscanf(f, "%lld %lld", &pages, &resident) != 2)
-        resident = 0;
-    fclose(f);
-    return resident * sysconf(_SC_PAGESIZE);
-}
-
 /* The daemon's own figures. */
 static void daemon_part(struct web *w, struct sbx_core *core, struct evbuffer *out) {
     static const char *const results[] = {"ok", "error", "exception", "cancelled"};
@@ -52,7 +40,7 @@ static void daemon_part(struct web *w, struct sbx_core *core, struct evbuffer *o
     evbuffer_add_printf(out, "sandboxd_uptime_seconds %.3f\n",
                         (double)(sbx_mono_ms() - w->node->started_mono_ms) / 1000.0);
     head(out, "sandboxd_resident_memory_bytes", "gauge", "Resident memory of sandboxd.");
-    evbuffer_add_printf(out, "sandboxd_resident_memory_bytes %lld\n", rss_bytes());
+    evbuffer_add_printf(out, "sandboxd_resident_memory_bytes %lld\n", sbx_rss_bytes());
     head(out, "sandboxd_connections", "gauge", "Open Erlang distribution connections.");
     evbuffer_add_printf(out, "sandboxd_connections %zu\n", sbx_node_conn_count(w->node));
     head(out, "sandboxd_http_event_streams", "gauge", "Open Server-Sent Events streams.");
