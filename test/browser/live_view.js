@@ -17,6 +17,8 @@ const { chromium } = require(path.join(process.env.SBX_NPM_DIR || "/var/cache/sa
 
 let browser, page;
 const out = (s) => process.stdout.write(s + "\n");
+// The test closed its end: nothing more to say to anyone.
+process.stdout.on("error", () => process.exit(0));
 
 async function waitFor(fn, ms) {
   const t0 = Date.now();
@@ -30,12 +32,12 @@ async function waitFor(fn, ms) {
 async function run(cmd, args) {
   switch (cmd) {
     case "open": {
-      browser = await chromium.launch({ executablePath: process.env.SBX_CHROMIUM || "/usr/bin/chromium",
+      browser = await chromium.launch({ timeout: 90000, executablePath: process.env.SBX_CHROMIUM || "/usr/bin/chromium",
                                         args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"] });
       page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
       page.on("pageerror", (e) => process.stderr.write("page error: " + e + "\n"));
-      await page.goto(args[0]);
-      const ms = await waitFor(async () => (await page.textContent("#conn")) === "live", 15000);
+      await page.goto(args[0], { timeout: 90000 });
+      const ms = await waitFor(async () => (await page.textContent("#conn")) === "live", 60000);
       return ms >= 0 ? "ok open " + ms : "fail open: never live";
     }
     case "row": {
