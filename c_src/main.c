@@ -25,6 +25,7 @@
 #include "util/fdreserve.h"
 #include "util/fdlimit.h"
 #include "util/log.h"
+#include "web/web.h"
 
 struct options {
     char name[SBX_NODE_NAME_MAX + 1];
@@ -41,6 +42,8 @@ struct options {
     int no_dynamic_uids;
     int stop_on_stdin_eof;
     uid_t uid_first, uid_last;
+    const char *http;       /* --http ADDR:PORT */
+    char *http_token;       /* --http-token: points into argv, wiped once read */
 };
 
 /* Prints the command-line help to out. */
@@ -82,6 +85,13 @@ static void usage(FILE *out) {
           "  --stop-on-stdin-eof   stop (as on SIGTERM) when standard input reaches its end:\n"
           "                        for a parent that starts sandboxd through a pipe (an\n"
           "                        Erlang port) and may die without stopping it\n"
+          "  --http ADDR:PORT      serve /metrics, /healthz, /readyz, /api/ and the live\n"
+          "                        view over HTTP (off by default; port 0: any free one).\n"
+          "                        A non-loopback address needs a token\n"
+          "  --http-token TOKEN    every HTTP request then needs `Authorization: Bearer\n"
+          "                        TOKEN` or the page's login; enables stop and destroy\n"
+          "                        on the page (else $SANDBOXD_HTTP_TOKEN, removed from\n"
+          "                        the environment once read)\n"
           "  --version             print the version and exit\n"
           "  --help                this text\n",
           out);
@@ -134,7 +144,9 @@ static int short_host(char *out, size_t cap) {
 /* Fills opts from argv. Returns 0 to run, 1 to exit 0 (help, version), -1 on error. */
 static int parse_args(int argc, char **argv, struct options *o) {
     enum { O_SNAME = 1, O_NAME, O_COOKIE, O_TICK, O_HS, O_MAXPKT, O_LOG, O_VERSION, O_HELP,
-           O_STATE, O_SHUTDOWN, O_ERL, O_UIDS, O_COOKIE_FILE, O_MAXHS, O_MAXHS_ADDR, O_STDIN_EOF };
+           O_STATE, O_SHUTDOWN, O_ERL, O_UIDS, O_COOKIE_FILE, O_MAXHS, O_MAXHS_ADDR, O_STDIN_EOF,
+           O_HTTP,
+           O_HTTP_TOKEN };
     static const struct option longopts[] = {
         {"sname", required_argument, NULL, O_SNAME},
         {"name", required_argument, NULL, O_NAME},
@@ -151,6 +163,8 @@ static int parse_args(int argc, char **argv, struct options *o) {
         {"erl", required_argument, NULL, O_ERL},
         {"uid-range", required_argument, NULL, O_UIDS},
         {"stop-on-stdin-eof", no_argument, NULL, O_STDIN_EOF},
+        {"http", required_argument, NULL, O_HTTP},
+        {"http-token", required_argument, NULL, O_HTTP_TOKEN},
         {"version", no_argument, NULL, O_VERSION},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0}};
@@ -176,6 +190,8 @@ static int parse_args(int argc, char **argv, struct options *o) {
         case O_COOKIE_FILE: o->cookie_file = optarg; break;
         case O_STDIN_EOF: o->stop_on_stdin_eof = 1; break;
         case O_ERL: sbx_beam_set_erl(optarg); break;
+        case O_HTTP: o->http = optarg; break;
+        case O_HTTP_TOKEN: o->http_token = optarg; break;
         case O_UIDS:
             if (parse_uid_range(optarg, o) != 0)
                 goto bad;
@@ -300,6 +316,8 @@ int main(int argc, char **argv) {
     char cookie[SBX_COOKIE_MAX + 1];
     struct event_base *base = NULL;
     struct event *sigterm = NULL, *sigint = NULL, *stdin_ev = NULL;
+    struct event *sigterm = NULL, *sigint = NULL;
+    char http_token[256] = "";
     const char *why = NULL;
     int node_started = 0;
     int rc = 1;
@@ -329,6 +347,16 @@ int main(int argc, char **argv) {
         SBX_ERROR("no cookie", "why=\"%s\"", why);
         goto done;
     }
+    /* The HTTP token, like the cookie, leaves argv and the environment once read. */
+    const char *tok = opts.http_token != NULL ? opts.http_token : getenv("SANDBOXD_HTTP_TOKEN");
+    if (tok != NULL && strlen(tok) >= sizeof http_token) {
+        SBX_ERROR("--http-token is too long", "max=%zu", sizeof http_token - 1);
+        goto done;
+    }
+    if (tok != NULL)
+        snprintf(http_token, sizeof http_token, "%s", tok);
+    sbx_cookie_scrub_arg(opts.http_token);
+    unsetenv("SANDBOXD_HTTP_TOKEN");
     base = event_base_new();
     if (base == NULL)
         goto done;
@@ -369,6 +397,14 @@ int main(int argc, char **argv) {
                  "nofile=%ld max_handshakes=%zu", nofile, opts.max_handshakes);
     }
     sbx_fd_reserve_fill(); /* room for cleanup at the open-file limit */
+    if (opts.http != NULL) {
+        struct sbx_web_config wcfg = {.listen = opts.http,
+                                      .token = http_token[0] != '\0' ? http_token : NULL};
+        if (sbx_web_start(base, &node, &wcfg, &why) != 0) {
+            SBX_ERROR("cannot start the HTTP server", "why=\"%s\" http=%s", why, opts.http);
+            goto done;
+        }
+    }
     if (sbx_services_start(&node) != 0) {
         SBX_ERROR("cannot register system processes", NULL);
         goto done;
@@ -391,6 +427,7 @@ int main(int argc, char **argv) {
     event_base_dispatch(base);
     rc = 0;
 done:
+    sbx_web_stop(); /* first: the core's stop must not reach the tap */
     if (core_started)
         sbx_core_stop(&core);
     if (node_started)
@@ -404,6 +441,7 @@ done:
     if (base != NULL)
         event_base_free(base);
     memset(cookie, 0, sizeof cookie);
+    memset(http_token, 0, sizeof http_token);
     if (rc == 0)
         SBX_INFO("stopped", NULL);
     return rc;

@@ -31,4 +31,7 @@ MSG
 # shellcheck disable=SC2086
 STATE_DIR=${SANDBOXD_STATE_DIR:-$PWD/_build/run-state}
 echo "State (journal, logs, workspaces): $STATE_DIR"
-exec priv/sandboxd --sname "$SNAME" --state-dir "$STATE_DIR" ${SANDBOXD_ARGS:-}
+# The HTTP side on a loopback port: metrics, health, JSON API and the live view.
+HTTP=${SANDBOXD_HTTP:-127.0.0.1:8480}
+echo "Live view: http://$HTTP/   (also /metrics, /healthz, /readyz, /api/sandboxes)"
+exec priv/sandboxd --sname "$SNAME" --state-dir "$STATE_DIR" --http "$HTTP" ${SANDBOXD_ARGS:-}

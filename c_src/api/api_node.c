@@ -14,6 +14,7 @@
 #include "dist/node.h"
 #include "util/fdlimit.h"
 #include "util/clock.h"
+#include "util/rss.h"
 
 /* See api.h. Answers pong. */
 enum sbx_api_status sbx_api_ping(struct sbx_call *call) {
@@ -25,18 +26,6 @@ enum sbx_api_status sbx_api_ping(struct sbx_call *call) {
 enum sbx_api_status sbx_api_erlang_node(struct sbx_call *call) {
     ei_x_encode_atom(&call->result, call->node->name);
     return SBX_API_DONE;
-}
-
-/* Resident set size from /proc/self/statm, in bytes; 0 if unreadable. */
-static long long rss_bytes(void) {
-    long long pages = 0, resident = 0;
-    FILE *f = fopen("/proc/self/statm", "r");
-    if (f == NULL)
-        return 0;
-    if (fscanf(f, "%lld %lld", &pages, &resident) != 2)
-        resident = 0;
-    fclose(f);
-    return resident * sysconf(_SC_PAGESIZE);
 }
 
 /* Appends {unavailable, WhyBinary}. */
@@ -123,7 +112,7 @@ enum sbx_api_status sbx_api_info(struct sbx_call *call) {
     ei_x_encode_atom(x, "uptime_ms");
     ei_x_encode_longlong(x, sbx_mono_ms() - node->started_mono_ms);
     ei_x_encode_atom(x, "memory_bytes");
-    ei_x_encode_longlong(x, rss_bytes());
+    ei_x_encode_longlong(x, sbx_rss_bytes());
     ei_x_encode_atom(x, "sandboxes");
     ei_x_encode_long(x, core != NULL ? (long)core->count : 0);
     ei_x_encode_atom(x, "subscribers");

@@ -1,5 +1,6 @@
 /* Subscriptions and event fan-out. */
 #include "core/subs.h"
+#include "core/stats.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -190,6 +191,7 @@ static int match_sandbox(const struct sbx_sub *s, const void *arg) {
 /* See subs.h. Subscriptions to all sandboxes stay; the removed ones are demonitored. */
 void sbx_subs_sandbox_gone(struct sbx_core *core, const char *sandbox_id) {
     remove_where(core, match_sandbox, sandbox_id, 1);
+    sbx_stats_tap_gone(sandbox_id);
 }
 
 /* 1 if s wants topic events of sb. */
@@ -202,7 +204,7 @@ int sbx_subs_wanted(const struct sbx_core *core, const struct sbx_sandbox *sb, e
     for (const struct sbx_sub *s = core->subs; s != NULL; s = s->next)
         if (applies(s, sb, topic))
             return 1;
-    return 0;
+    return sbx_stats_tap_wants(sb, topic);
 }
 
 /* 1 if the encoded map has the atom key `dropped` (a trace event is relayed as the traced
@@ -229,6 +231,7 @@ static int has_dropped_key(const char *map) {
  * that is not a map and cannot carry dropped. */
 static void publish(struct sbx_core *core, const struct sbx_sandbox *sb, enum sbx_topic topic,
                     const char *payload, size_t payload_len, int payload_pairs, int last) {
+    sbx_stats_tap_event(sb, topic, payload, payload_len);
     for (struct sbx_sub *s = core->subs; s != NULL; s = s->next) {
         if (!applies(s, sb, topic))
             continue;
@@ -262,6 +265,7 @@ static void publish(struct sbx_core *core, const struct sbx_sandbox *sb, enum sb
         }
         if (sbx_node_send_msg(core->node, core->proc, &s->pid, NULL, 0, &m) == 0) {
             s->sent++;
+            sbx_stats.events_delivered++;
             s->credit -= m.index;
             /* Asked early (an eighth of the window spent): the answer travels behind
              * the events already sent, and must come back before the rest is spent, or a

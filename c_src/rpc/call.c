@@ -4,13 +4,40 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "api/api.h"
+#include "core/stats.h"
 #include "dist/control.h"
 #include "dist/node.h"
 #include "util/log.h"
 
 #define MAX_ARGS 255
+
+/* Monotonic nanoseconds, for call latency. */
+static int64_t mono_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Counts the call's outcome in core/stats once. */
+static void count_call(struct sbx_call *call, enum sbx_rpc_result result) {
+    if (call->counted || call->started_ns == 0)
+        return;
+    call->counted = 1;
+    sbx_stats_rpc(call->fn_name, result, mono_ns() - call->started_ns);
+}
+
+/* OK or ERROR: whether the value is {error, _}. */
+static enum sbx_rpc_result value_result(const ei_x_buff *v) {
+    int idx = 0, arity;
+    char atom[MAXATOMLEN];
+    if (ei_decode_tuple_header(v->buff, &idx, &arity) == 0 && arity == 2 &&
+        ei_decode_atom(v->buff, &idx, atom) == 0 && strcmp(atom, "error") == 0)
+        return SBX_RPC_ERROR;
+    return SBX_RPC_OK;
+}
 
 /* Frees the call and the copies it holds; leaves its process and call->state
  * alone (state is released by the API's cancel or on completion). */
@@ -29,6 +56,7 @@ static void call_kill(struct sbx_proc *p) {
     struct sbx_call *call = p->data;
     if (call->pending && call->cancel != NULL)
         call->cancel(call);
+    count_call(call, SBX_RPC_CANCELLED);
     call_free(call);
     p->data = NULL;
 }
@@ -202,6 +230,7 @@ static void reply(struct sbx_call *call, const char *value, size_t value_len) {
 void sbx_call_done(struct sbx_call *call) {
     ei_x_buff r;
     call->pending = 0;
+    count_call(call, value_result(&call->result));
     switch (call->kind) {
     case SBX_CALL_ERPC:
         ei_x_new(&r);
@@ -230,6 +259,7 @@ void sbx_call_fail(struct sbx_call *call, const char *reason, size_t reason_len)
     ei_x_buff r;
     ei_x_new(&r);
     call->pending = 0;
+    count_call(call, SBX_RPC_EXCEPTION);
     switch (call->kind) {
     case SBX_CALL_ERPC:
         ei_x_encode_tuple_header(&r, 4);
@@ -299,6 +329,7 @@ static void fail_undef(struct sbx_call *call, const char *m, const char *f, cons
  * returns, reach the call only through its key: it may be gone. */
 void sbx_call_run(struct sbx_call *call, const char *module, const char *function,
                   const char *args, size_t args_len) {
+    call->started_ns = mono_ns();
     int argc = unpack_args(call, args);
     if (argc < 0) {
         ei_x_buff r;
@@ -310,6 +341,8 @@ void sbx_call_run(struct sbx_call *call, const char *module, const char *functio
     }
     call->argc = argc;
     const struct sbx_api_entry *e = sbx_api_find(module, function, argc);
+    if (e != NULL)
+        call->fn_name = e->function;
     if (e == NULL) {
         fail_undef(call, module, function, args, args_len);
         return;

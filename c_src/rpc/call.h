@@ -50,6 +50,9 @@ struct sbx_call {
     sbx_call_cancel_fn cancel;
     sbx_call_message_fn on_message;
     void *state; /* the API function's own, released by its cancel or on completion */
+    const char *fn_name; /* the API function run (static), for the rpc counters */
+    int64_t started_ns;  /* monotonic, when it was run */
+    int counted;         /* already counted in core/stats */
 };
 
 /* How a new call answers. tag/alias are copied. */

@@ -10,6 +10,7 @@
 #include "backends/beam/beam.h"
 #include "core/core.h"
 #include "core/sandbox.h"
+#include "core/stats.h"
 #include "core/subs.h"
 #include "dist/control.h"
 #include "dist/node.h"
@@ -112,6 +113,7 @@ static void publish(struct trace *t, const char *map, size_t len, int last) {
     else
         sbx_subs_publish(t->core, sb, SBX_TOPIC_TRACE, map, len, pairs);
     t->relayed++;
+    sbx_stats.trace_events_relayed++;
 }
 
 /* The final event made here when the agent cannot send its own:
