@@ -316,7 +316,6 @@ int main(int argc, char **argv) {
     char cookie[SBX_COOKIE_MAX + 1];
     struct event_base *base = NULL;
     struct event *sigterm = NULL, *sigint = NULL, *stdin_ev = NULL;
-    struct event *sigterm = NULL, *sigint = NULL;
     char http_token[256] = "";
     const char *why = NULL;
     int node_started = 0;
