@@ -19,6 +19,7 @@
 #include "api/api.h"
 #include "core/core.h"
 #include "dist/node.h"
+#include "dist/tls.h"
 #include "rpc/services.h"
 #include "backends/beam/beam.h"
 #include "util/cookie.h"
@@ -40,6 +41,8 @@ struct options {
     int shutdown_destroy;
     int no_dynamic_uids;
     uid_t uid_first, uid_last;
+    int proto_tls;              /* --proto-dist inet_tls */
+    const char *ssl_dist_optfile; /* --ssl-dist-optfile */
 };
 
 /* Prints the command-line help to out. */
@@ -74,6 +77,10 @@ static void usage(FILE *out) {
           "                        sandboxes (default keep: adopted at the next start)\n"
           "  --log-level LEVEL     error | warn | info | debug (default info)\n"
           "  --erl PATH            erl for beam_node sandboxes (else $SANDBOXD_ERL, else PATH)\n"
+          "  --proto-dist P        inet_tcp (default) | inet_tls: distribution over TLS, as\n"
+          "                        erl's -proto_dist inet_tls; needs --ssl-dist-optfile\n"
+          "  --ssl-dist-optfile F  the cluster's ssl_dist optfile (erl's -ssl_dist_optfile);\n"
+          "                        beam_node sandboxes get the same options\n"
           "  --uid-range FIRST-LAST | off\n"
           "                        uids (and gids) given one per process/beam_node sandbox\n"
           "                        when running as root (default 61184-65519); off: they\n"
@@ -130,7 +137,8 @@ static int short_host(char *out, size_t cap) {
 /* Fills opts from argv. Returns 0 to run, 1 to exit 0 (help, version), -1 on error. */
 static int parse_args(int argc, char **argv, struct options *o) {
     enum { O_SNAME = 1, O_NAME, O_COOKIE, O_TICK, O_HS, O_MAXPKT, O_LOG, O_VERSION, O_HELP,
-           O_STATE, O_SHUTDOWN, O_ERL, O_UIDS, O_COOKIE_FILE, O_MAXHS, O_MAXHS_ADDR };
+           O_STATE, O_SHUTDOWN, O_ERL, O_UIDS, O_COOKIE_FILE, O_MAXHS, O_MAXHS_ADDR,
+           O_PROTO, O_SSL_OPTFILE };
     static const struct option longopts[] = {
         {"sname", required_argument, NULL, O_SNAME},
         {"name", required_argument, NULL, O_NAME},
@@ -146,6 +154,8 @@ static int parse_args(int argc, char **argv, struct options *o) {
         {"shutdown-policy", required_argument, NULL, O_SHUTDOWN},
         {"erl", required_argument, NULL, O_ERL},
         {"uid-range", required_argument, NULL, O_UIDS},
+        {"proto-dist", required_argument, NULL, O_PROTO},
+        {"ssl-dist-optfile", required_argument, NULL, O_SSL_OPTFILE},
         {"version", no_argument, NULL, O_VERSION},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0}};
@@ -170,6 +180,15 @@ static int parse_args(int argc, char **argv, struct options *o) {
         case O_COOKIE: o->cookie = optarg; break;
         case O_COOKIE_FILE: o->cookie_file = optarg; break;
         case O_ERL: sbx_beam_set_erl(optarg); break;
+        case O_PROTO:
+            if (strcmp(optarg, "inet_tls") == 0)
+                o->proto_tls = 1;
+            else if (strcmp(optarg, "inet_tcp") == 0)
+                o->proto_tls = 0;
+            else
+                goto bad;
+            break;
+        case O_SSL_OPTFILE: o->ssl_dist_optfile = optarg; break;
         case O_UIDS:
             if (parse_uid_range(optarg, o) != 0)
                 goto bad;
@@ -223,7 +242,8 @@ static int parse_args(int argc, char **argv, struct options *o) {
         default: goto bad;
         }
     }
-    if (optind != argc || (o->cookie != NULL && o->cookie_file != NULL))
+    if (optind != argc || (o->cookie != NULL && o->cookie_file != NULL) ||
+        (o->proto_tls != (o->ssl_dist_optfile != NULL)))
         goto bad;
     if (lname != NULL) {
         if (strchr(lname, '@') == NULL)
@@ -278,6 +298,7 @@ int main(int argc, char **argv) {
     struct sbx_node node;
     struct sbx_node_config cfg;
     struct sbx_core core;
+    struct sbx_tls *tls = NULL;
     int core_started = 0;
     char cookie[SBX_COOKIE_MAX + 1];
     struct event_base *base = NULL;
@@ -311,6 +332,17 @@ int main(int argc, char **argv) {
         SBX_ERROR("no cookie", "why=\"%s\"", why);
         goto done;
     }
+    if (opts.proto_tls) {
+        struct sbx_tls_opts topts;
+        char twhy[300];
+        if (sbx_tls_opts_load(opts.ssl_dist_optfile, &topts, twhy, sizeof twhy) != 0 ||
+            (tls = sbx_tls_new(&topts, twhy, sizeof twhy)) == NULL) {
+            SBX_ERROR("cannot use the ssl_dist optfile", "file=%s why=\"%s\"",
+                      opts.ssl_dist_optfile, twhy);
+            goto done;
+        }
+        sbx_beam_set_tls(sbx_tls_options(tls));
+    }
     base = event_base_new();
     if (base == NULL)
         goto done;
@@ -326,7 +358,8 @@ int main(int argc, char **argv) {
                                    .max_packet = opts.max_packet,
                                    .max_outbuf = 256u << 20,
                                    .max_handshakes = opts.max_handshakes,
-                                   .max_handshakes_per_addr = opts.max_handshakes_per_addr};
+                                   .max_handshakes_per_addr = opts.max_handshakes_per_addr,
+                                   .tls = tls};
     if (sbx_node_start(&node, base, &cfg, &why) != 0) {
         SBX_ERROR("cannot start the node", "node=%s why=\"%s\"", opts.name, why);
         goto done;
@@ -375,6 +408,7 @@ done:
         event_free(sigint);
     if (base != NULL)
         event_base_free(base);
+    sbx_tls_free(tls);
     memset(cookie, 0, sizeof cookie);
     if (rc == 0)
         SBX_INFO("stopped", NULL);

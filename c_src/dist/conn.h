@@ -53,6 +53,8 @@ struct sbx_conn {
     int stranger;      /* accepted and counted in node->strangers until proven or closed */
     struct sbx_conn *snext, *sprev; /* node's strangers, oldest first (while stranger) */
     int quiet;         /* closed for a reason already counted: no "handshake failed" line */
+    int tls;           /* bev runs TLS (node->tls): handshake messages have 4-byte lengths */
+    char tls_why[128]; /* why TLS failed, once it has (close_reason points here) */
     struct sbx_addr addr; /* the peer's source address (accepted connections) */
     struct bufferevent *bev;
     struct bufferevent *epmd_bev;
