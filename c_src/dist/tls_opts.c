@@ -173,7 +173,7 @@ static int option(struct lexer *lx, struct sbx_tls_side *sd) {
     char key[64];
     if (lx->kind != T_ATOM || strlen(lx->text) >= sizeof key)
         return fail(lx, "expected an option name");
-    snprintf(key, sizeof key, "%s", lx->text);
+    memcpy(key, lx->text, strlen(lx->text) + 1);
     if (next(lx) != 0 || expect(lx, ',') != 0)
         return -1;
     if (strcmp(key, "certfile") == 0)
