@@ -101,7 +101,7 @@ start_tls_sandboxd(Dir, Opts) ->
 %% A TLS peer node (the runner's OTP) with Who's certificate trusting CaName.
 tls_peer(Dir, Who, CaName) ->
     Conf = optfile(Dir, Who, CaName),
-    Ebin = filename:absname("_build/test/ebin"),
+    Ebin = filename:dirname(code:which(?MODULE)),
     ?U:start_peer("tlspeer", ["-proto_dist", "inet_tls", "-ssl_dist_optfile", Conf,
                               "-pa", Ebin]).
 
@@ -251,7 +251,7 @@ beam_node() ->
 %% process in it reaches this node's subscriber; destroy leaves nothing.
 beam_in_peer(N, Id, Proto) ->
     C = fun(F, A) -> rpc:call(N, sandbox, F, A, 90000) end,
-    Ebin = list_to_binary(filename:absname("_build/test/ebin")),
+    Ebin = list_to_binary(filename:dirname(code:which(?MODULE))),
     {ok, #{status := running}} = C(create, [Id, beam_node, #{code_paths => [Ebin]}]),
     {ok, #{ref := Ref}} = C(get, [Id]),
     SNode = if is_atom(Ref) -> Ref; is_binary(Ref) -> binary_to_atom(Ref) end,
