@@ -140,9 +140,12 @@ static struct bufferevent *wrap(struct event_base *base, evutil_socket_t fd, SSL
 }
 
 /* See tls.h. */
+SSL *sbx_tls_server_ssl(struct sbx_tls *t) { return SSL_new(t->server); }
+
+/* See tls.h. */
 struct bufferevent *sbx_tls_accept_bev(struct sbx_tls *t, struct event_base *base,
                                        evutil_socket_t fd) {
-    SSL *ssl = SSL_new(t->server);
+    SSL *ssl = sbx_tls_server_ssl(t);
     if (ssl == NULL) {
         evutil_closesocket(fd);
         return NULL;

@@ -24,6 +24,9 @@ void sbx_tls_free(struct sbx_tls *t);
 /* The options the contexts were made from (never NULL for a non-NULL t). */
 const struct sbx_tls_opts *sbx_tls_options(const struct sbx_tls *t);
 
+/* A fresh server-side SSL of t's server context (the caller owns it), or NULL. */
+struct ssl_st *sbx_tls_server_ssl(struct sbx_tls *t);
+
 /* A bufferevent that runs the server side of TLS on the accepted socket fd (owned by it from
  * now on, even when NULL is returned: then fd is closed). */
 struct bufferevent *sbx_tls_accept_bev(struct sbx_tls *t, struct event_base *base,
