@@ -11,7 +11,8 @@
 # - Installs into $OTP_CACHE/<version> (default /var/cache/sandboxd/otp), outside the
 #   repository, so only the first run on a machine pays for the build; a present
 #   $OTP_CACHE/<version>/.complete skips it.
-# - The build runs niced: the machine is shared.
+# - The build runs niced: the machine is shared. Runs for the same version are serialised
+#   (flock on $OTP_CACHE/.lock-<version>).
 set -euo pipefail
 
 OTP_CACHE=${OTP_CACHE:-/var/cache/sandboxd/otp}
@@ -98,4 +99,12 @@ build_one() {
 }
 
 [ $# -gt 0 ] || set -- "${OTP_VERSIONS[@]}"
-for v in "$@"; do build_one "$v"; done
+mkdir -p "$OTP_CACHE"
+for v in "$@"; do
+  # One build of a version at a time on a machine: a second run waits for the first (up to
+  # an hour), then finds its result.
+  (
+    flock -w 3600 9 || { log "another scripts/otp.sh holds $OTP_CACHE/.lock-$v"; exit 1; }
+    build_one "$v"
+  ) 9>"$OTP_CACHE/.lock-$v"
+done
