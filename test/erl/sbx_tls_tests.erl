@@ -22,7 +22,7 @@ tests() ->
      {wrong_ca_and_no_cert_refused, 120000, fun refused_certs/0},
      {plain_peer_vs_tls_node_both_ways, 120000, fun plain_vs_tls/0},
      {net_ping_initiates_tls_and_checks_the_server, 120000, fun net_ping_out/0},
-     {beam_node_remote_call_and_trace_over_tls, 180000, fun beam_node/0},
+     {beam_node_remote_call_and_trace_over_tls, 300000, fun beam_node/0},
      {optfile_unknown_key_refused_at_start, 60000, fun unknown_key/0}].
 
 %%% ---------------------------------------------------------------------------------
@@ -109,7 +109,7 @@ tls_peer(Dir, Who, CaName) ->
 await_pong(Peer, N) ->
     ok = ?U:wait_until(fun() -> peer:call(Peer, net_adm, ping, [N]) =:= pong end, 15000).
 
-pcall(Peer, M, F, A) -> peer:call(Peer, M, F, A, 240000).
+pcall(Peer, M, F, A) -> peer:call(Peer, M, F, A, 280000).
 
 %% info() of N asked from the TLS peer.
 info_via(Peer, N) -> pcall(Peer, rpc, call, [N, sandbox, info, [], 10000]).
@@ -255,9 +255,13 @@ beam_node() ->
 %% In the peer: a beam_node sandbox of the TLS sandboxd answers remote_call, and a trace of a
 %% process in it reaches this node's subscriber; destroy leaves nothing.
 beam_in_peer(N, Id, Proto) ->
-    C = fun(F, A) -> rpc:call(N, sandbox, F, A, 90000) end,
+    C = fun(F, A) -> rpc:call(N, sandbox, F, A, 150000) end,
     Ebin = list_to_binary(filename:dirname(code:which(?MODULE))),
-    {ok, #{status := running}} = C(create, [Id, beam_node, #{code_paths => [Ebin]}]),
+    %% A node starting ssl on a crowded 2-core machine may need more than the default 30 s
+    %% to come up: the deadline is the health check's (a condition, waited for, not a timing).
+    Health = #{type => exec, cmd => [<<"true">>], timeout_ms => 120000},
+    {ok, #{status := running}} = C(create, [Id, beam_node, #{code_paths => [Ebin],
+                                                             health_check => Health}]),
     {ok, #{ref := Ref}} = C(get, [Id]),
     SNode = if is_atom(Ref) -> Ref; is_binary(Ref) -> binary_to_atom(Ref) end,
     SNode = C(remote_call, [Id, erlang, node, []]),
