@@ -107,7 +107,7 @@ tls_peer(Dir, Who, CaName) ->
 
 %% Waits until the TLS peer reaches node N (sandboxd just started).
 await_pong(Peer, N) ->
-    ok = ?U:wait_until(fun() -> peer:call(Peer, net_adm, ping, [N]) =:= pong end, 15000).
+    ok = ?U:wait_until(fun() -> pcall(Peer, net_adm, ping, [N]) =:= pong end, 60000).
 
 pcall(Peer, M, F, A) -> peer:call(Peer, M, F, A, 280000).
 
@@ -122,7 +122,7 @@ await_baseline(Peer, N, Conns) ->
                        #{connections := Conns, handshakes := #{pending := 0}} -> true;
                        _ -> false
                    end
-           end, 15000).
+           end, 60000).
 
 %%% ---------------------------------------------------------------------------------
 %%% Tests
@@ -184,10 +184,10 @@ refused_certs() ->
     {Good, _} = tls_peer(Dir, "node", "ca"),
     await_pong(Good, N),
     {Rogue, _} = tls_peer(Dir, "rogue", "otherca"),
-    ?assertEqual(pang, peer:call(Rogue, net_adm, ping, [N])),
+    ?assertEqual(pang, pcall(Rogue, net_adm, ping, [N])),
     %% Trusts the right CA but has no certificate of its own.
     {NoCert, _} = tls_peer(Dir, "none", "ca"),
-    ?assertEqual(pang, peer:call(NoCert, net_adm, ping, [N])),
+    ?assertEqual(pang, pcall(NoCert, net_adm, ping, [N])),
     %% The node keeps serving, and holds nothing of the refused peers.
     ?assertEqual(ok, pcall(Good, ?MODULE, calls_in_peer, [N])),
     await_baseline(Good, N, 1),
@@ -212,13 +212,13 @@ plain_vs_tls() ->
     Plain = #{node := PN} = ?U:start_isolated(),
     Base = ?U:counts(Plain),
     T1 = erlang:monotonic_time(millisecond),
-    ?assertEqual(pang, peer:call(Good, net_adm, ping, [PN])),
+    ?assertEqual(pang, pcall(Good, net_adm, ping, [PN])),
     report("TLS ping of a plain sandboxd: pang after ~b ms", [erlang:monotonic_time(millisecond) - T1]),
     pong = net_adm:ping(PN),
     ok = ?U:wait_until(fun() ->
                                #{handshakes := #{pending := P}} = ?U:info(Plain),
                                P =:= 0 andalso ?U:counts(Plain) =:= Base
-                       end, 15000),
+                       end, 60000),
     ok.
 
 net_ping_out() ->
