@@ -93,6 +93,7 @@ fuzz:
 	@scripts/deps.sh fuzz
 	$(MAKE) -C c_src fuzz-bin
 	scripts/fuzz.sh $(FUZZ_SECONDS)
+	FUZZ_TARGET=fuzz_tls scripts/fuzz.sh $(FUZZ_SECONDS)
 
 bench: deps-test all $(TEST_BEAMS)
 	bench/rpc

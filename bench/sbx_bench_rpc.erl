@@ -43,7 +43,7 @@ run() ->
     NPeers = sbx_bench_lib:env_int("BENCH_PEERS", 100),
     Batch = sbx_bench_lib:env_int("BENCH_PEER_BATCH", 10),
 
-    Sbx = sbx_test_util:start(#{sname => sbx_test_util:unique("sbx_bench_")}),
+    Sbx = start_sandboxd(),
     #{node := SNode, os_pid := SPid} = Sbx,
     sbx_bench_lib:write_pidfile(SPid),
     #{version := Vsn} = sbx_test_util:info(Sbx),
@@ -54,7 +54,7 @@ run() ->
                erlang:system_info(logical_processors_available)]),
     Idle = mem(Sbx),
 
-    {APeer, ANode} = sbx_test_util:start_peer("sbx_bench_anchor"),
+    {APeer, ANode} = sbx_test_util:start_peer("sbx_bench_anchor", tls_erl_args()),
     load_anchor(ANode),
     io:format("anchor node ~s  (plain erl peer, default flags, sbx_bench_anchor loaded)~n",
               [ANode]),
@@ -80,6 +80,31 @@ run() ->
     case lists:reverse(get(problems)) of
         [] -> io:format("~nOK: every answer was pong; no problems seen~n"), ok;
         Ps -> {failed, Ps}
+    end.
+
+%% ---- TLS (bench/rpc-tls) ----------------------------------------------------------
+%% With BENCH_TLS_CONF (an ssl_dist optfile; this caller node then runs inet_tls too),
+%% sandboxd, the anchor and the peers all speak distribution over TLS.
+
+tls_conf() -> os:getenv("BENCH_TLS_CONF", "").
+
+tls_erl_args() ->
+    case tls_conf() of
+        "" -> [];
+        C -> ["-proto_dist", "inet_tls", "-ssl_dist_optfile", C]
+    end.
+
+start_sandboxd() ->
+    SName = sbx_test_util:unique("sbx_bench_"),
+    case tls_conf() of
+        "" -> sbx_test_util:start(#{sname => SName});
+        C ->
+            S = #{node := N} = sbx_test_util:start(
+                                 #{sname => SName, wait => false,
+                                   args => ["--proto-dist", "inet_tls", "--ssl-dist-optfile", C]}),
+            ok = sbx_test_util:wait_until(fun() -> net_adm:ping(N) =:= pong end, 15000),
+            io:format("distribution over TLS (optfile ~s)~n", [C]),
+            S
     end.
 
 %% ---- anchor ---------------------------------------------------------------------
@@ -292,7 +317,7 @@ peers_phase(#{node := SNode} = Sbx, N, Batch, Before) ->
 
 start_peer(SNode) ->
     try
-        {Peer, _Node} = sbx_test_util:start_peer("sbx_bench_p", ?PEER_ARGS),
+        {Peer, _Node} = sbx_test_util:start_peer("sbx_bench_p", ?PEER_ARGS ++ tls_erl_args()),
         R = try peer:call(Peer, erpc, call, [SNode, sandbox, ping, [], ?CALL_TIMEOUT],
                           ?CALL_TIMEOUT + 5000)
             catch C:E -> {C, E}

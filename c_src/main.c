@@ -19,6 +19,7 @@
 #include "api/api.h"
 #include "core/core.h"
 #include "dist/node.h"
+#include "dist/tls.h"
 #include "rpc/services.h"
 #include "backends/beam/beam.h"
 #include "util/cookie.h"
@@ -44,6 +45,8 @@ struct options {
     uid_t uid_first, uid_last;
     const char *http;       /* --http ADDR:PORT */
     char *http_token;       /* --http-token: points into argv, wiped once read */
+    int proto_tls;              /* --proto-dist inet_tls */
+    const char *ssl_dist_optfile; /* --ssl-dist-optfile */
 };
 
 /* Prints the command-line help to out. */
@@ -78,6 +81,10 @@ static void usage(FILE *out) {
           "                        sandboxes (default keep: adopted at the next start)\n"
           "  --log-level LEVEL     error | warn | info | debug (default info)\n"
           "  --erl PATH            erl for beam_node sandboxes (else $SANDBOXD_ERL, else PATH)\n"
+          "  --proto-dist P        inet_tcp (default) | inet_tls: distribution over TLS, as\n"
+          "                        erl's -proto_dist inet_tls; needs --ssl-dist-optfile\n"
+          "  --ssl-dist-optfile F  the cluster's ssl_dist optfile (erl's -ssl_dist_optfile);\n"
+          "                        beam_node sandboxes get the same options\n"
           "  --uid-range FIRST-LAST | off\n"
           "                        uids (and gids) given one per process/beam_node sandbox\n"
           "                        when running as root (default 61184-65519); off: they\n"
@@ -145,8 +152,7 @@ static int short_host(char *out, size_t cap) {
 static int parse_args(int argc, char **argv, struct options *o) {
     enum { O_SNAME = 1, O_NAME, O_COOKIE, O_TICK, O_HS, O_MAXPKT, O_LOG, O_VERSION, O_HELP,
            O_STATE, O_SHUTDOWN, O_ERL, O_UIDS, O_COOKIE_FILE, O_MAXHS, O_MAXHS_ADDR, O_STDIN_EOF,
-           O_HTTP,
-           O_HTTP_TOKEN };
+           O_HTTP, O_HTTP_TOKEN, O_PROTO, O_SSL_OPTFILE };
     static const struct option longopts[] = {
         {"sname", required_argument, NULL, O_SNAME},
         {"name", required_argument, NULL, O_NAME},
@@ -165,6 +171,8 @@ static int parse_args(int argc, char **argv, struct options *o) {
         {"stop-on-stdin-eof", no_argument, NULL, O_STDIN_EOF},
         {"http", required_argument, NULL, O_HTTP},
         {"http-token", required_argument, NULL, O_HTTP_TOKEN},
+        {"proto-dist", required_argument, NULL, O_PROTO},
+        {"ssl-dist-optfile", required_argument, NULL, O_SSL_OPTFILE},
         {"version", no_argument, NULL, O_VERSION},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0}};
@@ -192,6 +200,15 @@ static int parse_args(int argc, char **argv, struct options *o) {
         case O_ERL: sbx_beam_set_erl(optarg); break;
         case O_HTTP: o->http = optarg; break;
         case O_HTTP_TOKEN: o->http_token = optarg; break;
+        case O_PROTO:
+            if (strcmp(optarg, "inet_tls") == 0)
+                o->proto_tls = 1;
+            else if (strcmp(optarg, "inet_tcp") == 0)
+                o->proto_tls = 0;
+            else
+                goto bad;
+            break;
+        case O_SSL_OPTFILE: o->ssl_dist_optfile = optarg; break;
         case O_UIDS:
             if (parse_uid_range(optarg, o) != 0)
                 goto bad;
@@ -245,7 +262,8 @@ static int parse_args(int argc, char **argv, struct options *o) {
         default: goto bad;
         }
     }
-    if (optind != argc || (o->cookie != NULL && o->cookie_file != NULL))
+    if (optind != argc || (o->cookie != NULL && o->cookie_file != NULL) ||
+        (o->proto_tls != (o->ssl_dist_optfile != NULL)))
         goto bad;
     if (lname != NULL) {
         if (strchr(lname, '@') == NULL)
@@ -312,6 +330,7 @@ int main(int argc, char **argv) {
     struct sbx_node node;
     struct sbx_node_config cfg;
     struct sbx_core core;
+    struct sbx_tls *tls = NULL;
     int core_started = 0;
     char cookie[SBX_COOKIE_MAX + 1];
     struct event_base *base = NULL;
@@ -356,6 +375,17 @@ int main(int argc, char **argv) {
         snprintf(http_token, sizeof http_token, "%s", tok);
     sbx_cookie_scrub_arg(opts.http_token);
     unsetenv("SANDBOXD_HTTP_TOKEN");
+    if (opts.proto_tls) {
+        struct sbx_tls_opts topts;
+        char twhy[300];
+        if (sbx_tls_opts_load(opts.ssl_dist_optfile, &topts, twhy, sizeof twhy) != 0 ||
+            (tls = sbx_tls_new(&topts, twhy, sizeof twhy)) == NULL) {
+            SBX_ERROR("cannot use the ssl_dist optfile", "file=%s why=\"%s\"",
+                      opts.ssl_dist_optfile, twhy);
+            goto done;
+        }
+        sbx_beam_set_tls(sbx_tls_options(tls));
+    }
     base = event_base_new();
     if (base == NULL)
         goto done;
@@ -379,7 +409,8 @@ int main(int argc, char **argv) {
                                    .max_packet = opts.max_packet,
                                    .max_outbuf = 256u << 20,
                                    .max_handshakes = opts.max_handshakes,
-                                   .max_handshakes_per_addr = opts.max_handshakes_per_addr};
+                                   .max_handshakes_per_addr = opts.max_handshakes_per_addr,
+                                   .tls = tls};
     if (sbx_node_start(&node, base, &cfg, &why) != 0) {
         SBX_ERROR("cannot start the node", "node=%s why=\"%s\"", opts.name, why);
         goto done;
@@ -439,6 +470,7 @@ done:
         event_free(stdin_ev);
     if (base != NULL)
         event_base_free(base);
+    sbx_tls_free(tls);
     memset(cookie, 0, sizeof cookie);
     memset(http_token, 0, sizeof http_token);
     if (rc == 0)

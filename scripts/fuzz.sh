@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs the libFuzzer target _build/c/fuzz/fuzz_dist (make -C c_src fuzz-bin) for SECONDS.
 #   scripts/fuzz.sh SECONDS
+# FUZZ_TARGET=fuzz_tls runs the TLS handshake / optfile target (test/fuzz/fuzz_tls.c) instead,
+# with its own corpus _build/fuzz-corpus-fuzz_tls.
 # Corpus: _build/fuzz-corpus (kept between runs, seeded here with valid inputs).
 # Crashes: _build/fuzz-artifacts/<run>/crash-* (one directory per run).
 # Prints libFuzzer's final figures and a triage of the crashes; exits 1 if any crash,
@@ -22,12 +24,14 @@ if ! [[ $secs =~ ^[0-9]+$ ]] || [ "$secs" -eq 0 ]; then
   echo "usage: $0 SECONDS" >&2
   exit 2
 fi
-BIN=_build/c/fuzz/fuzz_dist
+TARGET=${FUZZ_TARGET:-fuzz_dist}
+BIN=_build/c/fuzz/$TARGET
 if [ ! -x "$BIN" ]; then
   echo "$BIN is missing: run make -C c_src fuzz-bin (or make fuzz)" >&2
   exit 2
 fi
 CORPUS=_build/fuzz-corpus
+[ "$TARGET" = fuzz_dist ] || CORPUS=_build/fuzz-corpus-$TARGET
 RUN=_build/fuzz-artifacts/$(date -u +%Y%m%dT%H%M%SZ)-$$
 mkdir -p "$CORPUS" "$RUN"
 
@@ -40,6 +44,15 @@ seed() {
 }
 count() { find "$1" -type f | wc -l; }
 PID='\x58\x77\x03a@b\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x01'
+if [ "$TARGET" = fuzz_tls ]; then
+  # mode 0: raw client bytes; 1: a real handshake with (offset:16, xor:8) edits; 2: optfiles
+  seed raw_record  '\x00\x16\x03\x01\x00\x05\x01\x00\x00\x01\x00'
+  seed plain_name  '\x00\x00\x0fN\x00\x00\x00\x01\x00\x00\xd7\xbd\x00\x00\x00\x05\x00\x03a@b'
+  seed handshake   '\x01'
+  seed edit_hello  '\x01\x00\x05\x01'
+  seed edit_late   '\x01\x01\x20\x80\x02\x00\x10'
+  seed optfile     "\\x02[{server, [{certfile, \"/a\"}, {verify, verify_peer}, {depth, 2}, {versions, ['tlsv1.2']}]}, {client, [{server_name_indication, disable}]}]."
+else
 # mode 0: terms
 seed atom        '\x00\x77\x02ok'
 seed tuple       '\x00\x68\x05\x77\x02ok\x61\x01\x6c\x00\x00\x00\x01\x77\x01a\x6a\x6d\x00\x00\x00\x01b\x74\x00\x00\x00\x00'
@@ -71,6 +84,7 @@ seed port2       '\x43\x77\x00\x11\x12\x4d\x00\x00\x06\x00\x05\x00\x03foo\x00\x0
 seed alive_x     '\x43\x76\x00\x00\x00\x00\x05'
 seed alive_old   '\x43\x79\x00\x00\x03'
 seed portplease  '\x43foo@bar'
+fi
 
 jobs=${FUZZ_JOBS:-1}
 args=(-max_total_time="$secs" -print_final_stats=1 -artifact_prefix="$RUN/"

@@ -20,6 +20,7 @@
 #include "dist/flags.h"
 #include "dist/frame.h"
 #include "dist/node.h"
+#include "dist/tls.h"
 #include "util/clock.h"
 #include "util/log.h"
 
@@ -206,12 +207,26 @@ void sbx_conn_close(struct sbx_conn *c, const char *why) {
     event_active(c->reaper, 0, 0);
 }
 
+/* Queues one handshake message as encoded (a 2-byte length, then the body; n <= 2 queues
+ * nothing). Over TLS the length goes out as 4 bytes, as inet_tls_dist frames it. */
+static void hs_put(struct sbx_conn *c, const unsigned char *buf, int n) {
+    if (n <= 2 || c->bev == NULL)
+        return;
+    if (c->tls) {
+        unsigned char hdr[4] = {0, 0, buf[0], buf[1]};
+        bufferevent_write(c->bev, hdr, 4);
+    } else {
+        bufferevent_write(c->bev, buf, 2);
+    }
+    bufferevent_write(c->bev, buf + 2, (size_t)n - 2);
+}
+
 /* Sends a handshake message and closes once it is written. */
 static void reject(struct sbx_conn *c, const char *status, const char *why) {
     unsigned char buf[64];
     int n = sbx_hs_encode_status(buf, sizeof buf, status);
     if (n > 0 && c->bev != NULL) {
-        bufferevent_write(c->bev, buf, (size_t)n);
+        hs_put(c, buf, n);
         c->flush_then_close = 1;
     }
     sbx_conn_close(c, why);
@@ -220,8 +235,7 @@ static void reject(struct sbx_conn *c, const char *status, const char *why) {
 /* Queues an encoded handshake message (nothing when the
  * encoder returned n <= 0) and counts it as a write. */
 static void hs_write(struct sbx_conn *c, const unsigned char *buf, int n) {
-    if (n > 0)
-        bufferevent_write(c->bev, buf, (size_t)n);
+    hs_put(c, buf, n);
     c->last_write_ms = sbx_mono_ms();
 }
 
@@ -536,7 +550,7 @@ static void conn_read_cb(struct bufferevent *bev, void *arg) {
     while (c->state != SBX_CONN_CLOSING && c->state != SBX_CONN_I_PARKED) {
         unsigned char hdr[4];
         size_t avail = evbuffer_get_length(in);
-        int prefix = c->state == SBX_CONN_UP ? 4 : 2;
+        int prefix = c->state == SBX_CONN_UP || c->tls ? 4 : 2;
         size_t body_len;
         if (avail < (size_t)prefix)
             break;
@@ -550,7 +564,7 @@ static void conn_read_cb(struct bufferevent *bev, void *arg) {
         }
         if (st == SBX_FRAME_NEED_MORE)
             break;
-        if (prefix == 2 && body_len == 0) {
+        if (c->state != SBX_CONN_UP && body_len == 0) {
             sbx_conn_close(c, "empty handshake message");
             break;
         }
@@ -590,15 +604,52 @@ static void set_nodelay(struct bufferevent *bev) {
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
-/* Socket events: an outgoing connect completing starts our handshake;
- * EOF or an error closes c (a no-op if it is already closing). */
+/* Splits alive@host; returns the host part or NULL. */
+static const char *host_of(const char *name) {
+    const char *at = strchr(name, '@');
+    return at != NULL ? at + 1 : NULL;
+}
+
+/* Initiating over TLS: the TCP connection is up; its socket moves to a TLS bufferevent
+ * (the plain one is freed without closing it). 0, or -1 (c closing). */
+static int start_tls(struct sbx_conn *c) {
+    evutil_socket_t fd = bufferevent_getfd(c->bev);
+    bufferevent_setfd(c->bev, -1);
+    bufferevent_free(c->bev);
+    c->bev = fd >= 0 ? sbx_tls_connect_bev(c->node->tls, c->node->base, fd, host_of(c->peer_name))
+                     : NULL;
+    if (c->bev == NULL) {
+        sbx_conn_close(c, "cannot start TLS");
+        return -1;
+    }
+    c->tls = 1;
+    bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
+    bufferevent_setwatermark(c->bev, EV_READ, 0, SBX_HS_READ_HIGH);
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    return 0;
+}
+
+/* Socket events: an outgoing connect completing starts TLS (node->tls) or our handshake,
+ * and TLS completing on an initiator starts the handshake (an acceptor waits for the
+ * peer's name); EOF or an error closes c (a no-op if it is already closing). */
 static void conn_event_cb(struct bufferevent *bev, short what, void *arg) {
     struct sbx_conn *c = arg;
-    (void)bev;
     if (what & BEV_EVENT_CONNECTED) {
+        if (!c->initiator)
+            return;
         set_nodelay(c->bev);
-        send_name(c);
+        if (c->node->tls != NULL && !c->tls)
+            (void)start_tls(c);
+        else
+            send_name(c);
         return;
+    }
+    if (c->tls && (what & BEV_EVENT_ERROR)) {
+        sbx_tls_error(bev, c->tls_why, sizeof c->tls_why);
+        if (c->tls_why[0] != '\0') {
+            sbx_conn_close(c, c->tls_why);
+            return;
+        }
     }
     if (what & BEV_EVENT_EOF)
         sbx_conn_close(c, "peer closed the connection");
@@ -760,9 +811,15 @@ int sbx_conn_accept(struct sbx_node *node, evutil_socket_t fd, const struct sock
     c->addr = a;
     (void)stranger_add(c);
     snprintf(c->peer_addr, sizeof c->peer_addr, "%s", text);
-    c->bev = bufferevent_socket_new(node->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (node->tls != NULL) {
+        c->tls = 1;
+        c->bev = sbx_tls_accept_bev(node->tls, node->base, fd); /* owns fd, even on NULL */
+    } else {
+        c->bev = bufferevent_socket_new(node->base, fd, BEV_OPT_CLOSE_ON_FREE);
+        if (c->bev == NULL)
+            evutil_closesocket(fd);
+    }
     if (c->bev == NULL) {
-        evutil_closesocket(fd);
         sbx_conn_close(c, "out of memory");
         return -1;
     }
@@ -773,12 +830,6 @@ int sbx_conn_accept(struct sbx_node *node, evutil_socket_t fd, const struct sock
     bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
     return 0;
-}
-
-/* Splits alive@host; returns the host part or NULL. */
-static const char *host_of(const char *name) {
-    const char *at = strchr(name, '@');
-    return at != NULL ? at + 1 : NULL;
 }
 
 /* Initiating side: once the peer host's epmd has answered, frees that link and connects

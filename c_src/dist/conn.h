@@ -53,6 +53,9 @@ struct sbx_conn {
     int stranger;      /* accepted and counted in node->strangers until proven or closed */
     struct sbx_conn *snext, *sprev; /* node's strangers, oldest first (while stranger) */
     int quiet;         /* closed for a reason already counted: no "handshake failed" line */
+    int tls;           /* bev runs TLS (node->tls): handshake messages have 4-byte lengths,
+                          and output never goes to the socket directly (conn_flush) */
+    char tls_why[128]; /* why TLS failed, once it has (close_reason points here) */
     struct sbx_addr addr; /* the peer's source address (accepted connections) */
     struct bufferevent *bev;
     struct bufferevent *epmd_bev;
@@ -60,8 +63,6 @@ struct sbx_conn {
     struct event *reaper; /* deferred destroy */
     struct event *flush_ev; /* once up on a plain socket: writes the output once per loop
                                turn (dist/conn_flush.c); NULL: the bufferevent writes it */
-    int tls; /* bev runs TLS: its output must never be written to the socket directly (the
-                tls work sets it; it is never set without that work) */
     char peer_name[SBX_NODE_NAME_MAX + 1];
     char peer_addr[64];
     uint64_t peer_flags;

@@ -83,6 +83,7 @@ int sbx_node_start(struct sbx_node *node, struct event_base *base,
     node->net_ticktime_s = cfg->net_ticktime_s;
     node->max_packet = cfg->max_packet;
     node->max_outbuf = cfg->max_outbuf;
+    node->tls = cfg->tls;
     node->started_mono_ms = sbx_mono_ms();
     if (getrandom(node->ref_counter, sizeof node->ref_counter, 0) != (ssize_t)sizeof node->ref_counter)
         node->ref_counter[1] = (uint32_t)sbx_wall_ms();
@@ -120,8 +121,8 @@ int sbx_node_start(struct sbx_node *node, struct event_base *base,
     *why = "out of memory";
     if (node->epmd_ev == NULL || event_add(node->epmd_ev, NULL) != 0)
         goto err;
-    SBX_INFO("node started", "node=%s port=%u creation=%u", node->name, node->port,
-             node->creation);
+    SBX_INFO("node started", "node=%s port=%u creation=%u proto_dist=%s", node->name,
+             node->port, node->creation, node->tls != NULL ? "inet_tls" : "inet_tcp");
     return 0;
 err:
     sbx_node_stop(node);

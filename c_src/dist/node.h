@@ -17,6 +17,7 @@ struct evdns_base;
 struct evconnlistener;
 struct event;
 struct sbx_conn;
+struct sbx_tls;
 
 /* A cookie this node uses with one peer instead of its own (dist/peer_cookie.c). */
 struct sbx_peer_cookie {
@@ -35,6 +36,8 @@ struct sbx_node_config {
     size_t max_handshakes;     /* accepted connections still in the handshake (strangers),
                                   overall; default 1024 */
     size_t max_handshakes_per_addr; /* the same, per source address; default 32 */
+    struct sbx_tls *tls;       /* distribution over TLS (dist/tls.h), or NULL: plain TCP.
+                                  Borrowed: the caller frees it after sbx_node_stop */
 };
 
 struct sbx_node {
@@ -68,6 +71,7 @@ struct sbx_node {
     unsigned hs_log_count;            /* such lines in that second */
     uint64_t hs_log_suppressed;       /* failures of accepted handshakes not logged since */
     struct sbx_peer_cookie *peer_cookies; /* per-peer cookies; others use `cookie` */
+    struct sbx_tls *tls; /* inet_tls distribution (borrowed), or NULL: plain TCP */
 };
 
 /* Starts listening on an ephemeral port and registers with the local epmd (starting

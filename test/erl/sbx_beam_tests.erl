@@ -446,7 +446,7 @@ io_request_for(From) ->
 %% {io_reply, AnyTerm, ok} to processes of other nodes.
 io_reply_target() ->
     S = ?U:start_isolated(),
-    Ebin = list_to_binary(filename:absname("_build/test/ebin")),
+    Ebin = list_to_binary(filename:dirname(code:which(?MODULE))),
     create_ok(S, <<"io">>, #{name => list_to_binary(uname("io")), code_paths => [Ebin]}),
     ok = call(S, remote_call, [<<"io">>, io, format, ["still answered~n"]]),
     ok = call(S, remote_call, [<<"io">>, ?MODULE, io_request_for, [self()]]),

@@ -246,7 +246,7 @@ start_peer(Name, Args) ->
     {ok, Peer, Node} = peer:start(#{name => unique(Name),
                                     args => ["-setcookie", cookie(), "-hidden" | Args],
                                     connection => standard_io,
-                                    wait_boot => 30000}),
+                                    wait_boot => 120000}),
     remember({peer, Peer}),
     {Peer, Node}.
 

@@ -332,7 +332,7 @@ static int bm_start(struct sbx_sandbox *sb, struct sbx_err *err) {
         return -1;
     }
     if (sbx_beam_build_cmd(sb, erl, &t, long_names, err) != 0 ||
-        sbx_beam_write_cookie(sb, t.cookie, err) != 0)
+        sbx_beam_write_cookie(sb, t.cookie, err) != 0 || sbx_beam_tls_setup(sb, err) != 0)
         return -1;
     if (bn == NULL && (bn = bn_new(sb)) == NULL) {
         snprintf(err->detail, sizeof err->detail, "out of memory");

@@ -58,6 +58,13 @@ int sbx_beam_ended(struct sbx_sandbox *sb, const struct sbx_exit *ex);
 int sbx_beam_find_erl(char *out, size_t cap, const char **why);
 /* Set from main's --erl (the string is kept, not copied). */
 void sbx_beam_set_erl(const char *path);
+/* TLS (beam_tls.c). Set from main's --proto-dist inet_tls (kept, not copied; NULL: plain). */
+struct sbx_tls_opts;
+void sbx_beam_set_tls(const struct sbx_tls_opts *opts);
+/* With TLS set: copies the optfile's certificates, keys and CA files into the node's HOME
+ * (0400, the node's user's) with an optfile naming them, and appends -proto_dist inet_tls
+ * -ssl_dist_optfile to sb->cfg.cmd. Without: nothing. 0, or -1 with err. */
+int sbx_beam_tls_setup(struct sbx_sandbox *sb, struct sbx_err *err);
 /* Fills t->node from the config name (default sandbox_<id>; `@` in it: as is; else
  * name@<sandboxd's host>) and t->cookie from the config or 20 random letters. *long_names is
  * set when the host has a dot (-name instead of -sname). 0, or -1 with err. */
