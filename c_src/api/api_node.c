@@ -95,6 +95,18 @@ static void encode_open_files(ei_x_buff *x, const struct sbx_core *core) {
     ei_x_encode_long(x, allowed);
 }
 
+/* load => {L1, L5, L15}: the host's load averages (what a cluster client weighs when it
+ * places a sandbox), zeros when the kernel does not tell them. */
+static void encode_load(ei_x_buff *x) {
+    double l[3] = {0, 0, 0};
+    if (getloadavg(l, 3) != 3)
+        l[0] = l[1] = l[2] = 0;
+    ei_x_encode_atom(x, "load");
+    ei_x_encode_tuple_header(x, 3);
+    for (int i = 0; i < 3; i++)
+        ei_x_encode_double(x, l[i]);
+}
+
 /* See api.h. Works without a core too (counts 0, every backend unavailable). */
 enum sbx_api_status sbx_api_info(struct sbx_call *call) {
     struct sbx_node *node = call->node;
@@ -102,9 +114,10 @@ enum sbx_api_status sbx_api_info(struct sbx_call *call) {
     static const char *const backends[] = {"process", "docker", "beam_node", "vm"};
 
     struct sbx_core *core = sbx_core_get();
-    /* 13 keys: node version uptime_ms memory_bytes sandboxes subscribers limits isolation
-     * open_files connections processes handshakes backends (count again when adding one). */
-    ei_x_encode_map_header(x, 13);
+    /* 14 keys: node version uptime_ms memory_bytes sandboxes subscribers limits isolation
+     * open_files connections processes handshakes load backends (count again when adding
+     * one). */
+    ei_x_encode_map_header(x, 14);
     ei_x_encode_atom(x, "node");
     ei_x_encode_atom(x, node->name);
     ei_x_encode_atom(x, "version");
@@ -128,6 +141,7 @@ enum sbx_api_status sbx_api_info(struct sbx_call *call) {
     ei_x_encode_atom(x, core != NULL && core->cg.can_pids ? "cgroup" : "none");
     encode_isolation(x, core);
     encode_open_files(x, core);
+    encode_load(x);
     ei_x_encode_atom(x, "connections");
     ei_x_encode_long(x, (long)sbx_node_conn_count(node));
     ei_x_encode_atom(x, "processes");

@@ -11,7 +11,8 @@ defmodule Sandboxd.Cluster do
       Sandboxd.Cluster.call("job-1", :exec, [["uname", "-n"]])
 
   `create/4` places a sandbox on the node that is up, has the type `available` in its
-  `info()` and the least load: the fewest sandboxes (plus creates under way there), among
+  `info()` and the least load: the fewest sandboxes (plus creates under way there), then the
+  lowest host load average (`info()`'s `load`), among
   nodes whose `open_files.sandboxes_allowed` is not reached. `whereis/2`, `list_all/1`
   (merged from every node that is up) and `call/4` route by sandbox id.
 
@@ -247,13 +248,19 @@ defmodule Sandboxd.Cluster do
     infos
     |> Enum.filter(&is_map/1)
     |> Enum.filter(fn info -> Map.get(info.backends, type) == :available and room?(info) end)
-    |> Enum.map(fn info -> {info.sandboxes + Map.get(s.pending, info.node, 0), info.node} end)
+    |> Enum.map(fn info ->
+      {info.sandboxes + Map.get(s.pending, info.node, 0), load1(info), info.node}
+    end)
     |> Enum.min(fn -> nil end)
     |> case do
       nil -> nil
-      {_, node} -> node
+      {_, _, node} -> node
     end
   end
+
+  # The host's 1-minute load average from info() (a tie-break between equally full nodes).
+  defp load1(%{load: {l1, _, _}}) when is_number(l1), do: l1
+  defp load1(_), do: 0.0
 
   defp room?(%{open_files: %{sandboxes_allowed: max}, sandboxes: n}) when is_integer(max), do: n < max
   defp room?(_), do: true

@@ -78,6 +78,14 @@ info_map() ->
     true = P >= 3,
     [beam_node, docker, process, vm] = lists:sort(maps:keys(B)),
     [true = (St =:= available orelse element(1, St) =:= unavailable) || St <- maps:values(B)],
+    %% The host's load averages, as /proc/loadavg has them (each within 1 of it: the two
+    %% reads are a moment apart).
+    #{load := {L1, L5, L15}} = Info,
+    {ok, LoadText} = file:read_file("/proc/loadavg"),
+    [T1, T5, T15 | _] = binary:split(LoadText, <<" ">>, [global]),
+    [P1, P5, P15] = [binary_to_float(T) || T <- [T1, T5, T15]],
+    [true = is_float(L) andalso L >= 0.0 andalso abs(L - Pl) < 1.0
+     || {L, Pl} <- [{L1, P1}, {L5, P5}, {L15, P15}]],
     %% Uptime moves forward.
     timer:sleep(20),
     #{uptime_ms := Up2} = ?U:info(S),
