@@ -161,14 +161,6 @@ defmodule Sandboxd do
   @spec shell(node, id, opts) :: {:ok, map} | error
   def shell(node, id, opts \\ []), do: run(node, :shell, [id], opts)
 
-  @doc "Pauses a sandbox (planned in the contract: until shipped, `{:error, {:badrpc, _}}`)."
-  @spec pause(node, id, opts) :: :ok | error
-  def pause(node, id, opts \\ []), do: run(node, :pause, [id], opts)
-
-  @doc "Resumes a paused sandbox (planned, as `pause/3`)."
-  @spec resume(node, id, opts) :: :ok | error
-  def resume(node, id, opts \\ []), do: run(node, :resume, [id], opts)
-
   @doc "Calls `sandbox:fun(args...)` on the node, with the function's default timeout."
   @spec call(node, atom, list, opts) :: term
   def call(node, fun, args, opts \\ []), do: run(node, fun, args, opts)

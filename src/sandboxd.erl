@@ -15,8 +15,7 @@
 -export([create/4, destroy/2, stop/2, start/2, restart/2, get/2, list/1, list/2,
          exec/3, exec/4, logs/2, logs/3, metrics/2, processes/2, subscribe/4,
          unsubscribe/2, copy_to/4, copy_from/3, shell/2]).
--export([remote_call/5, remote_call/6, get_state/3, trace_start/3, trace_stop/2,
-         pause/2, resume/2]).
+-export([remote_call/5, remote_call/6, get_state/3, trace_start/3, trace_stop/2]).
 
 -export_type([backend/0, info/0, id/0, sandbox/0, status/0, error/0, config/0]).
 
@@ -171,15 +170,6 @@ trace_start(Node, Id, Spec) -> call(Node, trace_start, [Id, Spec]).
 -spec trace_stop(node(), reference()) -> ok | error().
 trace_stop(Node, TraceRef) -> call(Node, trace_stop, [TraceRef]).
 
-%% @doc Pauses a sandbox's workload (planned in the contract: a node without it answers
-%% `{error, {badrpc, {'EXIT', {undef, _}}}}').
--spec pause(node(), id()) -> ok | error().
-pause(Node, Id) -> call(Node, pause, [Id]).
-
-%% @doc Resumes a paused sandbox (planned, as pause/2).
--spec resume(node(), id()) -> ok | error().
-resume(Node, Id) -> call(Node, resume, [Id]).
-
 %% @doc `sandbox:Function(Args...)' on the node, with that function's default timeout.
 -spec call(node(), atom(), [term()]) -> term().
 call(Node, Function, Args) ->
@@ -191,7 +181,7 @@ call(Node, Function, Args) ->
 -spec default_timeout(atom(), term()) -> timeout().
 default_timeout(create, _) -> 300000;
 default_timeout(F, _) when F =:= destroy; F =:= stop; F =:= start; F =:= restart;
-                           F =:= copy_to; F =:= copy_from; F =:= pause; F =:= resume ->
+                           F =:= copy_to; F =:= copy_from ->
     60000;
 default_timeout(exec, [_, _, #{timeout_ms := T} | _]) when is_integer(T), T >= 0 -> T + 5000;
 default_timeout(exec, _) -> 35000;
