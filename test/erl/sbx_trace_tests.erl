@@ -521,8 +521,14 @@ sigkill() ->
     R = ?U:wait_until(Clean, 5000, 20),
     report("agent gone and flags off after ms", erlang:monotonic_time(millisecond) - T0),
     ?assertEqual(ok, R),
-    %% The node outlives sandboxd (as process sandboxes do): stop it here.
+    %% The node outlives sandboxd (as process sandboxes do): stop it here, then let a new
+    %% sandboxd on the same state dir adopt and destroy the sandbox, so that its folder and
+    %% its uid claim in /run/sandboxd/uids do not outlive the test.
     rpc:call(Node, erlang, halt, []),
+    #{sname := SName, state_dir := Dir} = S,
+    S2 = ?U:start_isolated(#{sname => SName, state_dir => Dir}),
+    ?assertEqual(ok, call(S2, destroy, [Id])),
+    ?assertEqual({ok, []}, file:list_dir(filename:join(Dir, "sandboxes"))),
     ok.
 
 %% A clean stop of sandboxd (SIGTERM, --shutdown-policy destroy) while a trace runs: it
