@@ -45,6 +45,7 @@ struct options {
     uid_t uid_first, uid_last;
     const char *http;       /* --http ADDR:PORT */
     char *http_token;       /* --http-token: points into argv, wiped once read */
+    size_t http_max_conns;  /* --http-max-connections (0: the default) */
     int proto_tls;              /* --proto-dist inet_tls */
     const char *ssl_dist_optfile; /* --ssl-dist-optfile */
 };
@@ -99,6 +100,9 @@ static void usage(FILE *out) {
           "                        TOKEN` or the page's login; enables stop and destroy\n"
           "                        on the page (else $SANDBOXD_HTTP_TOKEN, removed from\n"
           "                        the environment once read)\n"
+          "  --http-max-connections N  HTTP connections open at once (default 1024, at\n"
+          "                        most an eighth of the open-file limit); past it new\n"
+          "                        clients wait until one closes\n"
           "  --version             print the version and exit\n"
           "  --help                this text\n",
           out);
@@ -152,7 +156,7 @@ static int short_host(char *out, size_t cap) {
 static int parse_args(int argc, char **argv, struct options *o) {
     enum { O_SNAME = 1, O_NAME, O_COOKIE, O_TICK, O_HS, O_MAXPKT, O_LOG, O_VERSION, O_HELP,
            O_STATE, O_SHUTDOWN, O_ERL, O_UIDS, O_COOKIE_FILE, O_MAXHS, O_MAXHS_ADDR, O_STDIN_EOF,
-           O_HTTP, O_HTTP_TOKEN, O_PROTO, O_SSL_OPTFILE };
+           O_HTTP, O_HTTP_TOKEN, O_HTTP_MAXCONN, O_PROTO, O_SSL_OPTFILE };
     static const struct option longopts[] = {
         {"sname", required_argument, NULL, O_SNAME},
         {"name", required_argument, NULL, O_NAME},
@@ -171,6 +175,7 @@ static int parse_args(int argc, char **argv, struct options *o) {
         {"stop-on-stdin-eof", no_argument, NULL, O_STDIN_EOF},
         {"http", required_argument, NULL, O_HTTP},
         {"http-token", required_argument, NULL, O_HTTP_TOKEN},
+        {"http-max-connections", required_argument, NULL, O_HTTP_MAXCONN},
         {"proto-dist", required_argument, NULL, O_PROTO},
         {"ssl-dist-optfile", required_argument, NULL, O_SSL_OPTFILE},
         {"version", no_argument, NULL, O_VERSION},
@@ -200,6 +205,11 @@ static int parse_args(int argc, char **argv, struct options *o) {
         case O_ERL: sbx_beam_set_erl(optarg); break;
         case O_HTTP: o->http = optarg; break;
         case O_HTTP_TOKEN: o->http_token = optarg; break;
+        case O_HTTP_MAXCONN:
+            if ((v = parse_num(optarg, 1, 65536)) < 0)
+                goto bad;
+            o->http_max_conns = (size_t)v;
+            break;
         case O_PROTO:
             if (strcmp(optarg, "inet_tls") == 0)
                 o->proto_tls = 1;
@@ -429,7 +439,9 @@ int main(int argc, char **argv) {
     sbx_fd_reserve_fill(); /* room for cleanup at the open-file limit */
     if (opts.http != NULL) {
         struct sbx_web_config wcfg = {.listen = opts.http,
-                                      .token = http_token[0] != '\0' ? http_token : NULL};
+                                      .token = http_token[0] != '\0' ? http_token : NULL,
+                                      .max_conns = opts.http_max_conns,
+                                      .nofile = nofile};
         if (sbx_web_start(base, &node, &wcfg, &why) != 0) {
             SBX_ERROR("cannot start the HTTP server", "why=\"%s\" http=%s", why, opts.http);
             goto done;

@@ -43,6 +43,14 @@ static void daemon_part(struct web *w, struct sbx_core *core, struct evbuffer *o
     evbuffer_add_printf(out, "sandboxd_resident_memory_bytes %lld\n", sbx_rss_bytes());
     head(out, "sandboxd_connections", "gauge", "Open Erlang distribution connections.");
     evbuffer_add_printf(out, "sandboxd_connections %zu\n", sbx_node_conn_count(w->node));
+    head(out, "sandboxd_http_connections", "gauge", "Open HTTP connections (this scrape's among them).");
+    evbuffer_add_printf(out, "sandboxd_http_connections %zu\n", web_conncap_open(w));
+    head(out, "sandboxd_http_connections_max", "gauge", "The cap on open HTTP connections.");
+    evbuffer_add_printf(out, "sandboxd_http_connections_max %zu\n", web_conncap_max(w));
+    head(out, "sandboxd_http_connection_cap_reached_total", "counter",
+         "Times the HTTP connection cap was reached (new clients then wait).");
+    evbuffer_add_printf(out, "sandboxd_http_connection_cap_reached_total %llu\n",
+                        (unsigned long long)web_conncap_pauses(w));
     head(out, "sandboxd_http_event_streams", "gauge", "Open Server-Sent Events streams.");
     evbuffer_add_printf(out, "sandboxd_http_event_streams %zu\n", w->sse_count);
     head(out, "sandboxd_subscribers", "gauge", "Event subscriptions of Erlang processes.");

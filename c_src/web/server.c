@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 
 #include "backends/backend.h"
 #include "core/core.h"
@@ -257,6 +258,15 @@ static int make_session(struct web *w) {
     return 0;
 }
 
+/* The connection cap: the configured one (else WEB_MAX_CONNS), at most an eighth of the
+ * open-file limit so that HTTP clients can never starve the distribution side. */
+static size_t conn_cap(const struct sbx_web_config *cfg) {
+    size_t cap = cfg->max_conns != 0 ? cfg->max_conns : WEB_MAX_CONNS;
+    if (cfg->nofile > 0 && cap > (size_t)cfg->nofile / 8)
+        cap = (size_t)cfg->nofile / 8;
+    return cap > 0 ? cap : 1;
+}
+
 /* See web.h. The token is copied. */
 int sbx_web_start(struct event_base *base, struct sbx_node *node, const struct sbx_web_config *cfg,
                   const char **why) {
@@ -312,14 +322,25 @@ int sbx_web_start(struct event_base *base, struct sbx_node *node, const struct s
         if (getsockname(evhttp_bound_socket_get_fd(bound), (struct sockaddr *)&sa, &sl) == 0)
             port = ntohs(sa.sin_port);
     }
+    /* evhttp listens with a backlog of 128; clients waiting for a free slot under the
+     * connection cap wait in this queue, so give it the kernel's maximum (Linux takes a
+     * second listen() on a listening socket as a new backlog; -1 means its cap). */
+    (void)listen(evhttp_bound_socket_get_fd(bound), -1);
+    if (web_conncap_install(w, bound, conn_cap(cfg)) != 0) {
+        *why = "out of memory";
+        goto fail;
+    }
     snprintf(w->listen_url, sizeof w->listen_url, "http://%s:%d/", addr, port);
     web_cache_install(w);
     the_web = w;
-    SBX_INFO("http listening", "url=%s token=%s", w->listen_url, w->has_token ? "yes" : "no");
+    SBX_INFO("http listening", "url=%s token=%s max_connections=%zu", w->listen_url,
+             w->has_token ? "yes" : "no", web_conncap_max(w));
     return 0;
 fail:
     if (w != NULL && w->http != NULL)
         evhttp_free(w->http);
+    if (w != NULL)
+        web_conncap_free(w);
     if (w != NULL)
         OPENSSL_cleanse(w->token, sizeof w->token);
     free(w);
@@ -335,6 +356,7 @@ void sbx_web_stop(void) {
     web_cache_free(w);
     web_sse_close_all(w);
     evhttp_free(w->http);
+    web_conncap_free(w);
     OPENSSL_cleanse(w->token, sizeof w->token);
     free(w);
 }

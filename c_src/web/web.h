@@ -10,6 +10,8 @@ struct sbx_node;
 struct sbx_web_config {
     const char *listen; /* ADDR:PORT (IPv4 literal or localhost; port 0: any free one) */
     const char *token;  /* NULL: no token (loopback only, read-only) */
+    size_t max_conns;   /* connections open at once; 0: WEB_MAX_CONNS */
+    long nofile;        /* the open-file limit: the cap is at most an eighth of it */
 };
 
 /* Starts serving: binds, installs the event tap (core/stats.h). Call before the core

@@ -10,6 +10,8 @@
 #include "core/config.h"
 
 struct evhttp;
+struct evhttp_bound_socket;
+struct web_conncap;
 struct evhttp_request;
 struct evbuffer;
 struct event;
@@ -23,6 +25,7 @@ struct sbx_sandbox;
 #define WEB_MAX_BODY 4096        /* bytes of a request body (the login form) */
 #define WEB_TIMEOUT_S 10         /* an idle or slow connection is closed after this */
 #define WEB_MAX_SSE 64           /* event streams open at once */
+#define WEB_MAX_CONNS 1024       /* connections open at once, by default */
 #define WEB_SSE_BACKLOG (256 << 10) /* bytes queued to one stream before events are dropped */
 #define WEB_SSE_PING_S 15        /* a comment line keeps idle streams and proxies alive */
 #define WEB_SPARK 60             /* samples kept per sandbox for the sparklines */
@@ -67,6 +70,7 @@ struct web {
     struct web_sse *sse;
     size_t sse_count;
     struct event *ping;
+    struct web_conncap *conncap;
     uint64_t requests, unauthorized, sse_dropped;
 };
 
@@ -76,6 +80,13 @@ void web_cache_free(struct web *w);
 struct web_entry *web_cache_find(struct web *w, const char *id);
 /* CPU seconds used by sb so far, as well as known (exact for process sandboxes). */
 double web_cache_cpu_seconds(const struct sbx_sandbox *sb, const struct web_entry *e);
+
+/* conncap.c: the cap on open connections. install: 0, or -1 when out of memory. */
+int web_conncap_install(struct web *w, struct evhttp_bound_socket *bound, size_t max);
+void web_conncap_free(struct web *w);
+size_t web_conncap_open(const struct web *w);
+size_t web_conncap_max(const struct web *w);
+uint64_t web_conncap_pauses(const struct web *w); /* times the cap was reached */
 
 /* metrics.c: GET /metrics into out. */
 void web_metrics_render(struct web *w, struct evbuffer *out);

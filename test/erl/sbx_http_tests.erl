@@ -18,6 +18,7 @@ tests() ->
     [{metrics_promtool_50_sandboxes_match_info, 240000, fun metrics_50/0},
      {live_view_in_chromium, 240000, fun live_view/0},
      {bad_requests_and_idle_connections, 180000, fun bad_input/0},
+     {connection_cap_bounds_descriptors, 90000, fun conn_cap/0},
      {token_required_nothing_leaked, 60000, fun token/0}].
 
 %%% ---------------------------------------------------------------------------------
@@ -360,6 +361,37 @@ bad_input() ->
     {200, _, _} = get(Port, "/healthz"),
     [gen_tcp:close(C) || C <- Idle],
     ok.
+
+%% 3b. The cap on open HTTP connections: 200 clients against --http-max-connections 40 cost
+%% sandboxd at most 40 descriptors (the rest wait in the kernel's backlog), rpc keeps
+%% answering, the cap shows in /metrics, and once the clients leave everything is given back
+%% and new clients are served.
+conn_cap() ->
+    {S, Port} = start_http(["--http-max-connections", "40"]),
+    Base = fd_count(S),
+    Clients = [begin
+                   {ok, C} = gen_tcp:connect({127, 0, 0, 1}, Port, [binary, {active, false}], 5000),
+                   C
+               end || _ <- lists:seq(1, 200)],
+    %% Base may count a descriptor or two that come and go: allow for them both ways.
+    ok = ?U:wait_until(fun() -> fd_count(S) >= Base + 38 end, 10000),
+    Held = lists:max([begin timer:sleep(50), fd_count(S) end || _ <- lists:seq(1, 10)]),
+    report("descriptors: before, with 200 clients at a cap of 40", {Base, Held}),
+    ?assert(Held =< Base + 40 + 2),
+    pong = call(S, ping, []),
+    [gen_tcp:close(C) || C <- Clients],
+    ok = ?U:wait_until(fun() -> element(1, get(Port, "/healthz")) =:= 200 end, 20000),
+    {200, _, Body} = get(Port, "/metrics"),
+    Ms = parse_metrics(Body),
+    ?assertEqual(40.0, value(Ms, <<"sandboxd_http_connections_max">>, [])),
+    ?assert(value(Ms, <<"sandboxd_http_connection_cap_reached_total">>, []) >= 1),
+    ok = ?U:wait_until(fun() -> fd_count(S) =< Base + 1 end, 10000),
+    report("descriptors after the clients left", fd_count(S)),
+    ok.
+
+fd_count(#{os_pid := P}) ->
+    {ok, Fds} = file:list_dir("/proc/" ++ integer_to_list(P) ++ "/fd"),
+    length(Fds).
 
 %% One /healthz (its latency in ms, returned) and one rpc ping, both answered.
 probe(Port, S) ->
