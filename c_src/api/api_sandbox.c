@@ -197,8 +197,13 @@ enum sbx_api_status sbx_api_create(struct sbx_call *call) {
     idx = call->argv[1];
     if (sbx_decode_type(call->args.buff, &idx, &type, &bad) != 0)
         goto badarg;
+    const struct sbx_backend *be = sbx_backend_for(type);
+    if (be == NULL) {
+        sbx_reply_unavailable(&call->result, sbx_type_name(type), "not built");
+        goto done;
+    }
     idx = call->argv[2];
-    if (sbx_config_decode(call->args.buff, &idx, type, &cfg, &bad) != 0)
+    if (sbx_config_decode(call->args.buff, &idx, type, be->config, &cfg, &bad) != 0)
         goto badarg;
     if (cfg.owner != NULL) {
         int oidx = 0, is_local;
@@ -209,9 +214,8 @@ enum sbx_api_status sbx_api_create(struct sbx_call *call) {
             goto badarg;
         }
     }
-    const struct sbx_backend *be = sbx_backend_for(type);
-    if (be == NULL || !be->available(core, &why)) {
-        sbx_reply_unavailable(&call->result, sbx_type_name(type), be == NULL ? "not built" : why);
+    if (!be->available(core, &why)) {
+        sbx_reply_unavailable(&call->result, sbx_type_name(type), why);
         goto done;
     }
     struct sbx_sandbox *old = sbx_sandbox_find(core, id);

@@ -61,6 +61,8 @@ struct sbx_backend {
     /* 1 if the workload runs as host processes: it gets a uid of its own (core/ident.h)
      * and its workspace is given to that uid. */
     int local_uid;
+    /* The type's own config keys (core/config.h), decoded by this backend. */
+    const struct sbx_config_schema *config;
     /* 1 if usable; else 0 with *why (static). */
     int (*available)(struct sbx_core *core, const char **why);
     /* Starts the workload. SBX_START_DONE when it runs now; SBX_START_PENDING when it is

@@ -60,8 +60,29 @@ struct sbx_port {
     char proto[4];
 };
 
+struct sbx_config;
+
+/* The config keys one sandbox type adds to the common ones, decoded by its own backend
+ * (backends/NAME/NAME_config.c) and found in its operations table (backends/backend.h).
+ * A new type brings its schema and touches no core file: its values go where its decode
+ * puts them (ext, owned through free). */
+struct sbx_config_schema {
+    const char *const *keys; /* the key names (at most 32) */
+    size_t nkeys;
+    /* Decodes the value of keys[k] at buf[*idx] into c. What it stores is c's, freed by
+     * free below even when a later key fails. 0, or -1 with *err. */
+    int (*decode)(size_t k, const char *buf, int *idx, struct sbx_config *c,
+                  struct sbx_badarg *err);
+    /* After every key: required keys and rules across keys (NULL: none). 0 or -1. */
+    int (*finish)(struct sbx_config *c, struct sbx_badarg *err);
+    /* Frees what decode stored (NULL: nothing). */
+    void (*free)(struct sbx_config *c);
+};
+
 struct sbx_config {
     enum sbx_type type;
+    const struct sbx_config_schema *schema; /* static; NULL: common keys only */
+    void *ext;             /* the type's own values, if its schema keeps them apart */
     struct sbx_strv cmd;   /* a single binary Cmd becomes ["/bin/sh", "-c", Cmd] */
     struct sbx_kvv env;
     char *cwd;
@@ -77,22 +98,24 @@ struct sbx_config {
     int max_restarts;      /* default 5 */
     char *workspace;       /* host directory; NULL: a fresh one in the state dir */
     int64_t metrics_interval_ms; /* default 1000 */
+    /* Set by the process and beam_node schemas, read by the core's identity code. */
     enum sbx_isolation isolation;
     char *user;            /* user name or numeric uid; NULL: sandboxd's own */
-    /* docker */
+    int has_beam;          /* the workload is a BEAM node reachable by sandboxd */
+    /* Filled by the docker schema (backends/docker/docker_config.c), freed by it. */
     char *image;
     struct sbx_port *ports;
     size_t nports;
     struct sbx_strv volumes; /* Docker Binds: "host:container" or "host:container:ro" */
     char *network;
     enum sbx_pull pull;      /* default if_missing */
-    /* beam_node (and docker's `beam => #{name, cookie}`) */
+    /* Filled by the beam_node schema (backends/beam/beam_config.c) and docker's
+     * `beam => #{name, cookie}`, freed by them. */
     char *node_name;         /* beam_node `name` / docker beam.name; NULL: default */
     char *cookie;            /* NULL: generated (beam_node) */
     struct sbx_strv code_paths;
     struct sbx_strv apps;
     struct sbx_strv erl_args;
-    int has_beam;            /* docker: the container runs a BEAM node */
     char *raw;             /* the config map exactly as given (encoded, no version) */
     size_t raw_len;
 };
@@ -105,15 +128,21 @@ int sbx_decode_id(const char *buf, int *idx, char out[SBX_ID_MAX + 1], struct sb
 /* Type: the atom process | docker | beam_node | vm (or the same as a binary). */
 int sbx_decode_type(const char *buf, int *idx, enum sbx_type *out, struct sbx_badarg *err);
 
-/* Decodes a create config (a map) for type. Keys are atoms or binaries. An unknown key
- * is {badarg, Key, unknown_key} with Key as sent (field_term); a key that is neither
- * atom nor binary is {badarg, config, bad_key}; a config that is not a map is
- * {badarg, config, not_a_map}. Checks every value's type and range, and the type's
+/* Decodes a create config (a map) for type: the common keys, and those of type's schema
+ * (NULL: none; pass the backend's). Keys are atoms or binaries. An unknown key is
+ * {badarg, Key, unknown_key} with Key as sent (field_term); a key that is neither atom
+ * nor binary is {badarg, config, bad_key}; a config that is not a map is
+ * {badarg, config, not_a_map}. Checks every value's type and range, and the schema's
  * required keys (process: cmd, else {badarg, cmd, missing}).
  * On success 0 and *out owns its strings (free with sbx_config_free). On failure -1,
  * *err set, *out left empty. */
-int sbx_config_decode(const char *buf, int *idx, enum sbx_type type, struct sbx_config *out,
+int sbx_config_decode(const char *buf, int *idx, enum sbx_type type,
+                      const struct sbx_config_schema *schema, struct sbx_config *out,
                       struct sbx_badarg *err);
+
+/* `user` (process, beam_node): a non-empty string, or a uid kept as its decimal string.
+ * *out is the caller's on success. */
+int sbx_config_decode_user(const char *buf, int *idx, char **out, struct sbx_badarg *err);
 
 /* Frees what a config owns; safe on a zeroed or failed one. */
 void sbx_config_free(struct sbx_config *c);

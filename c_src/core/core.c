@@ -149,17 +149,21 @@ static void adopt_one(void *arg, const char *id, const char *buf, size_t len) {
         ei_decode_tuple_header(buf, &idx, &arity) != 0 || (arity != 12 && arity != 13) ||
         sbx_decode_atom(buf, &idx, atom) != 0 || strcmp(atom, "sandbox") != 0 ||
         ei_decode_long(buf, &idx, &ver) != 0 || ver != 1 || ei_skip_term(buf, &idx) != 0 ||
-        sbx_decode_type(buf, &idx, &type, &bad) != 0 ||
-        sbx_config_decode(buf, &idx, type, &cfg, &bad) != 0) {
+        sbx_decode_type(buf, &idx, &type, &bad) != 0) {
         SBX_WARN("unreadable journal record, removed", "id=%s", id);
-        sbx_config_free(&cfg);
         sbx_journal_remove(core->state_dir, id);
         return;
     }
-    if (sbx_backend_for(type) == NULL) {
+    const struct sbx_backend *be = sbx_backend_for(type);
+    if (be == NULL) {
         SBX_WARN("journal record for a backend this build lacks; left alone", "id=%s type=%s", id,
                  sbx_type_name(type));
+        return;
+    }
+    if (sbx_config_decode(buf, &idx, type, be->config, &cfg, &bad) != 0) {
+        SBX_WARN("unreadable journal record, removed", "id=%s", id);
         sbx_config_free(&cfg);
+        sbx_journal_remove(core->state_dir, id);
         return;
     }
     char status[MAXATOMLEN_UTF8];

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "backends/docker/dk.h"
+#include "backends/docker/docker_config.h"
 
 /* ---- create body ------------------------------------------------------------------- */
 
@@ -28,6 +29,7 @@ static char *xstrdup(const char *s) {
 static void full_config(struct sbx_config *c) {
     memset(c, 0, sizeof *c);
     c->type = SBX_TYPE_DOCKER;
+    c->schema = &sbx_docker_config_schema;
     c->image = xstrdup("sandboxd-test/busybox:1");
     c->cmd.n = 2;
     c->cmd.v = calloc(3, sizeof *c->cmd.v);
@@ -101,6 +103,7 @@ static void test_create_body_minimal(void **state) {
     (void)state;
     struct sbx_config c;
     memset(&c, 0, sizeof c);
+    c.schema = &sbx_docker_config_schema; /* it frees the docker fields */
     c.image = xstrdup("img");
     c.cwd = xstrdup("/srv");
     struct dk_create_spec s = {.cfg = &c, .id = "a", .node = "n@h", .workspace = "/ws"};
@@ -122,6 +125,7 @@ static void test_create_body_refuses_non_utf8(void **state) {
     (void)state;
     struct sbx_config c;
     memset(&c, 0, sizeof c);
+    c.schema = &sbx_docker_config_schema; /* it frees the docker fields */
     c.image = xstrdup("img");
     c.env.n = 1;
     c.env.v = calloc(1, sizeof *c.env.v);

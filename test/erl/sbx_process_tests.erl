@@ -901,6 +901,10 @@ malformed() ->
                  gen_server:call({sandboxd, N}, {create, <<"../x">>, process, #{cmd => [<<"true">>]}})),
     ?assertEqual({error, {badarg, cmd, missing}}, gen_server:call({sandboxd, N}, {create, <<"g">>, process, #{}})),
     ?assertEqual({error, {badarg, id, empty}}, gen_server:call({sandboxd, N}, {get, <<>>})),
+    %% A type this build has no backend for says so, whatever its config holds.
+    ?assertEqual({error, {unavailable, vm, <<"not built">>}}, call(S, create, [<<"m">>, vm, #{}])),
+    ?assertEqual({error, {unavailable, vm, <<"not built">>}},
+                 call(S, create, [<<"m">>, vm, #{kernel => 1, bogus => x}])),
     ?assertEqual(0, maps:get(sandboxes, info(S))),
     case Failures ++ Failures2 of
         [] -> ok;
@@ -1041,8 +1045,7 @@ malformed_cases() ->
     TypeCases = [{create, [<<"m">>, foo, #{cmd => C}], {type, unknown_value}},
                  {create, [<<"m">>, "process", #{cmd => C}], {type, unknown_value}},
                  {create, [<<"m">>, 42, #{cmd => C}], {type, unknown_value}},
-                 {create, [<<"m">>, docker, #{cmd => C}], {image, missing}},
-                 {create, [<<"m">>, vm, #{}], {kernel, missing}}],
+                 {create, [<<"m">>, docker, #{cmd => C}], {image, missing}}],
     Filters = [{x, {filter, not_a_map}}, {[], {filter, not_a_map}}, {#{type => foo}, {type, unknown_value}},
                {#{status => foo}, {status, unknown_value}}, {#{status => <<"bogus">>}, {status, unknown_value}},
                {#{labels => 1}, {labels, not_a_map}}, {#{labels => #{k => 1}}, {labels, not_a_string}},

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backends/beam/beam_config.h"
 #include "backends/beam/beam.h"
 #include "core/core.h"
 #include "core/sandbox.h"
@@ -572,6 +573,7 @@ static int bm_processes_sync(struct sbx_sandbox *sb, ei_x_buff *x, struct sbx_er
 }
 
 const struct sbx_backend sbx_backend_beam = {
+    .config = &sbx_beam_config_schema,
     .name = "beam_node",
     .type = SBX_TYPE_BEAM_NODE,
     .local_uid = 1,

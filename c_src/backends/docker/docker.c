@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backends/docker/docker_config.h"
 #include "backends/backend.h"
 #include "backends/docker/dk.h"
 #include "backends/docker/docker.h"
@@ -184,6 +185,7 @@ static int dk_probe_addr(const struct sbx_sandbox *sb, int port, struct sockaddr
 }
 
 const struct sbx_backend sbx_backend_docker = {
+    .config = &sbx_docker_config_schema,
     .name = "docker",
     .type = SBX_TYPE_DOCKER,
     .available = dk_available,

@@ -11,6 +11,7 @@
  * process tree and session) gets SIGTERM and, after the grace period, SIGKILL; once
  * nothing is left the core is told. */
 #define _GNU_SOURCE
+#include "backends/process/process_config.h"
 #include "backends/process/process.h"
 #include "backends/beam/beam.h"
 
@@ -1089,6 +1090,7 @@ static int ps_available(struct sbx_core *core, const char **why) {
 }
 
 const struct sbx_backend sbx_backend_process = {
+    .config = &sbx_process_config_schema,
     .name = "process",
     .type = SBX_TYPE_PROCESS,
     .local_uid = 1,
