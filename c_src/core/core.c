@@ -34,17 +34,6 @@ static struct sbx_core *the_core;
 /* See core.h. NULL before sbx_core_start has succeeded and after sbx_core_stop. */
 struct sbx_core *sbx_core_get(void) { return the_core; }
 
-/* See backend.h. NULL for a type this build has no backend for (vm), which callers must
- * check. */
-const struct sbx_backend *sbx_backend_for(enum sbx_type type) {
-    switch (type) {
-    case SBX_TYPE_PROCESS: return &sbx_backend_process;
-    case SBX_TYPE_DOCKER: return &sbx_backend_docker;
-    case SBX_TYPE_BEAM_NODE: return &sbx_backend_beam;
-    default: return NULL;
-    }
-}
-
 /* Sends MONITOR_P (op 19) or DEMONITOR_P (op 20) from the core's process to
  * who; dropped silently if who's node is not connected. ref stays the caller's. */
 static void send_monitor(struct sbx_core *core, int op, const struct sbx_rpid *who,
