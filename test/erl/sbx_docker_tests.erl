@@ -877,11 +877,13 @@ health_never(S) ->
 ttl(S) ->
     {ok, _} = call(S, subscribe, [all, self(), [status]]),
     T0 = now_ms(),
-    #{ref := Ref} = create_ok(S, tt, #{cmd => ?SLEEP, ttl_ms => 2000}),
+    %% The ttl runs from the create: it must outlast the container's start (about 2 s on a
+    %% loaded 2-core machine under ASan; 2 s of ttl once expired before it ran).
+    #{ref := Ref} = create_ok(S, tt, #{cmd => ?SLEEP, ttl_ms => 6000}),
     Ev = wait_event(<<"tt">>, status, fun(#{reason := R}) -> R =:= ttl end, 30000),
-    report("ttl 2000: status event ~p after ~b ms", [Ev, now_ms() - T0]),
+    report("ttl 6000: status event ~p after ~b ms", [Ev, now_ms() - T0]),
     wait_gone(S, tt, 20000),
-    report("ttl 2000: gone after ~b ms", [now_ms() - T0]),
+    report("ttl 6000: gone after ~b ms", [now_ms() - T0]),
     %% Gone means gone: the id can be used again at once, and the container goes.
     Again = call(S, create, [tt, docker, #{image => ?IMAGE, cmd => ?SLEEP}]),
     report("ttl: create of the same id right after: ~p", [element(1, Again)]),
