@@ -503,9 +503,10 @@ static void finish_ending(struct sbx_sandbox *sb) {
     struct pstate *ps = ps_of(sb);
     struct sbx_exit ex = {0, 0};
     int oom = 0;
-    /* Nothing is left to write: read what is buffered, then let the holder close them. */
+    /* Nothing is left to write: read what is buffered (a FIFO holds at most 1 MiB, more
+     * rounds only if something escaped still writes), then let the holder close them. */
     for (int i = 0; i < 2; i++)
-        while (drain_fifo(sb, i) == 1)
+        for (int rounds = 0; rounds < 4 && drain_fifo(sb, i) == 1; rounds++)
             ;
     close_fifos(ps);
     if (ps->main_done && ps->main_status >= 0) {
