@@ -489,7 +489,7 @@ restart(#{node := SNode, os_pid := OsPid, port := Port}, N) ->
     ReadyMs = native_ms(erlang:monotonic_time() - T0),
     L = erpc:call(SNode, sandbox, list, [], 60000),
     Running = length([x || #{status := running} <- L]),
-    io:format("  start to ready (node answers): ~.0f ms; list(): ~b sandboxes, ~b running~n",
+    io:format("  start to ready (node answers): ~.1f ms; list(): ~b sandboxes, ~b running~n",
               [ReadyMs, len(L), Running]),
     [sbx_bench_lib:problem("after the restart ~b of ~b sandboxes run", [Running, N]) || Running =/= N],
     {Sbx2, #{ready_ms => ReadyMs, adopted => Running}}.
@@ -576,7 +576,7 @@ summary(#{n := N, sbx_c := SC, anc_c := AC, list := L, with := With, base := Bas
                        lists:sum([F || {_, _, _, F} <- CH])]),
             case RS of
                 #{ready_ms := RM, adopted := AD} ->
-                    io:format("    SIGKILL + restart: start to ready ~.0f ms, ~b of ~b adopted~n",
+                    io:format("    SIGKILL + restart: start to ready ~.1f ms, ~b of ~b adopted~n",
                               [RM, AD, CN]);
                 _ -> ok
             end,
