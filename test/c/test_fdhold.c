@@ -1,6 +1,7 @@
 /* Unit tests for backends/process/fdhold.h and fifowatch.h: a holder keeps a FIFO's
  * buffer alive after its writer exited and the caller closed its own descriptors; a drop
- * closes them (a holder that holds nothing ends); many pairs are counted; a watch sees a
+ * closes them (a holder that holds nothing ends); many pairs are counted; past a holder's
+ * open-file limit a second holder takes the rest; a watch sees a
  * write to a FIFO and tells which stream, and a removed one is silent. Real processes and
  * FIFOs in a temporary folder. */
 #define _GNU_SOURCE
@@ -16,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -126,6 +128,40 @@ static void test_many_pairs(void **state) {
     event_base_free(base);
 }
 
+/* Under a soft limit of 64 a holder takes (64 - 16) / 2 = 24 pairs: 40 need a second. */
+static void test_second_holder(void **state) {
+    (void)state;
+    enum { N = 40 };
+    struct rlimit was, low;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &was), 0);
+    low = was;
+    low.rlim_cur = 64;
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+    struct event_base *base = event_base_new();
+    struct sbx_fdhold_ref refs[N];
+    for (int i = 0; i < N; i++) {
+        int p[2];
+        assert_int_equal(pipe(p), 0);
+        assert_int_equal(sbx_fdhold_put(base, p, &refs[i]), 0);
+        close(p[0]);
+        close(p[1]);
+    }
+    pid_t pids[4];
+    assert_int_equal(sbx_fdhold_pids(pids, 4), 2);
+    assert_int_not_equal(refs[0].holder, refs[N - 1].holder);
+    assert_int_equal(sbx_fdhold_held(), N);
+    assert_int_equal(sbx_fdhold_fds(), 2 * N + 2);
+    for (int i = 0; i < N; i++)
+        sbx_fdhold_drop(&refs[i]);
+    for (int i = 0; i < 100 && sbx_fdhold_held() > 0; i++)
+        event_base_loop(base, EVLOOP_NONBLOCK);
+    assert_int_equal(sbx_fdhold_held(), 0);
+    await_holder_end(pids[0]);
+    await_holder_end(pids[1]);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &was), 0);
+    event_base_free(base);
+}
+
 static int seen_stream = -1, seen_calls;
 
 static void on_write(void *arg, int stream) {
@@ -176,6 +212,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hold_keeps_buffer),
         cmocka_unit_test(test_many_pairs),
+        cmocka_unit_test(test_second_holder),
         cmocka_unit_test(test_watch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
