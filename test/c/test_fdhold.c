@@ -101,28 +101,37 @@ static void test_hold_keeps_buffer(void **state) {
     rmdir(dir);
 }
 
-static void test_many_pairs(void **state) {
-    (void)state;
-    enum { N = 200 };
-    struct event_base *base = event_base_new();
-    struct sbx_fdhold_ref refs[N];
-    for (int i = 0; i < N; i++) {
+/* Hands n fresh pipes to holders (closing this process's ends), refs into refs. */
+static void put_pipes(struct event_base *base, struct sbx_fdhold_ref *refs, int n) {
+    for (int i = 0; i < n; i++) {
         int p[2];
         assert_int_equal(pipe(p), 0);
         assert_int_equal(sbx_fdhold_put(base, p, &refs[i]), 0);
         close(p[0]);
         close(p[1]);
     }
+}
+
+/* Drops n refs; drops that did not fit a socket at once go out when the loop runs. */
+static void drop_all(struct event_base *base, struct sbx_fdhold_ref *refs, int n) {
+    for (int i = 0; i < n; i++)
+        sbx_fdhold_drop(&refs[i]);
+    for (int i = 0; i < 100 && sbx_fdhold_held() > 0; i++)
+        event_base_loop(base, EVLOOP_NONBLOCK);
+}
+
+static void test_many_pairs(void **state) {
+    (void)state;
+    enum { N = 200 };
+    struct event_base *base = event_base_new();
+    struct sbx_fdhold_ref refs[N];
+    put_pipes(base, refs, N);
     assert_int_equal(sbx_fdhold_held(), N);
     assert_int_equal(sbx_fdhold_fds(), 2 * N + 1);
     assert_true(sbx_fdhold_room() > 0);
     pid_t holder;
     assert_int_equal(sbx_fdhold_pids(&holder, 1), 1);
-    for (int i = 0; i < N; i++)
-        sbx_fdhold_drop(&refs[i]);
-    /* Drops that did not fit the socket at once go out when the loop runs. */
-    for (int i = 0; i < 100 && sbx_fdhold_held() > 0; i++)
-        event_base_loop(base, EVLOOP_NONBLOCK);
+    drop_all(base, refs, N);
     assert_int_equal(sbx_fdhold_held(), 0);
     await_holder_end(holder);
     event_base_free(base);
@@ -139,22 +148,13 @@ static void test_second_holder(void **state) {
     assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
     struct event_base *base = event_base_new();
     struct sbx_fdhold_ref refs[N];
-    for (int i = 0; i < N; i++) {
-        int p[2];
-        assert_int_equal(pipe(p), 0);
-        assert_int_equal(sbx_fdhold_put(base, p, &refs[i]), 0);
-        close(p[0]);
-        close(p[1]);
-    }
+    put_pipes(base, refs, N);
     pid_t pids[4];
     assert_int_equal(sbx_fdhold_pids(pids, 4), 2);
     assert_int_not_equal(refs[0].holder, refs[N - 1].holder);
     assert_int_equal(sbx_fdhold_held(), N);
     assert_int_equal(sbx_fdhold_fds(), 2 * N + 2);
-    for (int i = 0; i < N; i++)
-        sbx_fdhold_drop(&refs[i]);
-    for (int i = 0; i < 100 && sbx_fdhold_held() > 0; i++)
-        event_base_loop(base, EVLOOP_NONBLOCK);
+    drop_all(base, refs, N);
     assert_int_equal(sbx_fdhold_held(), 0);
     await_holder_end(pids[0]);
     await_holder_end(pids[1]);
