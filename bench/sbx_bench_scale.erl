@@ -45,7 +45,7 @@
 
 main() ->
     ets:new(?PIDS, [named_table, public, set]),
-    sbx_bench_lib:guarded_main(fun run/0, ?WATCHDOG_MS,
+    sbx_bench_lib:guarded_main(fun run/0, 1000 * sbx_bench_lib:env_int("BENCH_WATCHDOG_S", ?WATCHDOG_MS div 1000),
                                fun() -> catch kill_leftovers(), catch node_cgroups_left() end).
 
 run() ->
@@ -146,7 +146,7 @@ run() ->
 
     summary(#{n => length(Refs), sbx_c => SbxC, anc_c => AncC, list => List, with => With,
               base => Base, aft => After, sbx_d => SbxD, conc => Conc}),
-    final_check(Sbx),
+    final_check(case Conc of #{sbx := Sbx2} -> Sbx2; _ -> Sbx end),
     io:format("load average at the end ~s~n", [loadavg()]),
     case lists:reverse(get(problems)) of
         [] -> io:format("~nOK: every reply as expected; fds back to the baseline; no "
@@ -417,10 +417,13 @@ conc_phase(#{node := SNode} = Sbx, Base, W, M) ->
     io:format("~n== concurrent variant: ~b creates from ~b caller processes, list(), ~b "
               "destroys from ~b processes~n", [M, W, M, W]),
     Ids = [sbx_id("c", I) || I <- lists:seq(1, M)],
+    Pinger = pinger_start(SNode),
     {CWall, CRes} = pmap_w(fun(Id) ->
                                    timed(SNode, sandbox, create,
                                          [Id, process, #{cmd => ?SLEEP_ARGV}])
                            end, Ids, W),
+    PingSt = report_times("ping during the burst", pinger_take(Pinger)),
+    pinger_stop(Pinger),
     Good = [{Id, T, Ref} || {Id, {T, {ok, #{status := running, ref := Ref}}}}
                                 <- lists:zip(Ids, CRes), is_integer(Ref)],
     [ets:insert(?PIDS, {Ref}) || {_, _, Ref} <- Good],
@@ -434,11 +437,18 @@ conc_phase(#{node := SNode} = Sbx, Base, W, M) ->
               [length(Good), native_s(CWall), length(Good) / max(1.0e-9, native_s(CWall))]),
     CSt = report_times("create, concurrent", [T || {_, T, _} <- Good]),
     {LT, L} = timed(SNode, sandbox, list, []),
-    io:format("  list() of ~b: ~.2f ms~n", [len(L), native_ms(LT)]),
+    LSt = report_times("list() of all", [LT | [element(1, timed(SNode, sandbox, list, []))
+                                                || _ <- lists:seq(2, 10)]]),
     [sbx_bench_lib:problem("concurrent variant: list() returned ~b, expected ~b", [len(L), length(Good)])
      || len(L) =/= length(Good)],
+    timer:sleep(1000),
+    Idle = snapshot(Sbx),
+    print_snapshot("with the concurrent sandboxes idle", Idle),
+    print_growth(Base, Idle, length(Good)),
+    {Sbx2, Restart} = restart_phase(Sbx, length(Good)),
+    SNode2 = maps:get(node, Sbx2),
     GoodIds = [Id || {Id, _, _} <- Good],
-    {DWall, DRes} = pmap_w(fun(Id) -> timed(SNode, sandbox, destroy, [Id]) end, GoodIds, W),
+    {DWall, DRes} = pmap_w(fun(Id) -> timed(SNode2, sandbox, destroy, [Id]) end, GoodIds, W),
     DOk = [T || {T, ok} <- DRes],
     DBad = [{Id, R} || {Id, {_, R}} <- lists:zip(GoodIds, DRes), R =/= ok],
     [sbx_bench_lib:problem("concurrent destroy(~s) replied ~0P", [Id, R, 30])
@@ -448,10 +458,41 @@ conc_phase(#{node := SNode} = Sbx, Base, W, M) ->
     io:format("  destroys: ~b ok in ~.2f s = ~.1f destroys/s~n",
               [length(DOk), native_s(DWall), length(DOk) / max(1.0e-9, native_s(DWall))]),
     DSt = report_times("destroy, concurrent", DOk),
-    After = check_released("after the concurrent destroys", Sbx, Base,
+    After = check_released("after the concurrent destroys", Sbx2, Base,
                            [R || {_, _, R} <- Good]),
     #{create => CSt, destroy => DSt, create_wall => CWall, n => length(Good), w => W,
-      aft => After}.
+      aft => After, ping => PingSt, list => LSt, idle => Idle, destroy_wall => DWall,
+      ndestroy => length(DOk), restart => Restart, sbx => Sbx2}.
+
+%% SIGKILL sandboxd with N sandboxes running, start it again on the same state dir and
+%% name: the time from the start to its node answering (it logs `ready` after adopting
+%% the journalled sandboxes) and how many list() shows as running. BENCH_RESTART=0
+%% skips it. {SandboxdNow, #{ready_ms, adopted} | undefined}.
+restart_phase(Sbx, N) ->
+    case sbx_bench_lib:env_int("BENCH_RESTART", 1) of
+        0 -> {Sbx, undefined};
+        _ -> restart(Sbx, N)
+    end.
+
+restart(#{node := SNode, os_pid := OsPid, port := Port}, N) ->
+    io:format("~n== SIGKILL sandboxd with ~b sandboxes running, start it again~n", [N]),
+    os:cmd("kill -KILL " ++ integer_to_list(OsPid)),
+    receive {Port, {exit_status, _}} -> ok after 10000 -> ok end,
+    ok = sbx_test_util:wait_until(fun() -> net_adm:ping(SNode) =:= pang end, 10000),
+    [SName, _] = string:split(atom_to_list(SNode), "@"),
+    T0 = erlang:monotonic_time(),
+    Sbx2 = sbx_test_util:start(#{sname => SName, wait => false,
+                                 args => ["--state-dir", get(state_dir),
+                                          "--shutdown-policy", "destroy"]}),
+    sbx_bench_lib:write_pidfile(maps:get(os_pid, Sbx2)),
+    ok = sbx_test_util:wait_until(fun() -> net_adm:ping(SNode) =:= pong end, 300000),
+    ReadyMs = native_ms(erlang:monotonic_time() - T0),
+    L = erpc:call(SNode, sandbox, list, [], 60000),
+    Running = length([x || #{status := running} <- L]),
+    io:format("  start to ready (node answers): ~.1f ms; list(): ~b sandboxes, ~b running~n",
+              [ReadyMs, len(L), Running]),
+    [sbx_bench_lib:problem("after the restart ~b of ~b sandboxes run", [Running, N]) || Running =/= N],
+    {Sbx2, #{ready_ms => ReadyMs, adopted => Running}}.
 
 %% Runs F over L with W worker processes; {WallNative, Results in L's order}.
 pmap_w(F, L, W) ->
@@ -513,11 +554,36 @@ summary(#{n := N, sbx_c := SC, anc_c := AC, list := L, with := With, base := Bas
               [ms(SD, p50), ms(SD, p99), ms(SD, max)]),
     case Conc of
         undefined -> ok;
-        #{create := CC, destroy := CD, create_wall := CW, n := CN, w := W, aft := CA} ->
+        #{create := CC, destroy := CD, create_wall := CW, n := CN, w := W, aft := CA,
+          ping := PS, list := CL, idle := CI, destroy_wall := DW, ndestroy := ND,
+          restart := RS} ->
+            Rate = CN / max(1.0e-9, native_s(CW)),
+            DRate = ND / max(1.0e-9, native_s(DW)),
             io:format("  concurrent (~b callers, ~b sandboxes): create median ~s ms p99 ~s, "
-                      "~.1f creates/s; destroy median ~s ms p99 ~s; fds after ~b~n",
-                      [W, CN, ms(CC, p50), ms(CC, p99), CN / max(1.0e-9, native_s(CW)),
-                       ms(CD, p50), ms(CD, p99), length(maps:get(fds, CA))])
+                      "~.1f creates/s   target >= 1000/s: ~s~n",
+                      [W, CN, ms(CC, p50), ms(CC, p99), Rate, met(Rate, fun(V) -> V >= 1000 end)]),
+            io:format("    ping during the burst  median ~s ms  p99 ~s   target p99 < 5 ms: ~s~n",
+                      [ms(PS, p50), ms(PS, p99), met(get_v(PS, p99), fun(V) -> V < 5 end)]),
+            io:format("    list() of ~b  median ~s ms  max ~s   target < 20 ms: ~s~n",
+                      [CN, ms(CL, p50), ms(CL, max), met(get_v(CL, p50), fun(V) -> V < 20 end)]),
+            #{vmrss_kb := CR, holders := CH} = CI,
+            io:format("    RSS with ~b idle  ~s   target < 200 MiB: ~s;  open fds ~b~n",
+                      [CN, sbx_bench_lib:kb(CR), met(CR, fun(V) -> V < 204800 end),
+                       length(maps:get(fds, CI))]),
+            io:format("    descriptor holders ~b: VmRSS ~s in all (private ~s), open fds ~b~n",
+                      [length(CH), sbx_bench_lib:kb(lists:sum([R || {_, R, _, _} <- CH])),
+                       sbx_bench_lib:kb(lists:sum([V || {_, _, V, _} <- CH])),
+                       lists:sum([F || {_, _, _, F} <- CH])]),
+            case RS of
+                #{ready_ms := RM, adopted := AD} ->
+                    io:format("    SIGKILL + restart: start to ready ~.1f ms, ~b of ~b adopted~n",
+                              [RM, AD, CN]);
+                _ -> ok
+            end,
+            io:format("    destroy median ~s ms p99 ~s, ~.1f destroys/s   target >= 1000/s: ~s;"
+                      "  fds after ~b~n",
+                      [ms(CD, p50), ms(CD, p99), DRate, met(DRate, fun(V) -> V >= 1000 end),
+                       length(maps:get(fds, CA))])
     end,
     ok.
 
@@ -557,18 +623,37 @@ snapshot(#{os_pid := OsPid, node := Node} = Sbx) ->
       procs => Procs,
       sleeps => length([P || {P, _, _, A} <- Procs, A =:= ?SLEEP_ARGV]),
       children => [{P, St, A} || {P, PP, St, A} <- Procs, PP =:= OsPid],
+      holders => holders(OsPid, Procs),
       cgroups => cgroup_dirs(Node),
       state_entries => state_entries()}.
 
 print_snapshot(What, S) ->
     #{info_bytes := B, vmrss_kb := Rss, vmhwm_kb := Hwm, fds := Fds, sleeps := Sl,
-      children := Ch, sandboxes := NS, cgroups := CG} = S,
+      children := Ch, sandboxes := NS, cgroups := CG, holders := Hs} = S,
     Z = length([x || {_, $Z, _} <- Ch]),
     io:format("  ~s: VmRSS ~s (VmHWM ~s; info memory_bytes ~s)  open fds ~b  sandboxes ~b~n"
               "    children ~b (zombies ~b)  `sleep 1000` processes on the machine ~b  "
               "per-sandbox cgroup dirs ~s~n",
               [What, sbx_bench_lib:kb(Rss), sbx_bench_lib:kb(Hwm), sbx_bench_lib:kb(B div 1024), length(Fds), NS, length(Ch), Z, Sl,
-               cg_text(CG)]).
+               cg_text(CG)]),
+    [io:format("    descriptor holder ~b: VmRSS ~s (private ~s)  open fds ~b~n",
+               [P, sbx_bench_lib:kb(HR), sbx_bench_lib:kb(HP), HF]) || {P, HR, HP, HF} <- Hs].
+
+%% sandboxd's descriptor holders (children named sbx-fdhold): {Pid, VmRSS KiB, private
+%% KiB (what it does not share with sandboxd after the fork), open fds}.
+holders(OsPid, Procs) ->
+    [{P, sbx_bench_lib:status_kb(P, "VmRSS"), private_kb(P), length(fds(P))}
+     || {P, PP, _, _} <- Procs, PP =:= OsPid,
+        file:read_file("/proc/" ++ integer_to_list(P) ++ "/comm") =:= {ok, <<"sbx-fdhold\n">>}].
+
+private_kb(P) ->
+    case file:read_file("/proc/" ++ integer_to_list(P) ++ "/smaps_rollup") of
+        {ok, B} ->
+            lists:sum([binary_to_integer(K) || {match, [K]} <-
+                           [re:run(B, Key ++ ":\\s+(\\d+)", [{capture, all_but_first, binary}])
+                            || Key <- ["Private_Clean", "Private_Dirty"]]]);
+        _ -> undefined
+    end.
 
 print_growth(Base, With, N) when N > 0 ->
     case {maps:get(vmrss_kb, With), maps:get(vmrss_kb, Base)} of

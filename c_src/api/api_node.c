@@ -12,6 +12,7 @@
 #include "dist/control.h"
 #include "core/core.h"
 #include "dist/node.h"
+#include "backends/process/fdhold.h"
 #include "util/fdlimit.h"
 #include "util/clock.h"
 #include "util/rss.h"
@@ -63,34 +64,39 @@ static void encode_isolation(ei_x_buff *x, const struct sbx_core *core) {
     ei_x_encode_atom(x, dynamic ? "true" : "false");
 }
 
-/* Descriptors an idle sandbox is assumed to hold before any exists to measure. */
-#define IDLE_FDS_GUESS 2
 /* Descriptors kept free for connections, requests and the loop itself. */
 #define FDS_RESERVE 256
 
-/* Appends open_files => #{limit, in_use, sandboxes_allowed}: the soft limit, the
- * descriptors open now, and how many sandboxes fit in it at the descriptors per sandbox
- * measured so far (capped at the core's max_sandboxes). */
+/* Appends open_files => #{limit, in_use, holders_in_use, sandboxes_allowed}: sandboxd's
+ * soft limit, the descriptors it has open now, those its descriptor holders keep for it
+ * (backends/process/fdhold.h: two per process sandbox, in their own tables), and how many
+ * sandboxes fit: an idle process sandbox holds none of sandboxd's own, so the room is
+ * what sandboxd's table has left beyond the reserve at what sandboxes hold of it beyond
+ * what it held at start (at least 1 each, so the figure never runs away), and no more
+ * than the holders can still take; capped at the core's max_sandboxes. */
 static void encode_open_files(ei_x_buff *x, const struct sbx_core *core) {
     long limit = sbx_fdlimit_current(), used = sbx_fdlimit_in_use();
     long count = core != NULL ? (long)core->count : 0;
-    long per = IDLE_FDS_GUESS, allowed = 0;
+    long per = 1, allowed = count;
+    long holders = sbx_fdhold_fds();
     if (core != NULL && count > 0 && used > core->fds_at_start)
         per = (used - core->fds_at_start + count - 1) / count;
     if (per < 1)
         per = 1;
-    if (limit > 0 && used >= 0 && limit - used > FDS_RESERVE)
-        allowed = count + (limit - used - FDS_RESERVE) / per;
-    else
-        allowed = count;
+    if (limit > 0 && used >= 0 && limit - used > FDS_RESERVE) {
+        long room = (limit - used - FDS_RESERVE) / per, hold = sbx_fdhold_room();
+        allowed = count + (room < hold ? room : hold);
+    }
     if (core != NULL && allowed > (long)core->max_sandboxes)
         allowed = (long)core->max_sandboxes;
     ei_x_encode_atom(x, "open_files");
-    ei_x_encode_map_header(x, 3);
+    ei_x_encode_map_header(x, 4);
     ei_x_encode_atom(x, "limit");
     ei_x_encode_long(x, limit);
     ei_x_encode_atom(x, "in_use");
     ei_x_encode_long(x, used);
+    ei_x_encode_atom(x, "holders_in_use");
+    ei_x_encode_long(x, holders);
     ei_x_encode_atom(x, "sandboxes_allowed");
     ei_x_encode_long(x, allowed);
 }

@@ -3,10 +3,15 @@
  * Output: the workload's stdout and stderr are FIFOs in the sandbox's folder that the
  * workload holds open read-write, so it never gets SIGPIPE while sandboxd is away (it
  * blocks once the FIFO is full instead) and a restarted sandboxd reopens them and reads
- * on. sandboxd keeps a write end open itself so that a FIFO never reports end-of-file.
+ * on. An idle sandbox holds no descriptor of sandboxd's: one shared inotify descriptor
+ * tells of writes (fifowatch.h) and a FIFO is opened only to drain it. A descriptor holder
+ * (fdhold.h, a child process) keeps a read-write descriptor on each FIFO until the
+ * workload is gone and its output drained, so that neither output written just before it
+ * exits is lost nor a FIFO reports end-of-file.
  *
  * Lifetime: the main process is a child of sandboxd (reaped on SIGCHLD) or, after a
- * restart of sandboxd, an adopted process watched by polling pid + start time. When it
+ * restart of sandboxd, an adopted process polled about once a second (signal 0, and its
+ * start time every ADOPT_STAT_EVERY polls, which also sees a zombie). When it
  * ends, or on stop, what is left of the sandbox (found through the cgroup, else the
  * process tree and session) gets SIGTERM and, after the grace period, SIGKILL; once
  * nothing is left the core is told. */
@@ -28,6 +33,8 @@
 
 #include "backends/backend.h"
 #include "backends/process/cgroup.h"
+#include "backends/process/fdhold.h"
+#include "backends/process/fifowatch.h"
 #include "backends/process/procfs.h"
 #include "backends/process/spawn.h"
 #include "core/core.h"
@@ -41,6 +48,12 @@
 #define WATCH_MS 50
 #define MAX_PIDS 4096
 #define READ_CHUNK 65536
+/* Adopted workloads: ms between liveness polls, and every how many polls its start time is
+ * read from /proc (the other polls only send signal 0, cheap with 10,000 of them). */
+#define ADOPT_POLL_MS 1000
+#define ADOPT_STAT_EVERY 3
+/* A drain that found no descriptor free tries again after this many ms. */
+#define DRAIN_RETRY_MS 100
 
 struct pexec {
     struct pexec *next;
@@ -75,8 +88,10 @@ struct pstate {
     struct sbx_cgroup cg;
     int has_cg;
     uint64_t oom_base;
-    int rd[2];                /* the FIFOs, each open read-write (see open_fifos) */
-    struct event *out_ev[2];
+    int wd[2];                /* the FIFOs' watches (fifowatch.h), -1 when none */
+    struct sbx_fdhold_ref hold; /* a holder's read-write descriptors on both FIFOs */
+    struct event *drain_ev;   /* a drain left for later (more to read, or no descriptor) */
+    unsigned polls;           /* adopted: liveness polls so far */
     struct event *watch;
     int ending;               /* the main process ended or stop was asked: draining */
     int poll_ms;              /* while ending: the next poll, growing from 1 ms to WATCH_MS */
@@ -162,68 +177,120 @@ static void note_uid(struct sbx_sandbox *sb, struct pstate *ps) {
     ps->gid = sb->ident.gid;
 }
 
-/* Reads what the workload wrote to one FIFO. */
-static void drain_fifo(struct sbx_sandbox *sb, int stream) {
-    struct pstate *ps = ps_of(sb);
+/* The path of FIFO stream (0 stdout, 1 stderr) in sb's folder. */
+static void fifo_path(const struct sbx_sandbox *sb, int stream, char *buf, size_t cap) {
+    snprintf(buf, cap, "%s/%s", sb->dir, stream == 0 ? "stdout.fifo" : "stderr.fifo");
+}
+
+/* Reads what the workload wrote to one FIFO, through a descriptor opened for this read
+ * only. Returns 0 when it is empty (or gone), 1 when more than one turn's share was
+ * there (read again), -1 when no descriptor was free (try later). */
+static int drain_fifo(struct sbx_sandbox *sb, int stream) {
+    char path[600];
     char buf[READ_CHUNK];
-    for (int rounds = 0; rounds < 64 && ps->rd[stream] >= 0; rounds++) {
-        ssize_t n = read(ps->rd[stream], buf, sizeof buf);
+    int left = 0;
+    fifo_path(sb, stream, path, sizeof path);
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return sbx_fd_exhausted(errno) ? -1 : 0;
+    for (int rounds = 0;; rounds++) {
+        if (rounds == 64) {
+            left = 1;
+            break;
+        }
+        ssize_t n = read(fd, buf, sizeof buf);
+        if (n < 0 && errno == EINTR)
+            continue;
         if (n <= 0)
             break;
         sbx_sandbox_output(sb, (enum sbx_stream)stream, buf, (size_t)n);
         if (n < (ssize_t)sizeof buf)
             break;
     }
+    close(fd);
+    return left;
 }
 
-/* A FIFO is readable: its output goes to the sandbox's log and log events. */
-static void fifo_cb(evutil_socket_t fd, short what, void *arg) {
-    struct sbx_sandbox *sb = arg;
+/* A drain left for later: both FIFOs are read again. */
+static void drain_cb(evutil_socket_t fd, short what, void *arg);
+
+/* Drains both FIFOs after ms (0: on the next loop turn), creating the timer on first use. */
+static void drain_later(struct sbx_sandbox *sb, int ms) {
     struct pstate *ps = ps_of(sb);
-    (void)what;
-    drain_fifo(sb, fd == ps->rd[0] ? 0 : 1);
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    if (ps->drain_ev == NULL)
+        ps->drain_ev = evtimer_new(sb->core->base, drain_cb, sb);
+    if (ps->drain_ev == NULL || evtimer_add(ps->drain_ev, &tv) != 0)
+        SBX_WARN("cannot schedule an output drain", "id=%s", sb->id);
 }
 
-/* Closes both FIFOs and their events; idempotent. */
+/* See drain_later. */
+static void drain_cb(evutil_socket_t fd, short what, void *arg) {
+    struct sbx_sandbox *sb = arg;
+    (void)fd;
+    (void)what;
+    int a = drain_fifo(sb, 0), b = drain_fifo(sb, 1);
+    if (a != 0 || b != 0)
+        drain_later(sb, a < 0 || b < 0 ? DRAIN_RETRY_MS : 0);
+}
+
+/* A FIFO was written to (fifowatch): its output goes to the sandbox's log and log events. */
+static void fifo_cb(void *arg, int stream) {
+    struct sbx_sandbox *sb = arg;
+    int r = drain_fifo(sb, stream);
+    if (r != 0)
+        drain_later(sb, r < 0 ? DRAIN_RETRY_MS : 0);
+}
+
+/* Stops watching both FIFOs and lets the holder close them; call only once the workload
+ * is gone and its output drained (what is still buffered dies). Idempotent. */
 static void close_fifos(struct pstate *ps) {
     for (int i = 0; i < 2; i++) {
-        if (ps->out_ev[i] != NULL)
-            event_free(ps->out_ev[i]);
-        ps->out_ev[i] = NULL;
-        if (ps->rd[i] >= 0)
-            close(ps->rd[i]);
-        ps->rd[i] = -1;
+        sbx_fifowatch_remove(ps->wd[i]);
+        ps->wd[i] = -1;
     }
+    sbx_fdhold_drop(&ps->hold);
+    if (ps->drain_ev != NULL)
+        event_free(ps->drain_ev);
+    ps->drain_ev = NULL;
 }
 
-/* Creates (if missing) and opens the two FIFOs, one read-write descriptor each. */
+/* Creates (if missing) the two FIFOs, hands a read-write descriptor on each to a holder
+ * and watches both; sandboxd keeps no descriptor. Parts already done are kept. */
 static int open_fifos(struct sbx_sandbox *sb, struct sbx_err *err) {
     struct pstate *ps = ps_of(sb);
-    static const char *const names[2] = {"stdout.fifo", "stderr.fifo"};
     char path[600];
+    int fds[2] = {-1, -1};
+    int rc = -1;
     for (int i = 0; i < 2; i++) {
-        if (ps->rd[i] >= 0)
-            continue;
-        snprintf(path, sizeof path, "%s/%s", sb->dir, names[i]);
+        fifo_path(sb, i, path, sizeof path);
         if (mkfifo(path, 0600) != 0 && errno != EEXIST) {
             set_err(err, "cannot create %.200s: %s", path, errno);
-            return -1;
+            goto done;
         }
-        /* Read and write in one descriptor (Linux allows O_RDWR on a FIFO): being a
-         * writer too, it never sees end-of-file when the workload's writers close, and
-         * an idle sandbox holds one descriptor per stream. */
-        ps->rd[i] = open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC);
-        if (ps->rd[i] < 0) {
+        /* Read and write in one descriptor (Linux allows O_RDWR on a FIFO): the open
+         * never waits for a peer, and, a writer too, the holder keeps the FIFO from
+         * reporting end-of-file when the workload's writers close. */
+        if (ps->hold.holder < 0 && (fds[i] = open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC)) < 0) {
             set_err(err, "cannot open %.200s: %s", path, errno);
-            return -1;
+            goto done;
         }
-        ps->out_ev[i] = event_new(sb->core->base, ps->rd[i], EV_READ | EV_PERSIST, fifo_cb, sb);
-        if (ps->out_ev[i] == NULL || event_add(ps->out_ev[i], NULL) != 0) {
-            set_err(err, "cannot watch %.200s: %s", path, ENOMEM);
-            return -1;
+        if (ps->wd[i] < 0 &&
+            (ps->wd[i] = sbx_fifowatch_add(sb->core->base, path, fifo_cb, sb, i)) < 0) {
+            set_err(err, "cannot watch %.200s: %s", path, errno);
+            goto done;
         }
     }
-    return 0;
+    if (ps->hold.holder < 0 && sbx_fdhold_put(sb->core->base, fds, &ps->hold) != 0) {
+        set_err(err, "cannot hand the FIFOs of %.200s to a descriptor holder: %s", sb->id, errno);
+        goto done;
+    }
+    rc = 0;
+done:
+    for (int i = 0; i < 2; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+    return rc;
 }
 
 static void watch_cb(evutil_socket_t fd, short what, void *arg);
@@ -237,12 +304,13 @@ static int arm_watch(struct sbx_sandbox *sb, int ms) {
     return ps->watch != NULL ? evtimer_add(ps->watch, &tv) : -1;
 }
 
-/* A zeroed backend state with every FIFO fd -1, for sb->bstate; NULL when out of memory. */
+/* A zeroed backend state with no FIFO watched or held, for sb->bstate; NULL when out of memory. */
 static struct pstate *pstate_new(void) {
     struct pstate *ps = calloc(1, sizeof *ps);
     if (ps == NULL)
         return NULL;
-    ps->rd[0] = ps->rd[1] = -1;
+    ps->wd[0] = ps->wd[1] = -1;
+    ps->hold = SBX_FDHOLD_NONE;
     return ps;
 }
 
@@ -436,8 +504,12 @@ static void finish_ending(struct sbx_sandbox *sb) {
     struct pstate *ps = ps_of(sb);
     struct sbx_exit ex = {0, 0};
     int oom = 0;
-    drain_fifo(sb, 0);
-    drain_fifo(sb, 1);
+    /* Nothing is left to write: read what is buffered (a FIFO holds at most 1 MiB, more
+     * rounds only if something escaped still writes), then let the holder close them. */
+    for (int i = 0; i < 2; i++)
+        for (int rounds = 0; rounds < 4 && drain_fifo(sb, i) == 1; rounds++)
+            ;
+    close_fifos(ps);
     if (ps->main_done && ps->main_status >= 0) {
         if (WIFEXITED(ps->main_status)) {
             ex.kind = 1;
@@ -464,14 +536,22 @@ static void finish_ending(struct sbx_sandbox *sb) {
     sbx_sandbox_ended(sb, &ex, oom);
 }
 
+/* An adopted main process still runs: signal 0 says whether the pid exists, and every
+ * ADOPT_STAT_EVERY polls its start time (pid reuse) and state (a zombie that its new
+ * parent has not reaped yet) are read too. */
+static int adopted_alive(struct pstate *ps) {
+    if (kill(ps->pid, 0) != 0 && errno == ESRCH)
+        return 0;
+    return ++ps->polls % ADOPT_STAT_EVERY != 0 || sbx_procfs_same_process(ps->pid, ps->starttime);
+}
+
 /* Polls while ending (drain and kill) and, for adopted workloads, for liveness. */
 static void watch_cb(evutil_socket_t fd, short what, void *arg) {
     struct sbx_sandbox *sb = arg;
     struct pstate *ps = ps_of(sb);
     (void)fd;
     (void)what;
-    if (ps->adopted && !ps->main_done && ps->pid > 0 &&
-        !sbx_procfs_same_process(ps->pid, ps->starttime)) {
+    if (ps->adopted && !ps->main_done && ps->pid > 0 && !adopted_alive(ps)) {
         ps->main_done = 1;
         ps->main_status = -1; /* not our child: the exit status is unknown */
         if (!ps->ending) {
@@ -494,7 +574,7 @@ static void watch_cb(evutil_socket_t fd, short what, void *arg) {
         return;
     }
     if (ps->adopted)
-        arm_watch(sb, 500);
+        arm_watch(sb, ADOPT_POLL_MS);
 }
 
 /* Starts or hurries the end: SIGTERM now (SIGKILL when grace_ms is 0), SIGKILL once kill_at
@@ -1037,19 +1117,23 @@ static int ps_adopt(struct sbx_sandbox *sb, const char *buf, int idx) {
         sbx_cgroup_memory(&ps->cg, &u, &l, &ps->oom_base);
     }
     memset(&err, 0, sizeof err);
-    open_fifos(sb, &err);
+    if (open_fifos(sb, &err) != 0)
+        SBX_WARN("adopted sandbox's output is not watched", "id=%s %s", sb->id, err.detail);
     if (pid > 0 && sbx_procfs_same_process((pid_t)pid, starttime)) {
         ps->pid = (pid_t)pid;
         ps->sid = (pid_t)pid;
         ps->starttime = starttime;
         ps->adopted = 1;
-        arm_watch(sb, 500);
+        /* What it wrote while sandboxd was away; polls spread over the first second. */
+        drain_later(sb, 0);
+        arm_watch(sb, (int)((unsigned)pid % ADOPT_POLL_MS));
         return 1;
     }
     /* Gone while we were away: clear out whatever it left. */
     signal_all(ps, SIGKILL);
     drain_fifo(sb, 0);
     drain_fifo(sb, 1);
+    close_fifos(ps);
     return 0;
 }
 
