@@ -35,6 +35,8 @@ int sbx_uid_pool_init(struct sbx_uid_pool *pool, int enable, uid_t first, uid_t 
 void sbx_uid_pool_free(struct sbx_uid_pool *pool) {
     free(pool->used);
     pool->used = NULL;
+    free(pool->busy);
+    pool->busy = NULL;
     pool->enabled = 0;
     if (pool->claims_fd >= 0)
         close(pool->claims_fd);
@@ -216,25 +218,15 @@ static void mark_busy(void *arg, const unsigned long *uids, const unsigned long 
     }
 }
 
-/* See ident.h. One /proc scan per call; NSS lookups only for candidates. */
-int sbx_uid_pool_take(struct sbx_uid_pool *pool, uid_t *out) {
-    int rc = -1;
-    if (!pool->enabled) {
-        errno = ENOSYS;
-        return -1;
-    }
+/* The first free candidate from pool->next on: not handed out, not busy in the last
+ * /proc scan, named by no passwd or group entry, and claimed here. 0 with *out, or -1. */
+static int take_free(struct sbx_uid_pool *pool, uid_t *out) {
     size_t span = (size_t)(pool->last - pool->first) + 1;
-    struct busy_scan s = {pool, calloc(span / 8 + 1, 1)};
-    if (s.busy == NULL) {
-        errno = ENOMEM;
-        return -1;
-    }
-    each_process(mark_busy, &s);
     size_t start = pool->next >= pool->first && pool->next <= pool->last ? pool->next - pool->first : 0;
     for (size_t k = 0; k < span; k++) {
         size_t i = (start + k) % span;
         uid_t cand = pool->first + (uid_t)i;
-        if (bit_get(pool->used, i) || bit_get(s.busy, i))
+        if (bit_get(pool->used, i) || bit_get(pool->busy, i))
             continue;
         if (getpwuid(cand) != NULL || getgrgid((gid_t)cand) != NULL)
             continue;
@@ -243,13 +235,45 @@ int sbx_uid_pool_take(struct sbx_uid_pool *pool, uid_t *out) {
         bit_set(pool->used, i, 1);
         pool->next = i + 1 < span ? cand + 1 : pool->first;
         *out = cand;
-        rc = 0;
-        break;
+        return 0;
     }
-    if (rc != 0)
-        errno = EAGAIN;
-    free(s.busy);
-    return rc;
+    return -1;
+}
+
+/* Rebuilds pool->busy from one /proc scan. 0, or -1 (ENOMEM). */
+static int scan_busy(struct sbx_uid_pool *pool) {
+    size_t span = (size_t)(pool->last - pool->first) + 1;
+    if (pool->busy == NULL)
+        pool->busy = calloc(span / 8 + 1, 1);
+    if (pool->busy == NULL) {
+        errno = ENOMEM;
+        return -1;
+    }
+    memset(pool->busy, 0, span / 8 + 1);
+    struct busy_scan s = {pool, pool->busy};
+    each_process(mark_busy, &s);
+    return 0;
+}
+
+/* See ident.h. /proc is scanned at the first take and again only when the range looks
+ * full: a uid this pool hands out and gets back was swept at its destroy, and the claims
+ * keep other instances' uids apart, so the scan only finds strays (a uid used outside
+ * sandboxd), and a stray found once is skipped until the next scan. NSS lookups only for
+ * candidates. */
+int sbx_uid_pool_take(struct sbx_uid_pool *pool, uid_t *out) {
+    if (!pool->enabled) {
+        errno = ENOSYS;
+        return -1;
+    }
+    int fresh = pool->busy == NULL;
+    if (fresh && scan_busy(pool) != 0)
+        return -1;
+    if (take_free(pool, out) == 0)
+        return 0;
+    if (!fresh && scan_busy(pool) == 0 && take_free(pool, out) == 0)
+        return 0;
+    errno = EAGAIN;
+    return -1;
 }
 
 /* See ident.h. */
