@@ -37,6 +37,8 @@ void sbx_uid_pool_free(struct sbx_uid_pool *pool) {
     pool->used = NULL;
     free(pool->busy);
     pool->busy = NULL;
+    free(pool->unnamed);
+    pool->unnamed = NULL;
     pool->enabled = 0;
     if (pool->claims_fd >= 0)
         close(pool->claims_fd);
@@ -228,8 +230,13 @@ static int take_free(struct sbx_uid_pool *pool, uid_t *out) {
         uid_t cand = pool->first + (uid_t)i;
         if (bit_get(pool->used, i) || bit_get(pool->busy, i))
             continue;
-        if (getpwuid(cand) != NULL || getgrgid((gid_t)cand) != NULL)
-            continue;
+        if (!bit_get(pool->unnamed, i)) {
+            if (getpwuid(cand) != NULL || getgrgid((gid_t)cand) != NULL) {
+                bit_set(pool->busy, i, 1); /* named: skipped until the next scan */
+                continue;
+            }
+            bit_set(pool->unnamed, i, 1);
+        }
         if (claim_file(pool, cand) != 0)
             continue; /* another sandboxd of this host has it */
         bit_set(pool->used, i, 1);
@@ -240,16 +247,20 @@ static int take_free(struct sbx_uid_pool *pool, uid_t *out) {
     return -1;
 }
 
-/* Rebuilds pool->busy from one /proc scan. 0, or -1 (ENOMEM). */
+/* Rebuilds pool->busy from one /proc scan and forgets which uids NSS did not name. 0, or
+ * -1 (ENOMEM). */
 static int scan_busy(struct sbx_uid_pool *pool) {
     size_t span = (size_t)(pool->last - pool->first) + 1;
     if (pool->busy == NULL)
         pool->busy = calloc(span / 8 + 1, 1);
-    if (pool->busy == NULL) {
+    if (pool->unnamed == NULL)
+        pool->unnamed = calloc(span / 8 + 1, 1);
+    if (pool->busy == NULL || pool->unnamed == NULL) {
         errno = ENOMEM;
         return -1;
     }
     memset(pool->busy, 0, span / 8 + 1);
+    memset(pool->unnamed, 0, span / 8 + 1);
     struct busy_scan s = {pool, pool->busy};
     each_process(mark_busy, &s);
     return 0;
@@ -259,7 +270,7 @@ static int scan_busy(struct sbx_uid_pool *pool) {
  * full: a uid this pool hands out and gets back was swept at its destroy, and the claims
  * keep other instances' uids apart, so the scan only finds strays (a uid used outside
  * sandboxd), and a stray found once is skipped until the next scan. NSS lookups only for
- * candidates. */
+ * candidates, once per uid between scans. */
 int sbx_uid_pool_take(struct sbx_uid_pool *pool, uid_t *out) {
     if (!pool->enabled) {
         errno = ENOSYS;
