@@ -39,9 +39,8 @@ struct sbx_uid_pool {
     uid_t next;              /* where the next search starts (round robin: a freed uid
                                 is handed out again as late as possible) */
     unsigned char *used;     /* one bit per uid of [first, last] */
-    unsigned char *busy;     /* held by a process in the last /proc scan, or named by
-                                passwd/group (NULL: no scan yet) */
-    unsigned char *unnamed;  /* looked up since that scan: no passwd or group entry */
+    unsigned char *busy;     /* held by a process or named by a passwd or group entry at
+                                the last scan (NULL: no scan yet) */
     int claims_fd;           /* the claims folder shared by every sandboxd of the host
                                 (sbx_uid_pool_share), or -1 */
     char node[256];          /* this sandboxd's node name, the claims' content */
@@ -68,8 +67,8 @@ void sbx_uid_pool_free(struct sbx_uid_pool *pool);
 
 /* Hands out a uid (gid = uid) of the range that the pool has not handed out, no passwd or
  * group entry names, and no running process held (real, effective, saved or fs uid or
- * gid) at the last /proc scan: the first take scans, later ones only when the range
- * looks full (NSS answers are kept until then). Blocking: NSS lookups (call at create). 0, or -1 (errno EAGAIN: the range
+ * gid) at the last scan of /proc and of the passwd and group entries: the first take
+ * scans, later ones only when the range looks full. Blocking (call at create). 0, or -1 (errno EAGAIN: the range
  * is exhausted; ENOSYS: the pool is disabled). */
 int sbx_uid_pool_take(struct sbx_uid_pool *pool, uid_t *out);
 
