@@ -680,8 +680,12 @@ static void ps_release(struct sbx_sandbox *sb) {
     if (ps->rm_timer != NULL)
         event_free(ps->rm_timer);
     if (ps->has_cg && sbx_cgroup_try_remove(&ps->cg) != 0 && !ps->rm_tried) {
-        for (int i = 0; i < 10 && sbx_cgroup_remove(&ps->cg) != 0; i++)
+        /* The waiting kill first (it returns once the group is empty), then remove. */
+        for (int i = 0; i < 10; i++) {
             sbx_cgroup_kill(&ps->cg, SIGKILL);
+            if (sbx_cgroup_remove(&ps->cg) == 0)
+                break;
+        }
     }
     if (alive && ps->has_cg && ps->own_uid && !ps->swept &&
         sbx_spawn_kill_uid(ps->uid, ps->gid, SIGKILL) != 0)

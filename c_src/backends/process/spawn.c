@@ -314,11 +314,13 @@ pid_t sbx_spawn_kill_uid_start(uid_t uid, gid_t gid, int sig) {
         if (setgroups(0, NULL) != 0 || setresgid(gid, gid, gid) != 0 ||
             setresuid(uid, uid, uid) != 0 || getuid() != uid || geteuid() != uid)
             _exit(1);
-        /* kill(-1) skips the caller; ESRCH once nothing of uid is left. A fork bomb is
-         * outrun by repeating (each pass kills what the last one missed). */
-        for (int pass = 0; pass < 1000; pass++)
-            if (kill(-1, sig) != 0 || sig != SIGKILL)
-                break;
+        /* kill(-1) skips the caller. It answers 0 even when every process refused
+         * (EPERM), so "until ESRCH" never ends early: it walked the whole process table
+         * 1000 times (seconds with thousands of processes). One pass runs under the
+         * tasklist lock, and a fork whose parent gets SIGKILL meanwhile is undone, so
+         * nothing of uid survives it; a second pass is cheap insurance. */
+        for (int pass = 0; pass < (sig == SIGKILL ? 2 : 1); pass++)
+            kill(-1, sig);
         _exit(0);
     }
     return pid;

@@ -55,8 +55,7 @@ pid_t sbx_spawn_wait(pid_t pid, int fd, int *err, const char **stage);
 pid_t sbx_spawn(const struct sbx_spawn_spec *spec, int *err, const char **stage);
 
 /* Sends sig to every process whose real or saved uid is uid, from a short-lived child
- * that switches to uid first (kill(-1) semantics), repeating SIGKILL until none is
- * left. Only for a uid no one else uses (a sandbox's dynamic uid); never uid 0.
+ * that switches to uid first (kill(-1) semantics; SIGKILL twice). Only for a uid no one else uses (a sandbox's dynamic uid); never uid 0.
  * Blocking (fork + wait). 0, or -1 if the helper could not run as uid. */
 int sbx_spawn_kill_uid(uid_t uid, gid_t gid, int sig);
 
