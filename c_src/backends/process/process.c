@@ -39,6 +39,8 @@
 
 #define WATCH_MS 50
 #define RM_GIVE_UP_MS 30000
+#define SWEEP_MS 2000
+#define SWEEPS_MAX 3
 #define MAX_PIDS 4096
 #define READ_CHUNK 65536
 
@@ -97,6 +99,7 @@ struct pstate {
     int64_t rm_give_up;
     pid_t sweeper;            /* the uid helper (sbx_spawn_kill_uid_start), or 0 */
     int swept;                /* the uid was swept at destroy */
+    int sweeps;               /* helpers started (one held up is killed and started again) */
     int rm_tried;             /* ps_remove ran: release never waits for the cgroup */
 };
 
@@ -696,18 +699,27 @@ static void ps_release(struct sbx_sandbox *sb) {
 
 static void remove_step(struct sbx_sandbox *sb);
 
-/* rm_timer: the next try of destroy's remove step. */
+/* rm_timer: the next try of destroy's remove step; with a uid helper under way, that
+ * helper took SWEEP_MS (a workload of its uid can stop it): it is killed, and its reap
+ * goes on (sbx_process_reaped). */
 static void remove_cb(evutil_socket_t fd, short what, void *arg) {
+    struct sbx_sandbox *sb = arg;
+    struct pstate *ps = ps_of(sb);
     (void)fd;
     (void)what;
-    remove_step(arg);
+    if (ps->sweeper > 0) {
+        kill(ps->sweeper, SIGKILL);
+        return;
+    }
+    remove_step(sb);
 }
 
 /* destroy's remove step, from ps_remove, its timer or the end of the uid helper: the
  * cgroup first (while it has tasks: a SIGKILL pass and another try, 1 ms growing to
  * WATCH_MS apart; after RM_GIVE_UP_MS it is left, with a warning, for release), then
  * what still runs as the sandbox's own uid outside it (a helper, reaped through
- * sbx_process_reaped, which calls this again), then removed(sb), which may free sb. */
+ * sbx_process_reaped, which calls this again; one that fails or is held up past SWEEP_MS
+ * is replaced, SWEEPS_MAX in all, then a warning), then removed(sb), which may free sb. */
 static void remove_step(struct sbx_sandbox *sb) {
     struct pstate *ps = ps_of(sb);
     if (ps->has_cg) {
@@ -725,14 +737,20 @@ static void remove_step(struct sbx_sandbox *sb) {
             SBX_WARN("the sandbox's cgroup does not empty; left behind", "id=%s", sb->id);
         }
     }
-    if (ps->own_uid && !ps->swept) {
-        ps->swept = 1;
+    if (ps->own_uid && !ps->swept && ps->sweeps < SWEEPS_MAX) {
+        struct timeval tv = {SWEEP_MS / 1000, (SWEEP_MS % 1000) * 1000};
+        ps->sweeps++;
         ps->sweeper = sbx_spawn_kill_uid_start(ps->uid, ps->gid, SIGKILL);
-        if (ps->sweeper > 0)
+        if (ps->rm_timer == NULL)
+            ps->rm_timer = evtimer_new(sb->core->base, remove_cb, sb);
+        if (ps->sweeper > 0 && ps->rm_timer != NULL && evtimer_add(ps->rm_timer, &tv) == 0)
             return;
+        if (ps->sweeper > 0)
+            return; /* no watchdog: its reap still goes on */
         ps->sweeper = 0;
-        SBX_WARN("cannot signal the sandbox's uid", "uid=%u", (unsigned)ps->uid);
     }
+    if (ps->own_uid && !ps->swept)
+        SBX_WARN("cannot signal the sandbox's uid", "uid=%u", (unsigned)ps->uid);
     void (*done)(struct sbx_sandbox *) = ps->removed;
     ps->removed = NULL;
     if (done != NULL)
@@ -1000,9 +1018,11 @@ int sbx_process_reaped(struct sbx_core *core, pid_t pid, int status) {
             return 1;
         }
         if (ps->sweeper == pid) {
+            /* Exit 0: it ran as the uid and signalled; else it is tried again. */
             ps->sweeper = 0;
-            if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-                SBX_WARN("cannot signal the sandbox's uid", "uid=%u", (unsigned)ps->uid);
+            ps->swept = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+            if (ps->rm_timer != NULL)
+                evtimer_del(ps->rm_timer);
             remove_step(sb);
             return 1;
         }
