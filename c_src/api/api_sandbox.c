@@ -151,24 +151,44 @@ static enum sbx_api_status create_running(struct sbx_call *call, struct sbx_sand
     return SBX_API_PENDING;
 }
 
+/* GONE waiter of a create whose start failed: the backend's error, now that nothing of
+ * the sandbox is left (as when a start fails at once). */
+static void create_failed_gone(struct sbx_sandbox *sb, uint64_t key, int ok) {
+    struct sbx_call *call = sbx_call_from_key(sbx_core_get()->node, key);
+    (void)ok;
+    if (call == NULL)
+        return;
+    free(call->state);
+    call->state = NULL;
+    sbx_reply_err(&call->result, sbx_type_name(sb->cfg.type), &sb->start_err);
+    sbx_call_done(call);
+}
+
 /* Waiter of a create whose backend start was pending: running goes on to the health check;
- * a failed start answers the backend's error and the sandbox is destroyed right after. */
+ * a failed start is destroyed right after (from the loop) and its error answered once the
+ * sandbox is gone (else at once). */
 static void create_started(struct sbx_sandbox *sb, uint64_t key, int ok) {
     struct sbx_call *call = sbx_call_from_key(sbx_core_get()->node, key);
     if (call == NULL)
         return;
     if (ok && create_running(call, sb) == SBX_API_PENDING)
         return;
+    int answer_when_gone = !ok && sb->start_err.reason_atom != NULL && !sb->destroying &&
+                           sbx_sandbox_wait(sb, SBX_WAIT_GONE, key, create_failed_gone) == 0;
+    if (answer_when_gone)
+        call->cancel = cancel_plain;
     if (!ok) {
-        if (sb->start_err.reason_atom != NULL)
-            sbx_reply_err(&call->result, sbx_type_name(sb->cfg.type), &sb->start_err);
-        else
-            sbx_reply_error(&call->result, "timeout");
         char *id = strdup(sb->id);
         struct timeval now = {0, 0};
         if (id != NULL &&
             event_base_once(sbx_core_get()->base, -1, EV_TIMEOUT, destroy_failed_cb, id, &now) != 0)
             free(id);
+        if (answer_when_gone)
+            return;
+        if (sb->start_err.reason_atom != NULL)
+            sbx_reply_err(&call->result, sbx_type_name(sb->cfg.type), &sb->start_err);
+        else
+            sbx_reply_error(&call->result, "timeout");
     }
     free(call->state);
     call->state = NULL;
@@ -237,8 +257,10 @@ enum sbx_api_status sbx_api_create(struct sbx_call *call) {
     struct sbx_sandbox *sb = sbx_sandbox_new(core, id, &cfg, &why);
     if (sb == NULL) {
         int e = errno;
-        err.reason_atom = sbx_fd_exhausted(e) ? "limit_reached" : "backend";
-        snprintf(err.detail, sizeof err.detail, "%s", sbx_fd_exhausted(e) ? "open_files" : why);
+        int full = sbx_fd_exhausted(e) || e == EUSERS; /* descriptors, or the uid range */
+        err.reason_atom = full ? "limit_reached" : "backend";
+        snprintf(err.detail, sizeof err.detail, "%s",
+                 e == EUSERS ? "uids" : sbx_fd_exhausted(e) ? "open_files" : why);
         sbx_reply_err(&call->result, sbx_type_name(type), &err);
         goto done;
     }

@@ -35,6 +35,8 @@ int sbx_uid_pool_init(struct sbx_uid_pool *pool, int enable, uid_t first, uid_t 
 void sbx_uid_pool_free(struct sbx_uid_pool *pool) {
     free(pool->used);
     pool->used = NULL;
+    free(pool->busy);
+    pool->busy = NULL;
     pool->enabled = 0;
     if (pool->claims_fd >= 0)
         close(pool->claims_fd);
@@ -216,40 +218,78 @@ static void mark_busy(void *arg, const unsigned long *uids, const unsigned long 
     }
 }
 
-/* See ident.h. One /proc scan per call; NSS lookups only for candidates. */
-int sbx_uid_pool_take(struct sbx_uid_pool *pool, uid_t *out) {
-    int rc = -1;
-    if (!pool->enabled) {
-        errno = ENOSYS;
-        return -1;
-    }
+/* The first free candidate from pool->next on: not handed out, not busy at the last scan
+ * (process or passwd/group entry), and claimed here. 0 with *out, or -1. */
+static int take_free(struct sbx_uid_pool *pool, uid_t *out) {
     size_t span = (size_t)(pool->last - pool->first) + 1;
-    struct busy_scan s = {pool, calloc(span / 8 + 1, 1)};
-    if (s.busy == NULL) {
-        errno = ENOMEM;
-        return -1;
-    }
-    each_process(mark_busy, &s);
     size_t start = pool->next >= pool->first && pool->next <= pool->last ? pool->next - pool->first : 0;
     for (size_t k = 0; k < span; k++) {
         size_t i = (start + k) % span;
         uid_t cand = pool->first + (uid_t)i;
-        if (bit_get(pool->used, i) || bit_get(s.busy, i))
-            continue;
-        if (getpwuid(cand) != NULL || getgrgid((gid_t)cand) != NULL)
+        if (bit_get(pool->used, i) || bit_get(pool->busy, i))
             continue;
         if (claim_file(pool, cand) != 0)
             continue; /* another sandboxd of this host has it */
         bit_set(pool->used, i, 1);
         pool->next = i + 1 < span ? cand + 1 : pool->first;
         *out = cand;
-        rc = 0;
-        break;
+        return 0;
     }
-    if (rc != 0)
-        errno = EAGAIN;
-    free(s.busy);
-    return rc;
+    return -1;
+}
+
+/* Marks id busy in pool->busy when it is in the range. */
+static void mark_id(struct sbx_uid_pool *pool, unsigned long id) {
+    if (id >= pool->first && id <= pool->last)
+        bit_set(pool->busy, id - pool->first, 1);
+}
+
+/* Rebuilds pool->busy: ids held by a process (one /proc scan) and ids named by a passwd
+ * or group entry (one enumeration of each, instead of two lookups per candidate: with
+ * nss-systemd a lookup walks several userdb folders). 0, or -1 (ENOMEM). */
+static int scan_busy(struct sbx_uid_pool *pool) {
+    size_t span = (size_t)(pool->last - pool->first) + 1;
+    struct passwd *pw;
+    struct group *gr;
+    if (pool->busy == NULL)
+        pool->busy = calloc(span / 8 + 1, 1);
+    if (pool->busy == NULL) {
+        errno = ENOMEM;
+        return -1;
+    }
+    memset(pool->busy, 0, span / 8 + 1);
+    setpwent();
+    while ((pw = getpwent()) != NULL)
+        mark_id(pool, pw->pw_uid);
+    endpwent();
+    setgrent();
+    while ((gr = getgrent()) != NULL)
+        mark_id(pool, gr->gr_gid);
+    endgrent();
+    struct busy_scan s = {pool, pool->busy};
+    each_process(mark_busy, &s);
+    return 0;
+}
+
+/* See ident.h. /proc is scanned at the first take and again only when the range looks
+ * full: a uid this pool hands out and gets back was swept at its destroy, and the claims
+ * keep other instances' uids apart, so the scan only finds strays (a uid used outside
+ * sandboxd), and a stray found once is skipped until the next scan. passwd and group
+ * are enumerated with each scan. */
+int sbx_uid_pool_take(struct sbx_uid_pool *pool, uid_t *out) {
+    if (!pool->enabled) {
+        errno = ENOSYS;
+        return -1;
+    }
+    int fresh = pool->busy == NULL;
+    if (fresh && scan_busy(pool) != 0)
+        return -1;
+    if (take_free(pool, out) == 0)
+        return 0;
+    if (!fresh && scan_busy(pool) == 0 && take_free(pool, out) == 0)
+        return 0;
+    errno = EAGAIN;
+    return -1;
 }
 
 /* See ident.h. */

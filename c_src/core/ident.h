@@ -39,6 +39,8 @@ struct sbx_uid_pool {
     uid_t next;              /* where the next search starts (round robin: a freed uid
                                 is handed out again as late as possible) */
     unsigned char *used;     /* one bit per uid of [first, last] */
+    unsigned char *busy;     /* held by a process or named by a passwd or group entry at
+                                the last scan (NULL: no scan yet) */
     int claims_fd;           /* the claims folder shared by every sandboxd of the host
                                 (sbx_uid_pool_share), or -1 */
     char node[256];          /* this sandboxd's node name, the claims' content */
@@ -64,9 +66,10 @@ int sbx_uid_pool_share(struct sbx_uid_pool *pool, const char *dir, const char *n
 void sbx_uid_pool_free(struct sbx_uid_pool *pool);
 
 /* Hands out a uid (gid = uid) of the range that the pool has not handed out, no passwd or
- * group entry names, and no running process holds (real, effective, saved or fs uid or
- * gid). Blocking: reads /proc and does NSS lookups (call at create). 0, or -1 (errno
- * EAGAIN: the range is exhausted; ENOSYS: the pool is disabled). */
+ * group entry names, and no running process held (real, effective, saved or fs uid or
+ * gid) at the last scan of /proc and of the passwd and group entries: the first take
+ * scans, later ones only when the range looks full. Blocking (call at create). 0, or -1 (errno EAGAIN: the range
+ * is exhausted; ENOSYS: the pool is disabled). */
 int sbx_uid_pool_take(struct sbx_uid_pool *pool, uid_t *out);
 
 /* Marks uid as handed out (adoption of a journalled sandbox). 0; -1 (EEXIST) if it is

@@ -117,6 +117,8 @@ static int choose_ident(struct sbx_sandbox *sb, const struct sbx_ident *was, con
         return 0;
     if (sbx_uid_pool_take(pool, &uid) != 0) {
         *why = "no free uid in the sandbox uid range";
+        if (errno == EAGAIN)
+            errno = EUSERS; /* create answers {limit_reached, uids} */
         return -1;
     }
     sb->ident = (struct sbx_ident){SBX_IDENT_DYNAMIC, 1, uid, (gid_t)uid};

@@ -368,22 +368,28 @@ session_of(Pid) ->
     [_State, _PPid, _Pgrp, Sid | _] = binary:split(Rest, <<" ">>, [global]),
     binary_to_integer(Sid).
 
-%% A workload that ignores SIGTERM (inherited by its children) is SIGKILLed after the
-%% grace period; destroy still leaves nothing.
+%% A workload that ignores SIGTERM (inherited by its children) and keeps forking is
+%% SIGKILLed after the grace period; destroy answers ok only once nothing of it is left:
+%% no process, no cgroup, no folder (the group is emptied and removed from timers).
 destroy_term_ignored() ->
     S = start(),
     M = marker(1001),
-    Cmd = iolist_to_binary(["trap '' TERM; (setsid sleep ", M, " &) ; while :; do sleep ", M, "; done"]),
+    Cmd = iolist_to_binary(["trap '' TERM; (setsid sleep ", M, " &) ; "
+                            "(while :; do (sleep ", M, " &); sleep 0.05; done) & "
+                            "while :; do sleep ", M, "; done"]),
     create_ok(S, ti, #{cmd => Cmd}),
     ok = ?U:wait_until(fun() -> length(?U:os_pids_matching(M)) >= 3 end, 5000),
     T0 = now_ms(),
     ok = call(S, destroy, [ti]),
     Ms = now_ms() - T0,
     Left = [{P, cmdline(P)} || P <- ?U:os_pids_matching(M)],
-    report("destroy of a SIGTERM-ignoring sandbox: ~b ms (grace then SIGKILL), left ~p", [Ms, Left]),
+    report("destroy of a SIGTERM-ignoring, forking sandbox: ~b ms (grace then SIGKILL), left ~p",
+           [Ms, Left]),
     ?assertEqual([], Left),
     ?assert(Ms < 15000),
     assert_no_zombies(S),
+    ?assertNot(filelib:is_dir(sandbox_dir(S, "ti"))),
+    ?assertEqual([], cgroup_dirs(S, "ti")),
     ok.
 
 %%% ---------------------------------------------------------------------------------

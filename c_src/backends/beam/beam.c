@@ -572,6 +572,12 @@ static int bm_processes_sync(struct sbx_sandbox *sb, ei_x_buff *x, struct sbx_er
     return PROC->processes(sb, x, err);
 }
 
+/* Backend remove (destroy, once the node ended): the process backend's (cgroup and uid,
+ * never waiting on the loop). */
+static void bm_remove(struct sbx_sandbox *sb, void (*done)(struct sbx_sandbox *sb)) {
+    PROC->remove(sb, done);
+}
+
 const struct sbx_backend sbx_backend_beam = {
     .config = &sbx_beam_config_schema,
     .name = "beam_node",
@@ -583,6 +589,7 @@ const struct sbx_backend sbx_backend_beam = {
     .alive = bm_alive,
     .release = bm_release,
     .detach = bm_detach,
+    .remove = bm_remove,
     .exec = bm_exec,
     .exec_cancel = bm_exec_cancel,
     .metrics = bm_metrics_sync,

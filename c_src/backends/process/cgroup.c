@@ -508,6 +508,19 @@ static int mkdir_levels(const struct sbx_cg_host *host, const char *base, const 
                         int *first_created) {
     int level = 0;
     *first_created = 1 << 20;
+    if (host->version == SBX_CG_V1) {
+        /* Once the parents (sandboxd/<node>) exist, one mkdir makes the leaf; v2 goes
+         * level by level, enabling controllers on the way. */
+        char leaf[SBX_CG_PATH_MAX];
+        int n = snprintf(leaf, sizeof leaf, "%s/%s", base, name);
+        if (n > 0 && (size_t)n < sizeof leaf && mkdir(leaf, 0755) == 0) {
+            for (const char *p = name; *p != '\0'; p++)
+                level += *p == '/';
+            *first_created = level;
+            return 0;
+        }
+        level = 0;
+    }
     for (const char *p = name;; level++) {
         const char *end = strchr(p, '/');
         size_t upto = end != NULL ? (size_t)(end - name) : strlen(name);
@@ -815,10 +828,10 @@ out:
     return rc;
 }
 
-/* Freezes cg where a freezer exists (v1 freezer.state, v2 cgroup.freeze) and waits a
- * bounded time for it to settle. 1 if frozen (the caller must thaw), else 0 with nothing
- * changed. */
-static int freeze(const struct sbx_cgroup *cg) {
+/* Freezes cg where a freezer exists (v1 freezer.state, v2 cgroup.freeze) and, with
+ * settle, waits a bounded time for it to settle (without, the kernel holds new forks
+ * while it freezes). 1 if frozen (the caller must thaw), else 0 with nothing changed. */
+static int freeze(const struct sbx_cgroup *cg, int settle) {
     char buf[256];
     int v2 = cg->version == SBX_CG_V2;
     const char *dir = v2 ? cg->unified : cg->freezer;
@@ -827,7 +840,7 @@ static int freeze(const struct sbx_cgroup *cg) {
         return 0;
     if (v2 ? write_str(dir, "cgroup.freeze", "1") : write_str(dir, "freezer.state", "FROZEN"))
         return 0;
-    for (int waited = 0; waited < FREEZE_WAIT_MS; waited++) {
+    for (int waited = 0; settle && waited < FREEZE_WAIT_MS; waited++) {
         if (v2) {
             uint64_t frozen = 0;
             if (read_keyed(dir, "cgroup.events", "frozen", &frozen) == 0 && frozen == 1)
@@ -889,9 +902,10 @@ static int seen_add(pid_t **seen, size_t *n, size_t *cap, pid_t pid) {
  * not in the group) for the first pass over cgroup.procs, then thawed; passes repeat
  * (bounded, about a second) until no new process appears and, for SIGKILL, until the
  * group holds no other process, so forks racing the kill and the exits of the killed
- * are waited for. Returns how many processes were signalled, or -1 with errno (some may
- * have been signalled). The group is left thawed. */
-int sbx_cgroup_kill(const struct sbx_cgroup *cg, int sig) {
+ * are waited for (only with wait: without, one pass and no settling of the freezer).
+ * Returns how many processes were signalled, or -1 with errno (some may have been
+ * signalled). The group is left thawed. */
+static int kill_group(const struct sbx_cgroup *cg, int sig, int wait) {
     const char *dir = track_dir(cg);
     pid_t *seen = NULL, *pids = NULL;
     size_t nseen = 0, seen_cap = 0, n = 0;
@@ -920,7 +934,7 @@ int sbx_cgroup_kill(const struct sbx_cgroup *cg, int sig) {
     free(pids);
     pids = NULL;
     if (!kill_file && !self_in)
-        frozen = freeze(cg);
+        frozen = freeze(cg, wait);
     for (int pass = 0; pass < KILL_PASSES; pass++) {
         int fresh = 0;
         size_t others = 0;
@@ -952,6 +966,8 @@ int sbx_cgroup_kill(const struct sbx_cgroup *cg, int sig) {
             break;
         if (fresh == 0 && (sig != SIGKILL || others == 0))
             break;
+        if (!wait)
+            break;
         sleep_ms(5);
     }
     if (frozen)
@@ -966,6 +982,12 @@ out:
     free(seen);
     return rc;
 }
+
+/* See cgroup.h. */
+int sbx_cgroup_kill(const struct sbx_cgroup *cg, int sig) { return kill_group(cg, sig, 1); }
+
+/* See cgroup.h. */
+int sbx_cgroup_signal(const struct sbx_cgroup *cg, int sig) { return kill_group(cg, sig, 0); }
 
 /* ---- accounting ---------------------------------------------------------------------- */
 
@@ -1030,8 +1052,9 @@ int sbx_cgroup_cpu_ns(const struct sbx_cgroup *cg, uint64_t *ns) {
 
 /* Removes cg's leaf groups (not the parents, which other sandboxes share). A group that
  * is already gone counts as removed; EBUSY is retried for about 200 ms while tasks
- * exit. -1 with errno if any group remains; the others are still removed. */
-int sbx_cgroup_remove(const struct sbx_cgroup *cg) {
+ * exit (up to wait_ms). -1 with errno if any group remains; the others are still
+ * removed. */
+static int remove_groups(const struct sbx_cgroup *cg, int wait_ms) {
     int rc = 0, err = 0;
 
     for (int i = 0; i < CTL_COUNT; i++) {
@@ -1042,7 +1065,7 @@ int sbx_cgroup_remove(const struct sbx_cgroup *cg) {
         for (int waited = 0;; waited += 10) {
             if (rmdir(dir) == 0 || errno == ENOENT)
                 break;
-            if (errno != EBUSY || waited >= RMDIR_WAIT_MS) {
+            if (errno != EBUSY || waited >= wait_ms) {
                 if (err == 0)
                     err = errno;
                 break;
@@ -1056,3 +1079,9 @@ int sbx_cgroup_remove(const struct sbx_cgroup *cg) {
     }
     return rc;
 }
+
+/* See cgroup.h. */
+int sbx_cgroup_remove(const struct sbx_cgroup *cg) { return remove_groups(cg, RMDIR_WAIT_MS); }
+
+/* See cgroup.h. */
+int sbx_cgroup_try_remove(const struct sbx_cgroup *cg) { return remove_groups(cg, 0); }

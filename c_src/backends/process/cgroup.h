@@ -76,6 +76,12 @@ int sbx_cgroup_pids(const struct sbx_cgroup *cg, pid_t *out, size_t cap);
  * number signalled, or -1. */
 int sbx_cgroup_kill(const struct sbx_cgroup *cg, int sig);
 
+/* One pass of sbx_cgroup_kill that never waits: the group frozen (not waiting for it
+ * to settle), every process in it signalled, thawed. For SIGKILL the caller looks again
+ * later (a timer) and repeats while anything is left. Returns the number signalled, or
+ * -1 with errno. */
+int sbx_cgroup_signal(const struct sbx_cgroup *cg, int sig);
+
 /* Memory usage and limit in bytes (limit 0 if none); OOM kills counted so far. 0 or -1. */
 int sbx_cgroup_memory(const struct sbx_cgroup *cg, uint64_t *usage, uint64_t *limit,
                       uint64_t *oom_kills);
@@ -87,5 +93,9 @@ int sbx_cgroup_cpu_ns(const struct sbx_cgroup *cg, uint64_t *ns);
  * as removed, EBUSY is retried for about 200 ms while tasks exit. 0, or -1 if a group
  * still has processes. */
 int sbx_cgroup_remove(const struct sbx_cgroup *cg);
+
+/* sbx_cgroup_remove without any wait: a group with tasks (EBUSY) stays, -1 with errno;
+ * the caller tries again later. */
+int sbx_cgroup_try_remove(const struct sbx_cgroup *cg);
 
 #endif

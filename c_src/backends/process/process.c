@@ -46,6 +46,9 @@
 #include "util/log.h"
 
 #define WATCH_MS 50
+#define RM_GIVE_UP_MS 30000
+#define SWEEP_MS 2000
+#define SWEEPS_MAX 3
 #define MAX_PIDS 4096
 #define READ_CHUNK 65536
 /* Adopted workloads: ms between liveness polls, and every how many polls its start time is
@@ -101,6 +104,19 @@ struct pstate {
     int own_uid;              /* the sandbox has a dynamic uid: any process of it is its */
     uid_t uid;
     gid_t gid;
+    int confirm_fd;           /* the exec confirmation of a start under way, or -1 */
+    struct event *confirm_ev;
+    int end_deferred;         /* the main process was reaped before its confirmation */
+    /* destroy's remove step (ps_remove): cgroup emptied and removed from a timer, then
+     * the uid swept by a helper process; removed(sb) once both are done. */
+    void (*removed)(struct sbx_sandbox *sb);
+    struct event *rm_timer;
+    int rm_ms;
+    int64_t rm_give_up;
+    pid_t sweeper;            /* the uid helper (sbx_spawn_kill_uid_start), or 0 */
+    int swept;                /* the uid was swept at destroy */
+    int sweeps;               /* helpers started (one held up is killed and started again) */
+    int rm_tried;             /* ps_remove ran: release never waits for the cgroup */
 };
 
 /* sb's backend state: NULL before the first start or adopt, and after release or detach. */
@@ -134,12 +150,16 @@ static int list_pids(struct pstate *ps, pid_t *out, size_t cap) {
 }
 
 /* The workload itself: its main process is not yet reaped, or something is left in the
- * cgroup or tree. Can be 0 while an end is still to be reported (ps->ending). */
+ * cgroup or tree. Can be 0 while an end is still to be reported (ps->ending). The cgroup
+ * is trusted where there is one; without, a process of the sandbox's own uid counts too
+ * (a /proc scan). What left the cgroup is swept by uid at destroy (ps_remove). */
 static int workload_alive(struct pstate *ps) {
     pid_t pids[8];
     if (ps->pid > 0 && !ps->main_done)
         return 1;
-    return list_pids(ps, pids, 8) > 0 || (ps->own_uid && sbx_ident_in_use(ps->uid, (gid_t)-1));
+    if (list_pids(ps, pids, 8) > 0)
+        return 1;
+    return !ps->has_cg && ps->own_uid && sbx_ident_in_use(ps->uid, (gid_t)-1);
 }
 
 static int ps_alive(struct sbx_sandbox *sb) {
@@ -151,19 +171,21 @@ static int ps_alive(struct sbx_sandbox *sb) {
     return ps->ending || workload_alive(ps);
 }
 
-/* Sends sig to all of the sandbox: through the cgroup (sbx_cgroup_kill, which blocks up
- * to about a second for SIGKILL), else to each process of the tree and to the session. */
+/* Sends sig to all of the sandbox, never waiting: through the cgroup (one pass of
+ * sbx_cgroup_signal; the ending timer repeats SIGKILL while anything is left), else to
+ * each process of the tree, to the session and (a /proc scan, then a helper) to what
+ * still runs as the sandbox's own uid. */
 static void signal_all(struct pstate *ps, int sig) {
     pid_t pids[MAX_PIDS];
     if (ps->has_cg) {
-        sbx_cgroup_kill(&ps->cg, sig);
-    } else {
-        int n = list_pids(ps, pids, MAX_PIDS);
-        for (int i = 0; i < n && i < MAX_PIDS; i++)
-            kill(pids[i], sig);
-        if (ps->sid > 0)
-            kill(-ps->sid, sig);
+        sbx_cgroup_signal(&ps->cg, sig);
+        return;
     }
+    int n = list_pids(ps, pids, MAX_PIDS);
+    for (int i = 0; i < n && i < MAX_PIDS; i++)
+        kill(pids[i], sig);
+    if (ps->sid > 0)
+        kill(-ps->sid, sig);
     /* Whatever escaped both still runs as the sandbox's own uid. */
     if (ps->own_uid && sbx_ident_in_use(ps->uid, (gid_t)-1) &&
         sbx_spawn_kill_uid(ps->uid, ps->gid, sig) != 0)
@@ -294,6 +316,8 @@ done:
 }
 
 static void watch_cb(evutil_socket_t fd, short what, void *arg);
+static void confirm_cb(evutil_socket_t fd, short what, void *arg);
+static void begin_ending(struct sbx_sandbox *sb, int grace_ms);
 
 /* (Re)arms the watch timer to fire in ms, creating it on first use: 0, or -1 when out of memory. */
 static int arm_watch(struct sbx_sandbox *sb, int ms) {
@@ -311,6 +335,7 @@ static struct pstate *pstate_new(void) {
         return NULL;
     ps->wd[0] = ps->wd[1] = -1;
     ps->hold = SBX_FDHOLD_NONE;
+    ps->confirm_fd = -1;
     return ps;
 }
 
@@ -476,7 +501,21 @@ static int ps_start(struct sbx_sandbox *sb, struct sbx_err *err) {
     }
     if (spec_identity(sb, &spec, err) != 0)
         goto done;
-    pid_t pid = sbx_spawn(&spec, &e, &stage);
+    /* A beam_node (backends/beam) goes on with its own start-up: it waits here. */
+    int async = sb->backend == &sbx_backend_process;
+    int confirm_fd = -1;
+    pid_t pid = sbx_spawn_start(&spec, &confirm_fd, &e, &stage);
+    if (pid > 0 && async) {
+        ps->confirm_ev = event_new(core->base, confirm_fd, EV_READ, confirm_cb, sb);
+        if (ps->confirm_ev == NULL || event_add(ps->confirm_ev, NULL) != 0) {
+            if (ps->confirm_ev != NULL)
+                event_free(ps->confirm_ev);
+            ps->confirm_ev = NULL;
+            async = 0;
+        }
+    }
+    if (pid > 0 && !async)
+        pid = sbx_spawn_wait(pid, confirm_fd, &e, &stage);
     if (pid < 0) {
         if (fd_limit_err(err, e))
             goto done;
@@ -489,14 +528,66 @@ static int ps_start(struct sbx_sandbox *sb, struct sbx_err *err) {
     ps->sid = pid;
     struct sbx_procfs_stat st;
     ps->starttime = sbx_procfs_stat(pid, &st) == 0 ? st.starttime : 0;
-    rc = 0;
+    ps->end_deferred = 0;
+    if (async)
+        ps->confirm_fd = confirm_fd;
+    rc = async ? SBX_START_PENDING : 0;
 done:
     free_env(envp);
-    if (rc != 0 && ps->has_cg && list_pids(ps, (pid_t[1]){0}, 1) == 0) {
-        sbx_cgroup_remove(&ps->cg);
+    if (rc < 0 && ps->has_cg && list_pids(ps, (pid_t[1]){0}, 1) == 0 &&
+        sbx_cgroup_try_remove(&ps->cg) == 0)
         ps->has_cg = 0;
-    }
     return rc;
+}
+
+/* Closes a start's exec confirmation pipe and its event; idempotent. */
+static void close_confirm(struct pstate *ps) {
+    if (ps->confirm_ev != NULL)
+        event_free(ps->confirm_ev);
+    ps->confirm_ev = NULL;
+    if (ps->confirm_fd >= 0)
+        close(ps->confirm_fd);
+    ps->confirm_fd = -1;
+}
+
+/* A start's exec confirmation is readable, or its main process was reaped first
+ * (end_deferred): the sandbox runs (and its end, if already reaped, begins), or the
+ * start failed with the child's error as a synchronous start would have answered (the
+ * child exits 127; the core's SIGCHLD handler reaps it as nobody's). sbx_sandbox_started
+ * runs last: its waiters may destroy and free sb. */
+static void confirm_cb(evutil_socket_t fd, short what, void *arg) {
+    struct sbx_sandbox *sb = arg;
+    struct pstate *ps = ps_of(sb);
+    struct sbx_err err;
+    int e = 0;
+    const char *stage = NULL;
+    (void)fd;
+    (void)what;
+    int r = sbx_spawn_confirm(ps->confirm_fd, &e, &stage);
+    if (r == 0 && !ps->end_deferred) {
+        event_add(ps->confirm_ev, NULL); /* not yet: wait on */
+        return;
+    }
+    close_confirm(ps);
+    if (r < 0) {
+        memset(&err, 0, sizeof err);
+        if (!fd_limit_err(&err, e)) {
+            err.reason_atom = "backend";
+            snprintf(err.detail, sizeof err.detail, "%s: %s (%s)", stage, strerror(e),
+                     sb->cfg.cmd.v[0]);
+        }
+        ps->pid = 0;
+        ps->main_done = 1;
+        ps->main_status = -1;
+        ps->end_deferred = 0;
+        sbx_sandbox_started(sb, &err);
+        return;
+    }
+    if (ps->end_deferred) {
+        ps->end_deferred = 0;
+        begin_ending(sb, sb->destroying ? 0 : sb->core->stop_grace_ms);
+    }
+    sbx_sandbox_started(sb, NULL);
 }
 
 /* Everything is gone: tell the core how the main process ended. */
@@ -565,7 +656,9 @@ static void watch_cb(evutil_socket_t fd, short what, void *arg) {
             finish_ending(sb);
             return;
         }
-        if (!ps->killed && sbx_mono_ms() >= ps->kill_at) {
+        /* SIGKILL once the grace is over, and again at every poll while anything is
+         * left (signal_all never waits: what forked since the last pass is caught now). */
+        if (ps->killed || sbx_mono_ms() >= ps->kill_at) {
             ps->killed = 1;
             signal_all(ps, SIGKILL);
         }
@@ -644,14 +737,17 @@ static void exec_unlink(struct pexec *x) {
 }
 
 /* Backend release: SIGKILLs what is left, answers pending execs with an error
- * (their done callbacks run here), removes the cgroup and frees the state.
- * Can block the loop while a group will not empty (kill and remove retries). */
+ * (their done callbacks run here), removes the cgroup and frees the state. After
+ * destroy's remove step (ps_remove) nothing is left to wait for; without it (shutdown,
+ * a beam_node's failed start) it waits, bounded, for the group to empty and sweeps the
+ * sandbox's uid with the blocking helper. */
 static void ps_release(struct sbx_sandbox *sb) {
     struct pstate *ps = ps_of(sb);
     struct sbx_err gone = {.reason_atom = "backend", .detail = "the sandbox was destroyed"};
     if (ps == NULL)
         return;
-    if (ps_alive(sb))
+    int alive = ps_alive(sb);
+    if (alive)
         signal_all(ps, SIGKILL);
     while (ps->execs != NULL) {
         struct pexec *x = ps->execs;
@@ -662,16 +758,100 @@ static void ps_release(struct sbx_sandbox *sb) {
         exec_free(x);
     }
     close_fifos(ps);
+    close_confirm(ps);
     if (ps->watch != NULL)
         event_free(ps->watch);
-    if (ps->has_cg) {
-        for (int i = 0; i < 50 && sbx_cgroup_remove(&ps->cg) != 0; i++) {
+    if (ps->rm_timer != NULL)
+        event_free(ps->rm_timer);
+    if (ps->has_cg && sbx_cgroup_try_remove(&ps->cg) != 0 && !ps->rm_tried) {
+        /* The waiting kill first (it returns once the group is empty), then remove. */
+        for (int i = 0; i < 10; i++) {
             sbx_cgroup_kill(&ps->cg, SIGKILL);
-            usleep(2000);
+            if (sbx_cgroup_remove(&ps->cg) == 0)
+                break;
         }
     }
+    if (alive && ps->has_cg && ps->own_uid && !ps->swept &&
+        sbx_spawn_kill_uid(ps->uid, ps->gid, SIGKILL) != 0)
+        SBX_WARN("cannot signal the sandbox's uid", "uid=%u", (unsigned)ps->uid);
     free(ps);
     sb->bstate = NULL;
+}
+
+static void remove_step(struct sbx_sandbox *sb);
+
+/* rm_timer: the next try of destroy's remove step; with a uid helper under way, that
+ * helper took SWEEP_MS (a workload of its uid can stop it): it is killed, and its reap
+ * goes on (sbx_process_reaped). */
+static void remove_cb(evutil_socket_t fd, short what, void *arg) {
+    struct sbx_sandbox *sb = arg;
+    struct pstate *ps = ps_of(sb);
+    (void)fd;
+    (void)what;
+    if (ps->sweeper > 0) {
+        kill(ps->sweeper, SIGKILL);
+        return;
+    }
+    remove_step(sb);
+}
+
+/* destroy's remove step, from ps_remove, its timer or the end of the uid helper: the
+ * cgroup first (while it has tasks: a SIGKILL pass and another try, 1 ms growing to
+ * WATCH_MS apart; after RM_GIVE_UP_MS it is left, with a warning, for release), then
+ * what still runs as the sandbox's own uid outside it (a helper, reaped through
+ * sbx_process_reaped, which calls this again; one that fails or is held up past SWEEP_MS
+ * is replaced, SWEEPS_MAX in all, then a warning), then removed(sb), which may free sb. */
+static void remove_step(struct sbx_sandbox *sb) {
+    struct pstate *ps = ps_of(sb);
+    if (ps->has_cg) {
+        if (sbx_cgroup_try_remove(&ps->cg) == 0) {
+            ps->has_cg = 0;
+        } else if (sbx_mono_ms() < ps->rm_give_up) {
+            struct timeval tv = {0, ps->rm_ms * 1000};
+            sbx_cgroup_signal(&ps->cg, SIGKILL);
+            ps->rm_ms = ps->rm_ms * 2 < WATCH_MS ? ps->rm_ms * 2 : WATCH_MS;
+            if (ps->rm_timer == NULL)
+                ps->rm_timer = evtimer_new(sb->core->base, remove_cb, sb);
+            if (ps->rm_timer != NULL && evtimer_add(ps->rm_timer, &tv) == 0)
+                return;
+        } else {
+            SBX_WARN("the sandbox's cgroup does not empty; left behind", "id=%s", sb->id);
+        }
+    }
+    if (ps->own_uid && !ps->swept && ps->sweeps < SWEEPS_MAX) {
+        struct timeval tv = {SWEEP_MS / 1000, (SWEEP_MS % 1000) * 1000};
+        ps->sweeps++;
+        ps->sweeper = sbx_spawn_kill_uid_start(ps->uid, ps->gid, SIGKILL);
+        if (ps->rm_timer == NULL)
+            ps->rm_timer = evtimer_new(sb->core->base, remove_cb, sb);
+        if (ps->sweeper > 0 && ps->rm_timer != NULL && evtimer_add(ps->rm_timer, &tv) == 0)
+            return;
+        if (ps->sweeper > 0)
+            return; /* no watchdog: its reap still goes on */
+        ps->sweeper = 0;
+    }
+    if (ps->own_uid && !ps->swept)
+        SBX_WARN("cannot signal the sandbox's uid", "uid=%u", (unsigned)ps->uid);
+    void (*done)(struct sbx_sandbox *) = ps->removed;
+    ps->removed = NULL;
+    if (done != NULL)
+        done(sb);
+}
+
+/* Backend remove (destroy, once the workload ended): the cgroup emptied and removed and
+ * the uid swept, never waiting on the loop; done(sb) once nothing of the sandbox is left
+ * (possibly inside this call). */
+static void ps_remove(struct sbx_sandbox *sb, void (*done)(struct sbx_sandbox *sb)) {
+    struct pstate *ps = ps_of(sb);
+    if (ps == NULL) {
+        done(sb);
+        return;
+    }
+    ps->removed = done;
+    ps->rm_tried = 1;
+    ps->rm_ms = 1;
+    ps->rm_give_up = sbx_mono_ms() + RM_GIVE_UP_MS;
+    remove_step(sb);
 }
 
 /* exec: output collection. Returns 1 when the exec finished (x is freed). */
@@ -909,7 +1089,22 @@ int sbx_process_reaped(struct sbx_core *core, pid_t pid, int status) {
         if (ps->pid == pid && !ps->main_done) {
             ps->main_done = 1;
             ps->main_status = status;
+            if (ps->confirm_ev != NULL) {
+                /* Its exec confirmation first (confirm_cb goes on with the end). */
+                ps->end_deferred = 1;
+                event_active(ps->confirm_ev, EV_READ, 0);
+                return 1;
+            }
             begin_ending(sb, sb->destroying ? 0 : core->stop_grace_ms);
+            return 1;
+        }
+        if (ps->sweeper == pid) {
+            /* Exit 0: it ran as the uid and signalled; else it is tried again. */
+            ps->sweeper = 0;
+            ps->swept = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+            if (ps->rm_timer != NULL)
+                evtimer_del(ps->rm_timer);
+            remove_step(sb);
             return 1;
         }
         for (struct pexec *x = ps->execs; x != NULL; x = x->next) {
@@ -1160,8 +1355,11 @@ static void ps_detach(struct sbx_sandbox *sb) {
     drain_fifo(sb, 0);
     drain_fifo(sb, 1);
     close_fifos(ps);
+    close_confirm(ps);
     if (ps->watch != NULL)
         event_free(ps->watch);
+    if (ps->rm_timer != NULL)
+        event_free(ps->rm_timer);
     free(ps);
     sb->bstate = NULL;
 }
@@ -1184,6 +1382,7 @@ const struct sbx_backend sbx_backend_process = {
     .alive = ps_alive,
     .release = ps_release,
     .detach = ps_detach,
+    .remove = ps_remove,
     .exec = ps_exec,
     .exec_cancel = ps_exec_cancel,
     .metrics = ps_metrics,

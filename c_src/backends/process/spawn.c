@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <poll.h>
 #include <linux/capability.h>
 #include <pwd.h>
 #include <sched.h>
@@ -199,14 +200,15 @@ static void namespaced_child(const struct sbx_spawn_spec *s, int errfd) {
     _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 127);
 }
 
-/* See spawn.h. Blocks until the child has exec'd or reported a failure; a failed
- * child is reaped here. Between fork and exec the child has default signal handlers. */
-pid_t sbx_spawn(const struct sbx_spawn_spec *spec, int *err, const char **stage) {
+/* See spawn.h. Between fork and exec the child has default signal handlers. */
+pid_t sbx_spawn_start(const struct sbx_spawn_spec *spec, int *confirm_fd, int *err,
+                      const char **stage) {
     int p[2];
-    int msg[2];
     pid_t pid = -1;
 
-    if (pipe2(p, O_CLOEXEC) != 0) {
+    *confirm_fd = -1;
+    /* Non-blocking both ways: the child's one 8-byte write never fills a pipe. */
+    if (pipe2(p, O_CLOEXEC | O_NONBLOCK) != 0) {
         *err = errno;
         *stage = "creating a pipe";
         return -1;
@@ -215,7 +217,9 @@ pid_t sbx_spawn(const struct sbx_spawn_spec *spec, int *err, const char **stage)
     if (pid < 0) {
         *err = errno;
         *stage = "fork";
-        goto done;
+        close(p[0]);
+        close(p[1]);
+        return -1;
     }
     if (pid == 0) {
         /* The daemon's handlers (libevent's) must not run here. */
@@ -252,47 +256,82 @@ pid_t sbx_spawn(const struct sbx_spawn_spec *spec, int *err, const char **stage)
         exec_child(spec, p[1]);
     }
     close(p[1]);
-    p[1] = -1;
+    *confirm_fd = p[0];
+    return pid;
+}
+
+/* See spawn.h. One read: the message is written whole or not at all. */
+int sbx_spawn_confirm(int fd, int *err, const char **stage) {
+    int msg[2];
     ssize_t n;
-    while ((n = read(p[0], msg, sizeof msg)) < 0 && errno == EINTR)
+    while ((n = read(fd, msg, sizeof msg)) < 0 && errno == EINTR)
         ;
+    if (n < 0 && errno == EAGAIN)
+        return 0;
     if (n == (ssize_t)sizeof msg) {
+        *err = msg[1];
+        *stage = stage_name(msg[0]);
+        return -1;
+    }
+    /* End of file (exec'd), or a pipe that cannot be read: nothing says it failed. */
+    return 1;
+}
+
+/* See spawn.h. */
+pid_t sbx_spawn_wait(pid_t pid, int fd, int *err, const char **stage) {
+    int r = 0;
+    while (r == 0) {
+        struct pollfd pfd = {fd, POLLIN, 0};
+        if (poll(&pfd, 1, -1) < 0 && errno != EINTR)
+            break; /* cannot wait: the child runs, as if confirmed */
+        r = sbx_spawn_confirm(fd, err, stage);
+    }
+    close(fd);
+    if (r < 0) {
         /* The child failed before exec and exits 127: reap it here. */
         int status;
         while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
             ;
-        *err = msg[1];
-        *stage = stage_name(msg[0]);
         pid = -1;
     }
-done:
-    if (p[0] >= 0)
-        close(p[0]);
-    if (p[1] >= 0)
-        close(p[1]);
     return pid;
+}
+
+/* See spawn.h. */
+pid_t sbx_spawn(const struct sbx_spawn_spec *spec, int *err, const char **stage) {
+    int fd = -1;
+    pid_t pid = sbx_spawn_start(spec, &fd, err, stage);
+    return pid < 0 ? -1 : sbx_spawn_wait(pid, fd, err, stage);
 }
 
 /* See spawn.h. The helper child never signals anything unless it runs as exactly uid:
  * kill(-1) as root would reach every process on the host. */
-int sbx_spawn_kill_uid(uid_t uid, gid_t gid, int sig) {
+pid_t sbx_spawn_kill_uid_start(uid_t uid, gid_t gid, int sig) {
     if (uid == 0)
         return -1;
     pid_t pid = fork();
-    if (pid < 0)
-        return -1;
     if (pid == 0) {
         if (setgroups(0, NULL) != 0 || setresgid(gid, gid, gid) != 0 ||
             setresuid(uid, uid, uid) != 0 || getuid() != uid || geteuid() != uid)
             _exit(1);
-        /* kill(-1) skips the caller; ESRCH once nothing of uid is left. A fork bomb is
-         * outrun by repeating (each pass kills what the last one missed). */
-        for (int pass = 0; pass < 1000; pass++)
-            if (kill(-1, sig) != 0 || sig != SIGKILL)
-                break;
+        /* kill(-1) skips the caller. It answers 0 even when every process refused
+         * (EPERM), so "until ESRCH" never ends early: it walked the whole process table
+         * 1000 times (seconds with thousands of processes). One pass runs under the
+         * tasklist lock, and a fork whose parent gets SIGKILL meanwhile is undone, so
+         * nothing of uid survives it; a second pass is cheap insurance. */
+        for (int pass = 0; pass < (sig == SIGKILL ? 2 : 1); pass++)
+            kill(-1, sig);
         _exit(0);
     }
+    return pid;
+}
+
+/* See spawn.h. */
+int sbx_spawn_kill_uid(uid_t uid, gid_t gid, int sig) {
+    pid_t pid = sbx_spawn_kill_uid_start(uid, gid, sig);
     int status;
+    if (pid < 0)
+        return -1;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
         ;
     return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;

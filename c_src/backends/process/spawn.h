@@ -32,16 +32,35 @@ struct sbx_spawn_spec {
     long rlimit_nproc;            /* > 0: RLIMIT_NPROC (pids without cgroups) */
 };
 
-/* Forks and execs per spec. Returns the child's pid (the session leader; with
+/* Forks per spec without waiting for the exec: the child's pid (as sbx_spawn) and
+ * *confirm_fd, the read end (non-blocking, close-on-exec; the caller closes it) of the
+ * close-on-exec pipe, readable once the child exec'd (end of file) or failed (see
+ * sbx_spawn_confirm). -1 with *err and *stage (nothing left open or running). */
+pid_t sbx_spawn_start(const struct sbx_spawn_spec *spec, int *confirm_fd, int *err,
+                      const char **stage);
+
+/* Reads the confirmation from fd (sbx_spawn_start's), never blocking: 1 the child exec'd
+ * (or nothing says it failed), 0 not known yet, -1 it failed before exec with *err (an
+ * errno value) and *stage (static). A failed child exits 127 and is not reaped here. */
+int sbx_spawn_confirm(int fd, int *err, const char **stage);
+
+/* Waits (poll, blocking) for the confirmation of pid (sbx_spawn_start's) on fd, which it
+ * closes. pid once it exec'd; -1 with *err and *stage if it failed (then reaped here). */
+pid_t sbx_spawn_wait(pid_t pid, int fd, int *err, const char **stage);
+
+/* Forks and execs per spec, waiting (poll) for the confirmation. Returns the child's pid (the session leader; with
  * new_namespaces, a small reaper whose exit status is its child's), or -1 with *err an
  * errno value and *stage a static description of the step that failed. The caller
  * reaps the child. Descriptors in spec are not closed. */
 pid_t sbx_spawn(const struct sbx_spawn_spec *spec, int *err, const char **stage);
 
 /* Sends sig to every process whose real or saved uid is uid, from a short-lived child
- * that switches to uid first (kill(-1) semantics), repeating SIGKILL until none is
- * left. Only for a uid no one else uses (a sandbox's dynamic uid); never uid 0.
+ * that switches to uid first (kill(-1) semantics; SIGKILL twice). Only for a uid no one else uses (a sandbox's dynamic uid); never uid 0.
  * Blocking (fork + wait). 0, or -1 if the helper could not run as uid. */
 int sbx_spawn_kill_uid(uid_t uid, gid_t gid, int sig);
+
+/* sbx_spawn_kill_uid without the wait: the helper's pid (the caller reaps it: exit 0
+ * once it ran as uid and nothing of uid is left to signal), or -1. */
+pid_t sbx_spawn_kill_uid_start(uid_t uid, gid_t gid, int sig);
 
 #endif
