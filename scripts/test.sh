@@ -40,6 +40,9 @@ else
   if [ "${PIPESTATUS[0]}" -eq 0 ]; then
     export SANDBOXD_DOCKER=1
     tally_setup docker 0 "engine up"
+    # The engine's TLS listener for sbx_docker_tls_tests (DOCKER_TLS_HOST, DOCKER_TLS_CERTS,
+    # DOCKER_TLS_WRONG_CERTS), when docker-up.sh could bring it up.
+    if [ -r _build/docker-tls.env ]; then set -a; . _build/docker-tls.env; set +a; fi
   elif [ "${SANDBOXD_REQUIRE_DOCKER:-}" = 1 ]; then
     unset SANDBOXD_DOCKER
     tally_setup docker 1 "SANDBOXD_REQUIRE_DOCKER=1 and no Docker engine could be brought up (see above and _build/dockerd.log)"
@@ -82,7 +85,7 @@ elixir_suites() {
   done
 }
 
-SUITES=(sbx_dist_tests sbx_tls_tests sbx_fault_tests sbx_stranger_tests sbx_process_tests sbx_unpriv_tests sbx_docker_smoke_tests sbx_docker_tests sbx_docker_restart_tests sbx_beam_tests sbx_trace_tests sbx_beam_docker_tests sbx_fence_tests sbx_shutdown_tests sbx_scale_tests sbx_http_tests)
+SUITES=(sbx_dist_tests sbx_tls_tests sbx_fault_tests sbx_stranger_tests sbx_process_tests sbx_unpriv_tests sbx_docker_smoke_tests sbx_docker_tls_tests sbx_docker_tests sbx_docker_restart_tests sbx_beam_tests sbx_trace_tests sbx_beam_docker_tests sbx_fence_tests sbx_shutdown_tests sbx_scale_tests sbx_http_tests)
 erl_suites erl-release "$ROOT/priv/sandboxd" "${SUITES[@]}"
 elixir_suites release "$ROOT/priv/sandboxd"
 
