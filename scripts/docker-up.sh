@@ -142,7 +142,7 @@ if ! ping_engine; then
       start_dockerd "${host_flags[@]}" "${flags[@]}"; rc=$?
     fi
     case $rc in
-      0) started=" (started dockerd ${flags[*]:-with default flags})" ;;
+      0) started=" (started dockerd ${flags[*]:-with default flags}${tls_flags[*]:+ and the TLS listener})" ;;
       1) tail -n 20 "$LOG" >&2; die "dockerd exited while starting; see _build/dockerd.log" ;;
       *) tail -n 20 "$LOG" >&2; die "dockerd did not answer on $SOCK within ${WAIT_S}s; see _build/dockerd.log" ;;
     esac
