@@ -139,12 +139,18 @@ otp_matrix() {
   tally_runner "$label" "$out" "${PIPESTATUS[0]}"
 }
 # The same suites against the ASan+UBSan build; any sanitizer report fails the run (each
-# instance's cleanup checks its own log too, and fails the test that started it).
+# instance's cleanup checks its own log too, and fails the test that started it). Two are left
+# to the release pass, to pay for the OTP matrix (issue 13): sbx_beam_docker_tests (about 50 s;
+# its own C is dk_beam_target, which copies a configured name and cookie: the beam query,
+# trace and docker paths it drives run under ASan in sbx_beam_tests, sbx_trace_tests and
+# sbx_docker_tests) and the ExUnit files (about 20 s; the Elixir client sends the calls the
+# Erlang suites send, so no C path of theirs is theirs alone).
 rm -f "$LOGS"/*.log
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-erl_suites erl-asan "$ROOT/_build/c/asan/sandboxd" "${SUITES[@]}"
-elixir_suites asan "$ROOT/_build/c/asan/sandboxd"
+ASAN_SUITES=()
+for s in "${SUITES[@]}"; do [ "$s" = sbx_beam_docker_tests ] || ASAN_SUITES+=("$s"); done
+erl_suites erl-asan "$ROOT/_build/c/asan/sandboxd" "${ASAN_SUITES[@]}"
 unset ASAN_OPTIONS UBSAN_OPTIONS
 tally_sanitizer "$LOGS"
 
