@@ -132,7 +132,7 @@ otp_matrix() {
     cp "$ROOT/priv/sandboxd" "$dir/priv/" &&
     for b in priv/*.beam; do cp "$dir/ebin/$(basename "$b")" "$dir/priv/"; done || {
       tally_setup "$label" 1 "compiling with OTP $vsn's erlc failed"; return; }
-  PATH=$otp:$PATH SANDBOXD_ERL=$otp/erl SANDBOXD_BIN=$dir/priv/sandboxd "$otp/erl" \
+  PATH=$otp:$PATH SANDBOXD_ERL=$otp/erl SANDBOXD_BIN=$dir/priv/sandboxd SBX_EXPECT_OTP=${vsn%%.*} "$otp/erl" \
     -sname "sbx_runner_$$_otp${vsn//./_}" -setcookie "$COOKIE" -noshell \
     -pa "$dir/ebin" -pa "$dir/test" \
     -run sbx_test_runner main "$label" sbx_dist_tests sbx_tls_tests sbx_beam_tests 2>&1 | tee "$out"
