@@ -177,8 +177,14 @@ if [ ${#tls_flags[@]} -gt 0 ] && ! docker_tls_ping; then
   elif tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q 'fd://'; then
     say "dockerd (pid $pid) is managed by systemd: not restarting it for TLS; TLS tests will be skipped"
   else
+    # A caller run under `flock /tmp/sbx-docker.lock` (flock(1) leaves the locked file open in
+    # its child) already holds it: taking it again would wait for ourselves.
+    held=""
+    for fd in /proc/$$/fd/*; do
+      [ "$(readlink "$fd")" = /tmp/sbx-docker.lock ] && held=1
+    done
     exec 8>/tmp/sbx-docker.lock
-    if flock -w 300 8; then
+    if [ -n "$held" ] || flock -w 300 8; then
       # Someone else may have done it meanwhile.
       docker_tls_ping || restart_with_tls "$pid" ||
         { tail -n 20 "$LOG" >&2; ping_engine || die "dockerd did not come back after the restart for TLS; see _build/dockerd.log"; }
