@@ -20,6 +20,15 @@
 # net.ipv4.ip_forward and sets the iptables FORWARD policy to DROP (its own chains accept its
 # bridges' traffic), as it does everywhere.
 #
+# TLS (issue 13; scripts/docker-tls.sh): a dockerd started here also listens on
+# tcp://127.0.0.1:23760 with --tlsverify and test certificates made once per machine under
+# /var/cache/sandboxd/docker-tls. A dockerd that is already running without that listener is
+# restarted once with it, under `flock /tmp/sbx-docker.lock` (the lock the Docker suites run
+# under), keeping its other flags; containers survive only if it runs with --live-restore. A
+# dockerd managed by systemd (-H fd://) is never restarted: the TLS tests are then skipped.
+# When the listener answers, _build/docker-tls.env names it (DOCKER_TLS_HOST, DOCKER_TLS_CERTS,
+# DOCKER_TLS_WRONG_CERTS) for scripts/test.sh; SANDBOXD_DOCKER_TLS=0 leaves TLS alone.
+#
 # Environment: DOCKER_HOST=unix:///path selects another socket (tcp:// engines are only checked,
 # never started here).
 set -u
@@ -33,6 +42,9 @@ mkdir -p "$ROOT/_build"
 
 die() { echo "docker-up: $*" >&2; exit 1; }
 say() { echo "docker-up: $*" >&2; }
+. "$ROOT/scripts/docker-tls.sh"
+TLS_ENV=$ROOT/_build/docker-tls.env
+rm -f "$TLS_ENV"
 
 SOCK=/var/run/docker.sock
 REMOTE=""
@@ -82,8 +94,8 @@ start_dockerd() {
   echo "=== $(date -u +%FT%TZ) dockerd $*" >>"$LOG"
   # setsid: its own session, so neither make's process group nor the test scripts' cleanup
   # takes it down with them; it keeps running after make test (the next run finds it up).
-  # 9>&-: dockerd must not keep holding the lock taken above.
-  as_root setsid dockerd "$@" >>"$LOG" 2>&1 </dev/null 9>&- &
+  # 8>&- 9>&-: dockerd must not keep holding the locks taken here.
+  as_root setsid dockerd "$@" >>"$LOG" 2>&1 </dev/null 8>&- 9>&- &
   local pid=$! i
   for ((i = 0; i < WAIT_S * 4; i++)); do
     ping_engine && return 0
@@ -95,6 +107,13 @@ start_dockerd() {
   done
   return 2
 }
+
+# The TLS listener is wanted for a local engine, unless SANDBOXD_DOCKER_TLS=0.
+tls_flags=()
+if [ -z "$REMOTE" ] && [ "${SANDBOXD_DOCKER_TLS:-}" != 0 ] && docker_tls_certs; then
+  # shellcheck disable=SC2207
+  tls_flags=($(docker_tls_flags))
+fi
 
 started=""
 if ! ping_engine; then
@@ -112,6 +131,7 @@ if ! ping_engine; then
   else
     host_flags=()
     [ "$SOCK" != /var/run/docker.sock ] && host_flags=(-H "unix://$SOCK")
+    [ ${#tls_flags[@]} -gt 0 ] && host_flags=("${tls_flags[@]}")
     # shellcheck disable=SC2206
     flags=(${SANDBOXD_DOCKERD_FLAGS:-})
     start_dockerd "${host_flags[@]}" "${flags[@]}"; rc=$?
@@ -122,10 +142,67 @@ if ! ping_engine; then
       start_dockerd "${host_flags[@]}" "${flags[@]}"; rc=$?
     fi
     case $rc in
-      0) started=" (started dockerd ${flags[*]:-with default flags})" ;;
+      0) started=" (started dockerd ${flags[*]:-with default flags}${tls_flags[*]:+ and the TLS listener})" ;;
       1) tail -n 20 "$LOG" >&2; die "dockerd exited while starting; see _build/dockerd.log" ;;
       *) tail -n 20 "$LOG" >&2; die "dockerd did not answer on $SOCK within ${WAIT_S}s; see _build/dockerd.log" ;;
     esac
+  fi
+fi
+
+# Restarts the running dockerd ($1, its pid) with the TLS listener added to its other flags.
+# Under /tmp/sbx-docker.lock, so that no Docker suite that takes it is running meanwhile.
+restart_with_tls() {
+  local pid=$1 args=() a skip=0 rc
+  while IFS= read -r -d '' a; do
+    if [ $skip = 1 ]; then skip=0; continue; fi
+    case $a in
+      -H|--host) skip=1 ;;
+      -H*|--host=*|--tls*) ;;
+      *) args+=("$a") ;;
+    esac
+  done < <(tail -z -n +2 "/proc/$pid/cmdline")
+  say "restarting dockerd (pid $pid) to add the TLS listener on 127.0.0.1:$DOCKER_TLS_PORT"
+  as_root kill -TERM "$pid" || return 1
+  for ((i = 0; i < 120; i++)); do [ -d "/proc/$pid" ] || break; sleep 0.25; done
+  [ -d "/proc/$pid" ] && { say "dockerd (pid $pid) did not stop within 30 s"; return 1; }
+  start_dockerd "${args[@]}" "${tls_flags[@]}"; rc=$?
+  [ $rc = 0 ] && started=" (restarted dockerd with the TLS listener)"
+  return $rc
+}
+
+if [ ${#tls_flags[@]} -gt 0 ] && ! docker_tls_ping; then
+  pid=$(pgrep -x dockerd | head -n 1)
+  if [ -z "$pid" ]; then
+    say "no dockerd process found to add the TLS listener to: TLS tests will be skipped"
+  elif tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q 'fd://'; then
+    say "dockerd (pid $pid) is managed by systemd: not restarting it for TLS; TLS tests will be skipped"
+  else
+    # A caller run under `flock /tmp/sbx-docker.lock` (flock(1) leaves the locked file open in
+    # its child) already holds it: taking it again would wait for ourselves.
+    held=""
+    for fd in /proc/$$/fd/*; do
+      [ "$(readlink "$fd")" = /tmp/sbx-docker.lock ] && held=1
+    done
+    exec 8>/tmp/sbx-docker.lock
+    if [ -n "$held" ] || flock -w 300 8; then
+      # Someone else may have done it meanwhile.
+      docker_tls_ping || restart_with_tls "$pid" ||
+        { tail -n 20 "$LOG" >&2; ping_engine || die "dockerd did not come back after the restart for TLS; see _build/dockerd.log"; }
+      flock -u 8
+    else
+      say "/tmp/sbx-docker.lock is held for over 300 s: not restarting dockerd; TLS tests will be skipped"
+    fi
+    exec 8>&-
+  fi
+fi
+tls=""
+if [ ${#tls_flags[@]} -gt 0 ]; then
+  for ((i = 0; i < 40; i++)); do docker_tls_ping && break; sleep 0.25; done
+  if docker_tls_ping; then
+    docker_tls_env >"$TLS_ENV"
+    tls=", TLS on tcp://127.0.0.1:$DOCKER_TLS_PORT"
+  else
+    say "the engine does not answer over TLS on 127.0.0.1:$DOCKER_TLS_PORT: TLS tests will be skipped"
   fi
 fi
 
@@ -164,4 +241,4 @@ out=$(docker_ run --rm --network none "$IMAGE" echo hi 2>&1)
 
 ver=$(docker_ version --format '{{.Server.Version}} (API {{.Server.APIVersion}})' 2>/dev/null)
 ms=$((($(date +%s%N) - T0) / 1000000))
-echo "docker: engine ${ver:-?} up${started}, $IMAGE ready${built}, containers run (${ms} ms)"
+echo "docker: engine ${ver:-?} up${started}, $IMAGE ready${built}, containers run${tls} (${ms} ms)"

@@ -464,6 +464,12 @@ static const char *req_error(struct req *r) {
     case CURLE_SSL_INVALIDCERTSTATUS:
         kind = "tls";
         break;
+    case CURLE_SEND_ERROR:
+    case CURLE_RECV_ERROR:
+        /* An alert read or written after the handshake (OpenSSL names itself). */
+        if (r->h->ep.tls && strstr(detail, "SSL") != NULL)
+            kind = "tls";
+        break;
     default:
         break;
     }
@@ -804,6 +810,13 @@ uint64_t sbx_http_request(struct sbx_http *h, const struct sbx_http_req *req,
             bad |= curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, verify ? 2L : 0L) != CURLE_OK;
             if (h->ep.ca_file[0])
                 bad |= curl_easy_setopt(e, CURLOPT_CAINFO, h->ep.ca_file) != CURLE_OK;
+            /* TLS 1.2, the version the engine's --tlsverify has always spoken. There the
+             * engine's verdict on our certificate (or its absence) is part of the handshake,
+             * so a refusal is reported as such, with its alert. Under TLS 1.3 it comes after
+             * the handshake and is at times seen only as a reset connection. */
+            bad |= curl_easy_setopt(e, CURLOPT_SSLVERSION,
+                                    CURL_SSLVERSION_TLSv1_2 | CURL_SSLVERSION_MAX_TLSv1_2) !=
+                   CURLE_OK;
             if (h->ep.cert_file[0] && h->ep.key_file[0]) {
                 bad |= curl_easy_setopt(e, CURLOPT_SSLCERT, h->ep.cert_file) != CURLE_OK;
                 bad |= curl_easy_setopt(e, CURLOPT_SSLKEY, h->ep.key_file) != CURLE_OK;

@@ -181,6 +181,11 @@ remote_call_vs_rpc() ->
          report("~p:~p ~P -> ~P", [M, F, A, 5, Via, 12]),
          ?assertEqual({M, F, A, Direct}, {M, F, A, Via})
      end || {M, F, A} <- Cases],
+    %% This runner and the sandbox's node run the OTP under test (scripts/test.sh's OTP
+    %% matrix sets SBX_EXPECT_OTP to its major release).
+    Want = os:getenv("SBX_EXPECT_OTP", erlang:system_info(otp_release)),
+    ?assertEqual({Want, Want}, {erlang:system_info(otp_release),
+                                call(S, remote_call, [<<"rc">>, erlang, system_info, [otp_release]])}),
     %% Timeouts: remote_call/5 as rpc:call/5.
     ?assertEqual(rpc:call(Node, timer, sleep, [3000], 200),
                  call(S, remote_call, [<<"rc">>, timer, sleep, [3000], 200])),

@@ -11,8 +11,9 @@
 -include_lib("stdlib/include/assert.hrl").
 
 -export([tests/0]).
-%% For later Docker suites.
--export([docker_wanted/0, socket/0, request/3, request/4]).
+%% For later Docker suites (sbx_docker_tls_tests runs the four checks again over TLS).
+-export([docker_wanted/0, socket/0, request/3, request/4, with_endpoint/2,
+         ping/0, version/0, image/0, container_runs/0]).
 
 -define(IMAGE, "sandboxd-test/busybox:1").
 
@@ -88,25 +89,51 @@ socket() ->
         _ -> "/var/run/docker.sock"
     end.
 
+%% Runs Fun with this process's requests going to Endpoint: {tls, Host, Port, CertDir}
+%% (CertDir holding ca.pem, cert.pem and key.pem, as DOCKER_CERT_PATH) or {local, Path}.
+with_endpoint(Endpoint, Fun) ->
+    Old = put(sbx_docker_endpoint, Endpoint),
+    try Fun() after put(sbx_docker_endpoint, Old) end.
+
+endpoint() ->
+    case get(sbx_docker_endpoint) of
+        undefined -> {local, socket()};
+        E -> E
+    end.
+
 request(Method, Path, Body) -> request(Method, Path, Body, []).
 
 %% -> {Status, Headers, Body}. HTTP/1.0 so that the engine answers unchunked and closes.
 request(Method, Path, Body, Headers) ->
-    {ok, S} = gen_tcp:connect({local, socket()}, 0, [local, binary, {active, false}], 5000),
+    {Mod, S} = connect(endpoint()),
     try
         M = string:uppercase(atom_to_list(Method)),
         Req = [M, " ", Path, " HTTP/1.0\r\nHost: docker\r\n",
                [[K, ": ", V, "\r\n"] || {K, V} <- Headers],
                "Content-Length: ", integer_to_list(iolist_size(Body)), "\r\n\r\n", Body],
-        ok = gen_tcp:send(S, Req),
-        parse(read_all(S, []))
+        ok = Mod:send(S, Req),
+        parse(read_all(Mod, S, []))
     after
-        gen_tcp:close(S)
+        Mod:close(S)
     end.
 
-read_all(S, Acc) ->
-    case gen_tcp:recv(S, 0, 15000) of
-        {ok, D} -> read_all(S, [D | Acc]);
+%% The engine's certificate must lead to ca.pem and name the host (verify_peer).
+connect({local, Path}) ->
+    {ok, S} = gen_tcp:connect({local, Path}, 0, [local, binary, {active, false}], 5000),
+    {gen_tcp, S};
+connect({tls, Host, Port, Dir}) ->
+    {ok, _} = application:ensure_all_started(ssl),
+    %% An address as a tuple, so that the certificate's IP subjectAltName is what is checked.
+    Addr = case inet:parse_address(Host) of {ok, A} -> A; _ -> Host end,
+    {ok, S} = ssl:connect(Addr, Port, [binary, {active, false}, {verify, verify_peer},
+                                       {cacertfile, filename:join(Dir, "ca.pem")},
+                                       {certfile, filename:join(Dir, "cert.pem")},
+                                       {keyfile, filename:join(Dir, "key.pem")}], 5000),
+    {ssl, S}.
+
+read_all(Mod, S, Acc) ->
+    case Mod:recv(S, 0, 15000) of
+        {ok, D} -> read_all(Mod, S, [D | Acc]);
         {error, closed} -> iolist_to_binary(lists:reverse(Acc))
     end.
 
