@@ -763,9 +763,24 @@ void sbx_sandbox_metrics_timer(struct sbx_sandbox *sb) {
     }
     if (sb->metrics_timer == NULL)
         sb->metrics_timer = evtimer_new(sb->core->base, metrics_cb, sb);
-    if (sb->metrics_timer == NULL || evtimer_pending(sb->metrics_timer, NULL))
+    if (sb->metrics_timer == NULL)
         return;
+    /* Sampled only for the event tap (the HTTP side's picture): at most
+     * SBX_TAP_SAMPLES_PER_S samples a second over all sandboxes, so that thousands of
+     * sandboxes do not keep the loop busy reading cgroups (4,300 at 1 s each did). A
+     * subscriber that comes meanwhile gets the sandbox's own interval at once. */
+    int tap_only = !sbx_subs_wanted_by_subscriber(sb->core, sb, SBX_TOPIC_METRICS) &&
+                   !sbx_subs_wanted_by_subscriber(sb->core, sb, SBX_TOPIC_PROCESSES);
+    if (evtimer_pending(sb->metrics_timer, NULL)) {
+        if (tap_only || !sb->metrics_stretched)
+            return;
+        evtimer_del(sb->metrics_timer);
+    }
     int64_t ms = sb->cfg.metrics_interval_ms > 0 ? sb->cfg.metrics_interval_ms : 1000;
+    int64_t spread = (int64_t)sb->core->count * 1000 / SBX_TAP_SAMPLES_PER_S;
+    sb->metrics_stretched = tap_only && spread > ms;
+    if (sb->metrics_stretched)
+        ms = spread;
     struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
     evtimer_add(sb->metrics_timer, &tv);
 }

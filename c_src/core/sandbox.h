@@ -66,6 +66,7 @@ struct sbx_sandbox {
     struct sbx_ident ident;         /* who the workload runs as (fixed from create to destroy) */
     struct event *ttl_timer;
     struct event *metrics_timer;
+    int metrics_stretched;      /* its pending timer has the tap's longer interval */
     int64_t metrics_last_ns;        /* cpu time at the last sample, for cpu_percent */
     int64_t metrics_last_mono;
     double cpu_percent;
@@ -79,6 +80,11 @@ struct sbx_sandbox {
 };
 
 #define SBX_WAIT_GONE (1u << 8) /* the sandbox was destroyed */
+
+/* Metrics samples a second, over all sandboxes, taken for the event tap alone (the HTTP
+ * side): past this many sandboxes each one is sampled less often than its interval. An
+ * Erlang subscriber to metrics still gets the sandbox's own interval. */
+#define SBX_TAP_SAMPLES_PER_S 250
 
 /* Registry. */
 struct sbx_sandbox *sbx_sandbox_find(struct sbx_core *core, const char *id);

@@ -200,6 +200,15 @@ static int applies(const struct sbx_sub *s, const struct sbx_sandbox *sb, enum s
 }
 
 /* See subs.h. */
+int sbx_subs_wanted_by_subscriber(const struct sbx_core *core, const struct sbx_sandbox *sb,
+                                  enum sbx_topic topic) {
+    for (const struct sbx_sub *s = core->subs; s != NULL; s = s->next)
+        if (applies(s, sb, topic))
+            return 1;
+    return 0;
+}
+
+/* See subs.h. */
 int sbx_subs_wanted(const struct sbx_core *core, const struct sbx_sandbox *sb, enum sbx_topic topic) {
     for (const struct sbx_sub *s = core->subs; s != NULL; s = s->next)
         if (applies(s, sb, topic))

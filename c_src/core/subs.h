@@ -67,6 +67,9 @@ int sbx_subs_check_answer(struct sbx_core *core, const char *msg);
 
 /* 1 if some subscriber wants topic events of sb. */
 int sbx_subs_wanted(const struct sbx_core *core, const struct sbx_sandbox *sb, enum sbx_topic topic);
+/* The same, counting Erlang subscribers only (not the event tap, core/stats.h). */
+int sbx_subs_wanted_by_subscriber(const struct sbx_core *core, const struct sbx_sandbox *sb,
+                                  enum sbx_topic topic);
 
 /* Sends {sandbox_event, Id, Topic, Payload} to each subscriber of sb and topic. payload
  * is a map (encoded, no version byte) whose header is its first bytes: a `dropped => N`
