@@ -23,7 +23,8 @@ run() ->
     {ok, Port} = inet:port(L),
     gen_tcp:close(L),
     #{node := Node, os_pid := OsPid} =
-        ?U:start_isolated(#{args => ["--http", "127.0.0.1:" ++ integer_to_list(Port)]}),
+        ?U:start_isolated(#{args => ["--http", "127.0.0.1:" ++ integer_to_list(Port)]
+                                     ++ sbx_bench_lib:uid_range_args()}),
     sbx_bench_lib:write_pidfile(OsPid),
     io:format("sandboxd ~s (os pid ~b), HTTP on 127.0.0.1:~b~n", [Node, OsPid, Port]),
     io:format("~n== creating ~b process sandboxes (8 callers)~n", [N]),

@@ -2,7 +2,7 @@
 %% problem collection, environment knobs and /proc readings.
 -module(sbx_bench_lib).
 
--export([guarded_main/3, problem/2, env_int/2, write_pidfile/1, status_kb/2, kb/1]).
+-export([guarded_main/3, problem/2, env_int/2, write_pidfile/1, status_kb/2, kb/1, uid_range_args/0]).
 
 %% Runs Run() in its own process so that a crash or a hang still ends in cleanup and a
 %% non-zero exit status. Run returns ok or {failed, Problems}; After() runs last, whatever
@@ -67,3 +67,8 @@ status_kb(OsPid, Key) ->
 
 kb(N) when is_integer(N) -> io_lib:format("~.2f MiB", [N / 1024]);
 kb(_) -> "n/a".
+
+%% sandboxd's --uid-range for a bench: the default range (61184-65519) gives 4,336 sandboxes
+%% their own uid, fewer than a 10,000-sandbox bench makes. BENCH_UID_RANGE overrides it.
+uid_range_args() ->
+    ["--uid-range", os:getenv("BENCH_UID_RANGE", "200000-219999")].

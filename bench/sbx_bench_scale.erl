@@ -60,7 +60,8 @@ run() ->
     SName = sbx_test_util:unique("sbx_scale_"),
     Sbx = sbx_test_util:start(#{sname => SName,
                                 args => ["--state-dir", StateDir,
-                                         "--shutdown-policy", "destroy"]}),
+                                         "--shutdown-policy", "destroy"]
+                                        ++ sbx_bench_lib:uid_range_args()}),
     #{node := SNode, os_pid := SPid} = Sbx,
     sbx_bench_lib:write_pidfile(SPid),
     ets:insert(?PIDS, {node, SNode}),
@@ -483,7 +484,8 @@ restart(#{node := SNode, os_pid := OsPid, port := Port}, N) ->
     T0 = erlang:monotonic_time(),
     Sbx2 = sbx_test_util:start(#{sname => SName, wait => false,
                                  args => ["--state-dir", get(state_dir),
-                                          "--shutdown-policy", "destroy"]}),
+                                          "--shutdown-policy", "destroy"]
+                                         ++ sbx_bench_lib:uid_range_args()}),
     sbx_bench_lib:write_pidfile(maps:get(os_pid, Sbx2)),
     ok = sbx_test_util:wait_until(fun() -> net_adm:ping(SNode) =:= pong end, 300000),
     ReadyMs = native_ms(erlang:monotonic_time() - T0),

@@ -1,6 +1,7 @@
 /* Dynamic uids for sandboxes and the ownership of a sandbox's own files (see ident.h). */
 #define _GNU_SOURCE
 #include "core/ident.h"
+#include "util/clock.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -203,6 +204,9 @@ static void each_process(void (*fn)(void *arg, const unsigned long *uids, const 
     closedir(d);
 }
 
+/* How long a rescan that found the range full stands. */
+#define FULL_RESCAN_MS 2000
+
 struct busy_scan {
     const struct sbx_uid_pool *pool;
     unsigned char *busy;
@@ -275,7 +279,9 @@ static int scan_busy(struct sbx_uid_pool *pool) {
  * full: a uid this pool hands out and gets back was swept at its destroy, and the claims
  * keep other instances' uids apart, so the scan only finds strays (a uid used outside
  * sandboxd), and a stray found once is skipped until the next scan. passwd and group
- * are enumerated with each scan. */
+ * are enumerated with each scan. A rescan that finds the range full is not repeated for
+ * FULL_RESCAN_MS: creates past the range answer at once instead of each scanning /proc
+ * (thousands of processes) on the loop. */
 int sbx_uid_pool_take(struct sbx_uid_pool *pool, uid_t *out) {
     if (!pool->enabled) {
         errno = ENOSYS;
@@ -286,8 +292,12 @@ int sbx_uid_pool_take(struct sbx_uid_pool *pool, uid_t *out) {
         return -1;
     if (take_free(pool, out) == 0)
         return 0;
-    if (!fresh && scan_busy(pool) == 0 && take_free(pool, out) == 0)
-        return 0;
+    long long now = sbx_mono_ms();
+    if (!fresh && (pool->full_at_ms == 0 || now - pool->full_at_ms >= FULL_RESCAN_MS)) {
+        if (scan_busy(pool) == 0 && take_free(pool, out) == 0)
+            return 0;
+        pool->full_at_ms = sbx_mono_ms();
+    }
     errno = EAGAIN;
     return -1;
 }
