@@ -207,6 +207,15 @@ static void each_process(void (*fn)(void *arg, const unsigned long *uids, const 
 /* How long a rescan that found the range full stands. */
 #define FULL_RESCAN_MS 2000
 
+/* The claims folder's modification time in ns (a claim made or given back by any
+ * instance changes it); 0 when the pool shares no folder or it cannot be read. */
+static long long claims_mtime_ns(const struct sbx_uid_pool *pool) {
+    struct stat st;
+    if (pool->claims_fd < 0 || fstat(pool->claims_fd, &st) != 0)
+        return 0;
+    return (long long)st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec;
+}
+
 struct busy_scan {
     const struct sbx_uid_pool *pool;
     unsigned char *busy;
@@ -280,8 +289,9 @@ static int scan_busy(struct sbx_uid_pool *pool) {
  * keep other instances' uids apart, so the scan only finds strays (a uid used outside
  * sandboxd), and a stray found once is skipped until the next scan. passwd and group
  * are enumerated with each scan. A rescan that finds the range full is not repeated for
- * FULL_RESCAN_MS: creates past the range answer at once instead of each scanning /proc
- * (thousands of processes) on the loop. */
+ * FULL_RESCAN_MS, unless a uid came back here or another instance gave one back (its claim
+ * went): creates past the range answer at once instead of each scanning /proc (thousands
+ * of processes) on the loop. */
 int sbx_uid_pool_take(struct sbx_uid_pool *pool, uid_t *out) {
     if (!pool->enabled) {
         errno = ENOSYS;
@@ -292,11 +302,12 @@ int sbx_uid_pool_take(struct sbx_uid_pool *pool, uid_t *out) {
         return -1;
     if (take_free(pool, out) == 0)
         return 0;
-    long long now = sbx_mono_ms();
-    if (!fresh && (pool->full_at_ms == 0 || now - pool->full_at_ms >= FULL_RESCAN_MS)) {
+    if (!fresh && (pool->full_at_ms == 0 || sbx_mono_ms() - pool->full_at_ms >= FULL_RESCAN_MS ||
+                   claims_mtime_ns(pool) != pool->full_claims_ns)) {
         if (scan_busy(pool) == 0 && take_free(pool, out) == 0)
             return 0;
         pool->full_at_ms = sbx_mono_ms();
+        pool->full_claims_ns = claims_mtime_ns(pool);
     }
     errno = EAGAIN;
     return -1;
@@ -319,6 +330,10 @@ void sbx_uid_pool_put(struct sbx_uid_pool *pool, uid_t uid) {
     if (pool->enabled && uid >= pool->first && uid <= pool->last &&
         bit_get(pool->used, uid - pool->first)) {
         bit_set(pool->used, uid - pool->first, 0);
+        /* Swept at its destroy: no longer busy, and the range is no longer full. */
+        if (pool->busy != NULL)
+            bit_set(pool->busy, uid - pool->first, 0);
+        pool->full_at_ms = 0;
         unclaim_file(pool, uid);
     }
 }

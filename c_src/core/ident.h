@@ -41,7 +41,9 @@ struct sbx_uid_pool {
     unsigned char *used;     /* one bit per uid of [first, last] */
     unsigned char *busy;     /* held by a process or named by a passwd or group entry at
                                 the last scan (NULL: no scan yet) */
-    long long full_at_ms;    /* when a rescan last found the range full (monotonic; 0: never) */
+    long long full_at_ms;    /* when a rescan last found the range full (monotonic; 0: never
+                                since, or a uid came back) */
+    long long full_claims_ns; /* the claims folder's mtime then (another instance's put) */
     int claims_fd;           /* the claims folder shared by every sandboxd of the host
                                 (sbx_uid_pool_share), or -1 */
     char node[256];          /* this sandboxd's node name, the claims' content */
