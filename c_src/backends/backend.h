@@ -127,6 +127,16 @@ struct sbx_backend {
     int (*probe_addr)(const struct sbx_sandbox *sb, int port, struct sockaddr_in *sa);
     /* Optional: the sandbox map's `ports` (appends a list); NULL: []. */
     void (*ports)(const struct sbx_sandbox *sb, ei_x_buff *x);
+    /* Optional: freezes (pause) or thaws (resume) every process of the workload without
+     * ending it (freezer cgroup, the Engine's pause, QMP stop/cont). 0 and done(sb, key,
+     * "ok" encoded, ...) later, possibly inside this call, or done with err; -1 with *err
+     * when it cannot even start. NULL: the type cannot pause ({error, unsupported}). The
+     * core owns the status (`paused`) and its events; a backend only freezes and thaws.
+     * Same rules as the async queries for release()/detach() while one is under way. */
+    int (*pause)(struct sbx_sandbox *sb, uint64_t key, sbx_value_done_fn done,
+                 struct sbx_err *err);
+    int (*resume)(struct sbx_sandbox *sb, uint64_t key, sbx_value_done_fn done,
+                  struct sbx_err *err);
 };
 
 const struct sbx_backend *sbx_backend_for(enum sbx_type type);
