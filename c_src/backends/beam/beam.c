@@ -9,6 +9,7 @@
 
 #include "backends/beam/beam_config.h"
 #include "backends/beam/beam.h"
+#include "backends/process/process.h"
 #include "core/core.h"
 #include "core/sandbox.h"
 #include "dist/node.h"
@@ -121,8 +122,23 @@ static void start_fail(struct bnode *bn, const char *reason_atom, const char *de
     sbx_sandbox_started(sb, &err);
 }
 
-/* See beam.h. */
-int sbx_beam_ended(struct sbx_sandbox *sb, const struct sbx_exit *ex) {
+/* Process hook (process.h): erl's exec failed (err set) or is confirmed. A failure fails
+ * the start; a confirmed exec changes nothing (the start-up probe reports the node up). */
+static void bm_started(struct sbx_sandbox *sb, const struct sbx_err *err) {
+    struct bnode *bn = sbx_beam_of(sb);
+    if (err == NULL)
+        return;
+    if (bn == NULL) {
+        sbx_sandbox_started(sb, err);
+        return;
+    }
+    start_fail(bn, err->reason_atom, err->detail);
+}
+
+/* Process hook (process.h): sb's OS process ended with everything of it gone, before the
+ * core is told. 1 when the node was still coming up: the start fails with the exit in its
+ * detail (the process state is released here); 0 otherwise (the core is told as usual). */
+static int bm_ended(struct sbx_sandbox *sb, const struct sbx_exit *ex) {
     struct bnode *bn = sbx_beam_of(sb);
     char detail[128];
     if (bn == NULL || (bn->phase != BP_WAIT_UP && bn->phase != BP_CODE_PATHS && bn->phase != BP_APPS))
@@ -142,6 +158,9 @@ int sbx_beam_ended(struct sbx_sandbox *sb, const struct sbx_exit *ex) {
     start_fail(bn, "backend", detail);
     return 1;
 }
+
+/* What the process machinery tells this backend (process.h). */
+static const struct sbx_process_hooks hooks = {.started = bm_started, .ended = bm_ended};
 
 /* Milliseconds left before the start-up deadline, at least min. */
 static int left_ms(const struct bnode *bn, int min) {
@@ -340,7 +359,7 @@ static int bm_start(struct sbx_sandbox *sb, struct sbx_err *err) {
         return -1;
     }
     bn_quiet(bn);
-    if (PROC->start(sb, err) != 0)
+    if (sbx_process_start(sb, &hooks, err) < 0)
         return -1;
     bn->target = t;
     memset(&t, 0, sizeof t);
@@ -517,7 +536,7 @@ static int bm_adopt(struct sbx_sandbox *sb, const char *buf, int idx) {
         decode_bin(buf, &idx, t.cookie, sizeof t.cookie) != 0 ||
         (arity == 4 && ei_decode_long(buf, &idx, &pending) != 0))
         return 0;
-    if (!PROC->adopt(sb, buf, pidx))
+    if (!sbx_process_adopt(sb, &hooks, buf, pidx))
         return 0;
     struct bnode *bn = sbx_beam_of(sb);
     if (bn == NULL && (bn = bn_new(sb)) == NULL)

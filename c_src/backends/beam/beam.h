@@ -12,7 +12,6 @@
 #include "rpc/remote.h"
 
 struct sbx_sandbox;
-struct sbx_exit;
 struct event;
 struct bquery;
 
@@ -45,12 +44,6 @@ struct bnode *sbx_beam_of(const struct sbx_sandbox *sb);
 struct bnode *sbx_beam_by_serial(uint64_t serial);
 /* The first bnode of the list (walk with ->next). */
 struct bnode *sbx_beam_list(void);
-
-/* Told by the process backend that sb's OS process ended with everything of it gone,
- * before it reports the end to the core. Returns 1 when the node was still coming up: the
- * start fails with the exit in its detail (the process backend's state is released here
- * and the caller must not touch it); 0 otherwise (the core is told as usual). */
-int sbx_beam_ended(struct sbx_sandbox *sb, const struct sbx_exit *ex);
 
 /* argv/naming (beam_argv.c). */
 /* The erl executable: --erl, else $SANDBOXD_ERL, else `erl` on PATH. Writes an absolute

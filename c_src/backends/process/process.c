@@ -18,7 +18,6 @@
 #define _GNU_SOURCE
 #include "backends/process/process_config.h"
 #include "backends/process/process.h"
-#include "backends/beam/beam.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -82,6 +81,9 @@ struct pexec {
 };
 
 struct pstate {
+    struct sbx_sandbox *sb;
+    struct pstate *next, *prev; /* all_states */
+    const struct sbx_process_hooks *hooks; /* a backend built on this one (process.h), or NULL */
     pid_t pid;                /* main process (0 when none) */
     uint64_t starttime;
     pid_t sid;
@@ -118,6 +120,10 @@ struct pstate {
     int sweeps;               /* helpers started (one held up is killed and started again) */
     int rm_tried;             /* ps_remove ran: release never waits for the cgroup */
 };
+
+/* Every state of the process machinery (plain process sandboxes and the backends built on
+ * it), for the reaper: sb->bstate alone does not say whose state a sandbox holds. */
+static struct pstate *all_states;
 
 /* sb's backend state: NULL before the first start or adopt, and after release or detach. */
 static struct pstate *ps_of(struct sbx_sandbox *sb) { return sb->bstate; }
@@ -328,15 +334,35 @@ static int arm_watch(struct sbx_sandbox *sb, int ms) {
     return ps->watch != NULL ? evtimer_add(ps->watch, &tv) : -1;
 }
 
-/* A zeroed backend state with no FIFO watched or held, for sb->bstate; NULL when out of memory. */
-static struct pstate *pstate_new(void) {
+/* A zeroed backend state with no FIFO watched or held, linked in all_states and set as
+ * sb->bstate; NULL when out of memory. */
+static struct pstate *pstate_new(struct sbx_sandbox *sb) {
     struct pstate *ps = calloc(1, sizeof *ps);
     if (ps == NULL)
         return NULL;
+    ps->sb = sb;
     ps->wd[0] = ps->wd[1] = -1;
     ps->hold = SBX_FDHOLD_NONE;
     ps->confirm_fd = -1;
+    ps->next = all_states;
+    if (all_states != NULL)
+        all_states->prev = ps;
+    all_states = ps;
+    sb->bstate = ps;
     return ps;
+}
+
+/* Unlinks ps from all_states, frees it and clears its sandbox's bstate; the caller has
+ * closed and freed what it holds. */
+static void pstate_free(struct pstate *ps) {
+    if (ps->prev != NULL)
+        ps->prev->next = ps->next;
+    else
+        all_states = ps->next;
+    if (ps->next != NULL)
+        ps->next->prev = ps->prev;
+    ps->sb->bstate = NULL;
+    free(ps);
 }
 
 /* The working directory: cwd as given when absolute, else relative to the workspace. */
@@ -432,10 +458,11 @@ static int spec_identity(const struct sbx_sandbox *sb, struct sbx_spawn_spec *sp
     return 0;
 }
 
-/* Backend start: creates the cgroup and applies limits, opens the
- * FIFOs, spawns the main process in its own session. On -1 a cgroup
- * left empty is removed; the state and FIFOs stay for a later start. */
-static int ps_start(struct sbx_sandbox *sb, struct sbx_err *err) {
+/* See process.h. Creates the cgroup and applies limits, opens the FIFOs, spawns the main
+ * process in its own session; the exec is confirmed from a loop event (confirm_cb). On -1
+ * a cgroup left empty is removed; the state and FIFOs stay for a later start. */
+int sbx_process_start(struct sbx_sandbox *sb, const struct sbx_process_hooks *hooks,
+                      struct sbx_err *err) {
     struct pstate *ps = ps_of(sb);
     struct sbx_core *core = sb->core;
     char name[400];
@@ -445,14 +472,11 @@ static int ps_start(struct sbx_sandbox *sb, struct sbx_err *err) {
     int e = 0;
     const char *stage = NULL;
 
-    if (ps == NULL) {
-        ps = pstate_new();
-        if (ps == NULL) {
-            set_err(err, "%s%s", "out of memory: ", ENOMEM);
-            return -1;
-        }
-        sb->bstate = ps;
+    if (ps == NULL && (ps = pstate_new(sb)) == NULL) {
+        set_err(err, "%s%s", "out of memory: ", ENOMEM);
+        return -1;
     }
+    ps->hooks = hooks;
     note_uid(sb, ps);
     ps->main_done = 0;
     ps->ending = 0;
@@ -501,8 +525,7 @@ static int ps_start(struct sbx_sandbox *sb, struct sbx_err *err) {
     }
     if (spec_identity(sb, &spec, err) != 0)
         goto done;
-    /* A beam_node (backends/beam) goes on with its own start-up: it waits here. */
-    int async = sb->backend == &sbx_backend_process;
+    int async = 1;
     int confirm_fd = -1;
     pid_t pid = sbx_spawn_start(&spec, &confirm_fd, &e, &stage);
     if (pid > 0 && async) {
@@ -540,6 +563,21 @@ done:
     return rc;
 }
 
+/* Backend start: sbx_process_start without hooks (the core is told). */
+static int ps_start(struct sbx_sandbox *sb, struct sbx_err *err) {
+    return sbx_process_start(sb, NULL, err);
+}
+
+/* Tells whoever waits for sb's start (its hooks, else the core) that the exec is
+ * confirmed (err NULL) or failed. */
+static void tell_started(struct sbx_sandbox *sb, const struct sbx_err *err) {
+    struct pstate *ps = ps_of(sb);
+    if (ps->hooks != NULL && ps->hooks->started != NULL)
+        ps->hooks->started(sb, err);
+    else
+        sbx_sandbox_started(sb, err);
+}
+
 /* Closes a start's exec confirmation pipe and its event; idempotent. */
 static void close_confirm(struct pstate *ps) {
     if (ps->confirm_ev != NULL)
@@ -553,8 +591,8 @@ static void close_confirm(struct pstate *ps) {
 /* A start's exec confirmation is readable, or its main process was reaped first
  * (end_deferred): the sandbox runs (and its end, if already reaped, begins), or the
  * start failed with the child's error as a synchronous start would have answered (the
- * child exits 127; the core's SIGCHLD handler reaps it as nobody's). sbx_sandbox_started
- * runs last: its waiters may destroy and free sb. */
+ * child exits 127; the core's SIGCHLD handler reaps it as nobody's). tell_started runs
+ * last: its waiters may destroy and free sb. */
 static void confirm_cb(evutil_socket_t fd, short what, void *arg) {
     struct sbx_sandbox *sb = arg;
     struct pstate *ps = ps_of(sb);
@@ -580,14 +618,14 @@ static void confirm_cb(evutil_socket_t fd, short what, void *arg) {
         ps->main_done = 1;
         ps->main_status = -1;
         ps->end_deferred = 0;
-        sbx_sandbox_started(sb, &err);
+        tell_started(sb, &err);
         return;
     }
     if (ps->end_deferred) {
         ps->end_deferred = 0;
         begin_ending(sb, sb->destroying ? 0 : sb->core->stop_grace_ms);
     }
-    sbx_sandbox_started(sb, NULL);
+    tell_started(sb, NULL);
 }
 
 /* Everything is gone: tell the core how the main process ended. */
@@ -621,8 +659,8 @@ static void finish_ending(struct sbx_sandbox *sb) {
     ps->ending = 0;
     if (ps->watch != NULL)
         evtimer_del(ps->watch);
-    /* A beam_node still coming up reports a failed start instead (it releases ps). */
-    if (sb->backend == &sbx_backend_beam && sbx_beam_ended(sb, &ex))
+    /* A backend built on this one may deal with the end itself (it may release ps). */
+    if (ps->hooks != NULL && ps->hooks->ended != NULL && ps->hooks->ended(sb, &ex))
         return;
     sbx_sandbox_ended(sb, &ex, oom);
 }
@@ -774,8 +812,7 @@ static void ps_release(struct sbx_sandbox *sb) {
     if (alive && ps->has_cg && ps->own_uid && !ps->swept &&
         sbx_spawn_kill_uid(ps->uid, ps->gid, SIGKILL) != 0)
         SBX_WARN("cannot signal the sandbox's uid", "uid=%u", (unsigned)ps->uid);
-    free(ps);
-    sb->bstate = NULL;
+    pstate_free(ps);
 }
 
 static void remove_step(struct sbx_sandbox *sb);
@@ -1079,13 +1116,8 @@ static void ps_exec_cancel(struct sbx_sandbox *sb, uint64_t key) {
 /* See process.h. A reaped exec may be answered here (its done callback
  * runs, re-entrantly); a main process starts the sandbox's end. */
 int sbx_process_reaped(struct sbx_core *core, pid_t pid, int status) {
-    for (struct sbx_sandbox *sb = core->first; sb != NULL; sb = sb->next) {
-        /* beam_node sandboxes are process sandboxes running erl (backends/beam). */
-        struct pstate *ps = sb->backend == &sbx_backend_process || sb->backend == &sbx_backend_beam
-                                ? ps_of(sb)
-                                : NULL;
-        if (ps == NULL)
-            continue;
+    for (struct pstate *ps = all_states; ps != NULL; ps = ps->next) {
+        struct sbx_sandbox *sb = ps->sb;
         if (ps->pid == pid && !ps->main_done) {
             ps->main_done = 1;
             ps->main_status = status;
@@ -1286,10 +1318,11 @@ static void ps_journal(const struct sbx_sandbox *sb, ei_x_buff *x) {
     ei_x_encode_long(x, ps != NULL ? ps->has_cg : 0);
 }
 
-/* Backend adopt: takes back a journalled workload whose pid and start time
- * still match (then polled every 500 ms). Otherwise kills leftovers in its
- * cgroup and returns 0, keeping the state it made for a later start. */
-static int ps_adopt(struct sbx_sandbox *sb, const char *buf, int idx) {
+/* See process.h. Takes back a journalled workload whose pid and start time still match
+ * (then polled about once a second). Otherwise kills leftovers in its cgroup and returns
+ * 0, keeping the state it made for a later start. */
+int sbx_process_adopt(struct sbx_sandbox *sb, const struct sbx_process_hooks *hooks,
+                      const char *buf, int idx) {
     long pid = 0, has_cg = 0;
     unsigned long long starttime = 0;
     int arity;
@@ -1299,10 +1332,10 @@ static int ps_adopt(struct sbx_sandbox *sb, const char *buf, int idx) {
         ei_decode_long(buf, &idx, &pid) != 0 || ei_decode_ulonglong(buf, &idx, &starttime) != 0 ||
         ei_decode_long(buf, &idx, &has_cg) != 0)
         return 0;
-    struct pstate *ps = pstate_new();
+    struct pstate *ps = pstate_new(sb);
     if (ps == NULL)
         return 0;
-    sb->bstate = ps;
+    ps->hooks = hooks;
     note_uid(sb, ps);
     if (has_cg && sb->core->cg.version != SBX_CG_NONE) {
         cgroup_name(sb, name, sizeof name);
@@ -1330,6 +1363,11 @@ static int ps_adopt(struct sbx_sandbox *sb, const char *buf, int idx) {
     drain_fifo(sb, 1);
     close_fifos(ps);
     return 0;
+}
+
+/* Backend adopt: sbx_process_adopt without hooks. */
+static int ps_adopt(struct sbx_sandbox *sb, const char *buf, int idx) {
+    return sbx_process_adopt(sb, NULL, buf, idx);
 }
 
 /* Backend ref: the main pid, or undefined. */
@@ -1360,8 +1398,7 @@ static void ps_detach(struct sbx_sandbox *sb) {
         event_free(ps->watch);
     if (ps->rm_timer != NULL)
         event_free(ps->rm_timer);
-    free(ps);
-    sb->bstate = NULL;
+    pstate_free(ps);
 }
 
 /* Backend available: always usable (cgroups are optional). */
