@@ -309,6 +309,7 @@ void sbx_core_stop(struct sbx_core *core) {
     if (core->sigchld != NULL)
         event_free(core->sigchld);
     core->sigchld = NULL;
+    sbx_process_stop(core);
     sbx_uid_pool_free(&core->uids);
     /* Whatever the last turns wrote is durable before sandboxd exits. */
     sbx_journal_sync_stop();

@@ -36,6 +36,7 @@
 #include "backends/process/fifowatch.h"
 #include "backends/process/procfs.h"
 #include "backends/process/spawn.h"
+#include "backends/process/uidsweep.h"
 #include "core/core.h"
 #include "core/logbuf.h"
 #include "core/sandbox.h"
@@ -119,6 +120,7 @@ struct pstate {
     int swept;                /* the uid was swept at destroy */
     int sweeps;               /* helpers started (one held up is killed and started again) */
     int rm_tried;             /* ps_remove ran: release never waits for the cgroup */
+    int rm_had_cg;            /* the sandbox had a cgroup when ps_remove began */
 };
 
 /* Every state of the process machinery (plain process sandboxes and the backends built on
@@ -157,15 +159,16 @@ static int list_pids(struct pstate *ps, pid_t *out, size_t cap) {
 
 /* The workload itself: its main process is not yet reaped, or something is left in the
  * cgroup or tree. Can be 0 while an end is still to be reported (ps->ending). The cgroup
- * is trusted where there is one; without, a process of the sandbox's own uid counts too
- * (a /proc scan). What left the cgroup is swept by uid at destroy (ps_remove). */
+ * is trusted where there is one, and once destroy removed it (empty) nothing is left;
+ * without one, a process of the sandbox's own uid counts too (a /proc scan). What left
+ * the cgroup is swept by uid at destroy (ps_remove). */
 static int workload_alive(struct pstate *ps) {
     pid_t pids[8];
     if (ps->pid > 0 && !ps->main_done)
         return 1;
     if (list_pids(ps, pids, 8) > 0)
         return 1;
-    return !ps->has_cg && ps->own_uid && sbx_ident_in_use(ps->uid, (gid_t)-1);
+    return !ps->has_cg && !ps->rm_had_cg && ps->own_uid && sbx_ident_in_use(ps->uid, (gid_t)-1);
 }
 
 static int ps_alive(struct sbx_sandbox *sb) {
@@ -832,12 +835,28 @@ static void remove_cb(evutil_socket_t fd, short what, void *arg) {
     remove_step(sb);
 }
 
+/* The sandbox's cgroup is gone, so nothing of the sandbox runs in it any more: its uid
+ * goes to the batched sweep (uidsweep.h), which sweeps whatever of that uid still runs
+ * outside it and then gives the uid back to the pool. The sandbox no longer holds the
+ * uid (the core does not give it back at free). 1 when handed over, else 0. */
+static int hand_uid_to_sweep(struct sbx_sandbox *sb) {
+    struct pstate *ps = ps_of(sb);
+    if (!ps->rm_had_cg || ps->has_cg || sb->ident.kind != SBX_IDENT_DYNAMIC ||
+        sb->ident.uid != ps->uid || sbx_uidsweep_add(sb->core, ps->uid, ps->gid) != 0)
+        return 0;
+    ps->swept = 1;
+    sb->ident.kind = SBX_IDENT_SHARED;
+    return 1;
+}
+
 /* destroy's remove step, from ps_remove, its timer or the end of the uid helper: the
  * cgroup first (while it has tasks: a SIGKILL pass and another try, 1 ms growing to
  * WATCH_MS apart; after RM_GIVE_UP_MS it is left, with a warning, for release), then
- * what still runs as the sandbox's own uid outside it (a helper, reaped through
- * sbx_process_reaped, which calls this again; one that fails or is held up past SWEEP_MS
- * is replaced, SWEEPS_MAX in all, then a warning), then removed(sb), which may free sb. */
+ * what still runs as the sandbox's own uid outside it: once the cgroup is gone, by the
+ * batched sweep after the answer (hand_uid_to_sweep); without a cgroup, or one left
+ * behind, by a helper of its own before it (reaped through sbx_process_reaped, which
+ * calls this again; one that fails or is held up past SWEEP_MS is replaced, SWEEPS_MAX
+ * in all, then a warning). Then removed(sb), which may free sb. */
 static void remove_step(struct sbx_sandbox *sb) {
     struct pstate *ps = ps_of(sb);
     if (ps->has_cg) {
@@ -855,6 +874,8 @@ static void remove_step(struct sbx_sandbox *sb) {
             SBX_WARN("the sandbox's cgroup does not empty; left behind", "id=%s", sb->id);
         }
     }
+    if (ps->own_uid && !ps->swept)
+        hand_uid_to_sweep(sb);
     if (ps->own_uid && !ps->swept && ps->sweeps < SWEEPS_MAX) {
         struct timeval tv = {SWEEP_MS / 1000, (SWEEP_MS % 1000) * 1000};
         ps->sweeps++;
@@ -886,6 +907,7 @@ static void ps_remove(struct sbx_sandbox *sb, void (*done)(struct sbx_sandbox *s
     }
     ps->removed = done;
     ps->rm_tried = 1;
+    ps->rm_had_cg = ps->has_cg;
     ps->rm_ms = 1;
     ps->rm_give_up = sbx_mono_ms() + RM_GIVE_UP_MS;
     remove_step(sb);
@@ -1116,6 +1138,8 @@ static void ps_exec_cancel(struct sbx_sandbox *sb, uint64_t key) {
 /* See process.h. A reaped exec may be answered here (its done callback
  * runs, re-entrantly); a main process starts the sandbox's end. */
 int sbx_process_reaped(struct sbx_core *core, pid_t pid, int status) {
+    if (sbx_uidsweep_reaped(pid, status))
+        return 1;
     for (struct pstate *ps = all_states; ps != NULL; ps = ps->next) {
         struct sbx_sandbox *sb = ps->sb;
         if (ps->pid == pid && !ps->main_done) {
@@ -1159,6 +1183,9 @@ int sbx_process_reaped(struct sbx_core *core, pid_t pid, int status) {
     }
     return 0;
 }
+
+/* See process.h. */
+void sbx_process_stop(struct sbx_core *core) { sbx_uidsweep_stop(core); }
 
 /* The atom for a /proc state letter. */
 static const char *state_name(char st) {

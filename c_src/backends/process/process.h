@@ -16,6 +16,10 @@ struct sbx_sandbox;
  * belonged to the process machinery (a main process, an exec or a uid helper). */
 int sbx_process_reaped(struct sbx_core *core, pid_t pid, int status);
 
+/* At sandboxd's stop, after every sandbox is gone: finishes the uid sweeps of destroyed
+ * sandboxes (blocking, bounded), so that their uids and claims go back. */
+void sbx_process_stop(struct sbx_core *core);
+
 /* What a backend built on the process machinery hears about its workload. Either hook may
  * be NULL: the core is then told, as for a plain process sandbox. The table is not copied
  * (keep it static). */
