@@ -15,6 +15,7 @@
 
 #include "core/sandbox.h"
 #include "util/clock.h"
+#include "util/fdio.h"
 #include "util/log.h"
 
 #define POLL_MAX_MS 50 /* the polling timer: 1 ms, doubling up to this */
@@ -65,30 +66,19 @@ out:
     return rc;
 }
 
-/* Writes s to the freezer file of cg (v1 freezer.state, v2 cgroup.freeze). 0 or -1 with
- * errno. */
+/* Writes the freezer file of cg (v1 freezer.state FROZEN/THAWED, v2 cgroup.freeze 1/0).
+ * 0 or -1 with errno. */
 static int write_state(const struct sbx_cgroup *cg, int freeze) {
     char path[SBX_CG_PATH_MAX + 32];
     int v2 = cg->version == SBX_CG_V2;
     const char *s = v2 ? (freeze ? "1" : "0") : (freeze ? "FROZEN" : "THAWED");
-    int fd = -1, rc = -1;
-    if (snprintf(path, sizeof path, "%s/%s", frz_dir(cg), v2 ? "cgroup.freeze" : "freezer.state") >=
-        (int)sizeof path) {
-        errno = ENAMETOOLONG;
-        goto out;
-    }
-    fd = open(path, O_WRONLY | O_CLOEXEC);
+    snprintf(path, sizeof path, "%s/%s", frz_dir(cg), v2 ? "cgroup.freeze" : "freezer.state");
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
     if (fd < 0)
-        goto out;
-    if (write(fd, s, strlen(s)) != (ssize_t)strlen(s))
-        goto out;
-    rc = 0;
-out:
-    if (fd >= 0) {
-        int saved = errno;
-        close(fd);
-        errno = saved;
-    }
+        return -1;
+    int rc = sbx_write_all(fd, s, strlen(s)), saved = errno;
+    close(fd);
+    errno = saved;
     return rc;
 }
 
