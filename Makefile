@@ -94,6 +94,7 @@ fuzz:
 	$(MAKE) -C c_src fuzz-bin
 	scripts/fuzz.sh $(FUZZ_SECONDS)
 	FUZZ_TARGET=fuzz_tls scripts/fuzz.sh $(FUZZ_SECONDS)
+	FUZZ_TARGET=fuzz_agent scripts/fuzz.sh $(FUZZ_SECONDS)
 
 bench: deps-test all $(TEST_BEAMS)
 	bench/rpc
