@@ -201,7 +201,7 @@ static void connect_hello(const char *path, int wait_ms, struct agent_hello_resp
                                                  AGENT_PROTO_VERSION));
                 flush_all();
             }
-            if (wait_readable(wait_ms > 0 ? 0 : 5000))
+            if (wait_readable(wait_ms > 0 ? 0 : 60000))
                 break;
             close(sock);
             sock = -1;
