@@ -34,6 +34,8 @@ defmodule Sandboxd do
            | :timeout
            | :unsupported
            | :not_running
+           | :paused
+           | :not_paused
            | :limit_reached
            | {:nodedown, node}
            | {:badarg, term, atom}
@@ -156,6 +158,19 @@ defmodule Sandboxd do
   @doc "Ends a trace: `:ok` once it is off."
   @spec trace_stop(node, reference, opts) :: :ok | error
   def trace_stop(node, trace_ref, opts \\ []), do: run(node, :trace_stop, [trace_ref], opts)
+
+  @doc """
+  Freezes every process of the sandbox (status `:paused`); `:ok` once frozen. While paused,
+  `exec`, `copy_to`, `copy_from`, `processes` and `metrics` answer `{:error, :paused}`.
+  Pausing a paused sandbox answers `{:error, :paused}`, one that does not run
+  `{:error, :not_running}`.
+  """
+  @spec pause(node, id, opts) :: :ok | error
+  def pause(node, id, opts \\ []), do: run(node, :pause, [id], opts)
+
+  @doc "Thaws a paused sandbox (status `:running` again); `{:error, :not_paused}` otherwise."
+  @spec resume(node, id, opts) :: :ok | error
+  def resume(node, id, opts \\ []), do: run(node, :resume, [id], opts)
 
   @doc "How to open an interactive shell in the sandbox (`%{kind: :exec | :remsh, ...}`)."
   @spec shell(node, id, opts) :: {:ok, map} | error

@@ -14,13 +14,13 @@
 -export([ping/1, info/1, net_ping/2, call/3, call/4, default_timeout/2]).
 -export([create/4, destroy/2, stop/2, start/2, restart/2, get/2, list/1, list/2,
          exec/3, exec/4, logs/2, logs/3, metrics/2, processes/2, subscribe/4,
-         unsubscribe/2, copy_to/4, copy_from/3, shell/2]).
+         unsubscribe/2, copy_to/4, copy_from/3, shell/2, pause/2, resume/2]).
 -export([remote_call/5, remote_call/6, get_state/3, trace_start/3, trace_stop/2]).
 
 -export_type([backend/0, info/0, id/0, sandbox/0, status/0, error/0, config/0]).
 
 -type id() :: binary() | atom() | string().
--type status() :: starting | running | stopping | stopped | exited | error.
+-type status() :: starting | running | paused | stopping | stopped | exited | error.
 -type sandbox() :: #{id := binary(),
                      type := backend(),
                      status := status(),
@@ -35,7 +35,7 @@
                      restart_count := non_neg_integer()}.
 -type config() :: #{atom() | binary() => term()}.
 -type error() :: {error, not_found | already_exists | timeout | unsupported | limit_reached
-                  | not_running
+                  | not_running | paused | not_paused
                   | {badarg, term(), atom()}
                   | {unavailable, backend(), term()}
                   | {backend, backend(), term()}
@@ -141,6 +141,15 @@ copy_to(Node, Id, Path, Data) -> call(Node, copy_to, [Id, Path, Data]).
 
 -spec copy_from(node(), id(), iodata()) -> {ok, binary()} | error().
 copy_from(Node, Id, Path) -> call(Node, copy_from, [Id, Path]).
+
+%% @doc Freezes every process of the sandbox (status `paused'); `ok' once frozen.
+%% `{error, paused}' if it is paused already, `{error, not_running}' if it does not run.
+-spec pause(node(), id()) -> ok | error().
+pause(Node, Id) -> call(Node, pause, [Id]).
+
+%% @doc Thaws a paused sandbox (status `running' again); `{error, not_paused}' otherwise.
+-spec resume(node(), id()) -> ok | error().
+resume(Node, Id) -> call(Node, resume, [Id]).
 
 %% @doc How to open an interactive shell in the sandbox.
 -spec shell(node(), id()) -> {ok, map()} | error().

@@ -31,6 +31,8 @@ static const struct sbx_api_entry table[] = {
     {"sandbox", "remote_call", 4, sbx_api_remote_call4},
     {"sandbox", "remote_call", 5, sbx_api_remote_call5},
     {"sandbox", "get_state", 2, sbx_api_get_state},
+    {"sandbox", "pause", 1, sbx_api_pause},
+    {"sandbox", "resume", 1, sbx_api_resume},
     {"erlang", "node", 0, sbx_api_erlang_node},
 };
 

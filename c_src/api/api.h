@@ -52,6 +52,17 @@ enum sbx_api_status sbx_api_unsubscribe(struct sbx_call *call);
 enum sbx_api_status sbx_api_copy_to(struct sbx_call *call);
 enum sbx_api_status sbx_api_copy_from(struct sbx_call *call);
 
+struct sbx_sandbox;
+/* The sandbox named by argument i (an id, checked), or NULL with {error, {badarg, id, _}}
+ * or {error, not_found} (also while it is being destroyed) answered. */
+struct sbx_sandbox *sbx_api_sandbox_arg(struct sbx_call *call, int i);
+/* {error, paused} answered (1) when sb is paused (core/pause.h), else 0. */
+int sbx_api_refuse_paused(struct sbx_call *call, const struct sbx_sandbox *sb);
+
+/* Handlers (api_pause.c): pause(Id), resume(Id). */
+enum sbx_api_status sbx_api_pause(struct sbx_call *call);
+enum sbx_api_status sbx_api_resume(struct sbx_call *call);
+
 /* Call cancel shared by calls waiting on a backend query or copy whose call->state is the
  * sandbox id (malloc'd): the backend drops it through exec_cancel with the call's key. */
 void sbx_api_cancel_backend_call(struct sbx_call *call);

@@ -35,6 +35,8 @@ static struct sbx_sandbox *target_arg(struct sbx_call *call, struct sbx_beam_tar
         sbx_reply_error(&call->result, "not_found");
         return NULL;
     }
+    if (sbx_api_refuse_paused(call, sb))
+        return NULL;
     if (sb->backend == NULL || sb->backend->beam_target == NULL ||
         (sb->cfg.type != SBX_TYPE_BEAM_NODE && !sb->cfg.has_beam)) {
         sbx_reply_error(&call->result, "unsupported");

@@ -146,6 +146,8 @@ enum sbx_api_status sbx_api_copy_to(struct sbx_call *call) {
         sbx_reply_error(&call->result, "not_found");
         goto done;
     }
+    if (sbx_api_refuse_paused(call, sb))
+        goto done;
     idx = call->argv[1];
     if ((sb->backend->copy_to != NULL
              ? sbx_decode_path(call->args.buff, &idx, rel, sizeof rel, &bad)
@@ -237,6 +239,8 @@ enum sbx_api_status sbx_api_copy_from(struct sbx_call *call) {
         sbx_reply_error(&call->result, "not_found");
         goto done;
     }
+    if (sbx_api_refuse_paused(call, sb))
+        goto done;
     idx = call->argv[1];
     if (sb->backend->copy_from != NULL) {
         if (sbx_decode_path(call->args.buff, &idx, rel, sizeof rel, &bad) != 0)

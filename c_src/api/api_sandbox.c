@@ -12,6 +12,7 @@
 #include "core/core.h"
 #include "core/health.h"
 #include "core/logbuf.h"
+#include "core/pause.h"
 #include "core/sandbox.h"
 #include "core/subs.h"
 #include "dist/node.h"
@@ -36,6 +37,17 @@ static struct sbx_sandbox *find_arg(struct sbx_call *call, int i) {
         return NULL;
     }
     return sb;
+}
+
+/* See api.h. */
+struct sbx_sandbox *sbx_api_sandbox_arg(struct sbx_call *call, int i) { return find_arg(call, i); }
+
+/* See api.h. */
+int sbx_api_refuse_paused(struct sbx_call *call, const struct sbx_sandbox *sb) {
+    if (!sbx_pause_blocks(sb))
+        return 0;
+    sbx_reply_error(&call->result, "paused");
+    return 1;
 }
 
 /* 1 (answered {error, {unavailable, Type, Why}}) when sb's backend cannot be reached
@@ -426,6 +438,8 @@ enum sbx_api_status sbx_api_start(struct sbx_call *call) {
         reply_ok_sandbox(call, sb);
         return SBX_API_DONE;
     }
+    if (sbx_api_refuse_paused(call, sb))
+        return SBX_API_DONE;
     if (sb->status == SBX_ST_STOPPING) {
         sb->restart_after_stop = 1;
         call->cancel = cancel_plain;
@@ -581,7 +595,7 @@ static enum sbx_api_status do_exec(struct sbx_call *call, int with_opts) {
 
     memset(&opts, 0, sizeof opts);
     struct sbx_sandbox *sb = find_arg(call, 0);
-    if (sb == NULL || backend_down(call, sb))
+    if (sb == NULL || backend_down(call, sb) || sbx_api_refuse_paused(call, sb))
         return SBX_API_DONE;
     idx = call->argv[1];
     if (sbx_decode_cmd(call->args.buff, &idx, "cmd", &cmd, &bad) != 0)
@@ -719,7 +733,7 @@ static enum sbx_api_status do_query(struct sbx_call *call, int metrics) {
     struct sbx_err err = {0};
     ei_x_buff v;
     struct sbx_sandbox *sb = find_arg(call, 0);
-    if (sb == NULL || backend_down(call, sb))
+    if (sb == NULL || backend_down(call, sb) || sbx_api_refuse_paused(call, sb))
         return SBX_API_DONE;
     /* A container running a BEAM node lists the node's processes, as beam_node does. */
     if (!metrics && sb->cfg.type != SBX_TYPE_BEAM_NODE && sb->cfg.has_beam)

@@ -54,6 +54,8 @@ enum sbx_api_status sbx_api_trace_start(struct sbx_call *call) {
         sbx_reply_error(&call->result, "unsupported");
         return SBX_API_DONE;
     }
+    if (sbx_api_refuse_paused(call, sb))
+        return SBX_API_DONE;
     if (sb->status != SBX_ST_RUNNING) {
         sbx_reply_error(&call->result, "not_running");
         return SBX_API_DONE;

@@ -137,6 +137,10 @@ struct sbx_backend {
                  struct sbx_err *err);
     int (*resume)(struct sbx_sandbox *sb, uint64_t key, sbx_value_done_fn done,
                   struct sbx_err *err);
+    /* Optional: whether the workload is frozen now, asked once it was adopted: 1 frozen,
+     * 0 not, -1 not known yet (the journalled status stands until the backend reports
+     * what it finds through sbx_sandbox_pause_seen, core/pause.h). NULL: as -1. */
+    int (*paused)(struct sbx_sandbox *sb);
 };
 
 const struct sbx_backend *sbx_backend_for(enum sbx_type type);

@@ -571,7 +571,7 @@ static const struct sbx_td_key FILTER_KEYS[F_COUNT] = {
 };
 
 /* In the order of enum sbx_status (core/sandbox.h). */
-static const char *const STATUS_NAMES[] = {"starting", "running", "stopping",
+static const char *const STATUS_NAMES[] = {"starting", "running", "paused", "stopping",
                                            "stopped",  "exited",  "error"};
 
 /* On success *out owns its labels (sbx_list_filter_free); on failure it is left zeroed.
@@ -597,7 +597,7 @@ int sbx_list_filter_decode(const char *buf, int *idx, struct sbx_list_filter *ou
         f.type = (enum sbx_type)k;
     }
     if ((i = pos[F_STATUS].val) >= 0) {
-        if (sbx_td_enum(buf, &i, "status", STATUS_NAMES, 6, &k, err) != 0)
+        if (sbx_td_enum(buf, &i, "status", STATUS_NAMES, 7, &k, err) != 0)
             goto err;
         f.status = k;
     }

@@ -20,6 +20,7 @@
 #include "backends/process/process.h"
 #include "core/journal.h"
 #include "core/journal_sync.h"
+#include "core/pause.h"
 #include "core/sandbox.h"
 #include "core/subs.h"
 #include "trace/trace.h"
@@ -178,11 +179,11 @@ static void adopt_one(void *arg, const char *id, const char *buf, size_t len) {
     sb->exit.kind = (int)ekind;
     sb->exit.value = (int)evalue;
     int was_live = strcmp(status, "running") == 0 || strcmp(status, "starting") == 0 ||
-                   strcmp(status, "stopping") == 0;
+                   strcmp(status, "stopping") == 0 || strcmp(status, "paused") == 0;
     int adopted = sb->backend != NULL && sb->backend->adopt != NULL &&
                   sb->backend->adopt(sb, buf, idx);
     if (adopted && was_live) {
-        sb->status = SBX_ST_RUNNING;
+        sb->status = sbx_pause_adopted_status(sb, strcmp(status, "paused") == 0);
         SBX_INFO("sandbox adopted", "id=%s", id);
     } else {
         for (int s = SBX_ST_STARTING; s <= SBX_ST_ERROR; s++)

@@ -89,7 +89,9 @@ static void schedule(struct health *h) {
         h->bev = NULL;
     }
     event_del(h->attempt_timer);
-    if (sbx_mono_ms() >= h->deadline || h->sb->status != SBX_ST_RUNNING) {
+    /* Paused: no verdict while frozen; the deadline applies again once it runs. */
+    if (h->sb->status != SBX_ST_PAUSED &&
+        (sbx_mono_ms() >= h->deadline || h->sb->status != SBX_ST_RUNNING)) {
         finish(h, 0);
         return;
     }
@@ -190,6 +192,10 @@ static void probe(evutil_socket_t fd, short what, void *arg) {
     const struct sbx_health_check *hc = &sb->cfg.health;
     (void)fd;
     (void)what;
+    if (sb->status == SBX_ST_PAUSED) {
+        schedule(h); /* a frozen workload is not probed */
+        return;
+    }
     if (h->beam) {
         probe_beam(h);
         return;

@@ -17,13 +17,14 @@
 #include "core/health.h"
 #include "core/journal.h"
 #include "core/logbuf.h"
+#include "core/pause.h"
 #include "core/subs.h"
 #include "trace/trace.h"
 #include "dist/node.h"
 #include "util/clock.h"
 #include "util/log.h"
 
-static const char *const status_names[] = {"starting", "running", "stopping",
+static const char *const status_names[] = {"starting", "running", "paused", "stopping",
                                            "stopped",  "exited",  "error"};
 static const char *const type_names[] = {"process", "docker", "beam_node", "vm"};
 
@@ -270,6 +271,7 @@ void sbx_sandbox_free(struct sbx_sandbox *sb) {
     sbx_subs_sandbox_gone(core, sb->id);
     if (sb->backend != NULL && sb->backend->release != NULL)
         sb->backend->release(sb);
+    sbx_pause_gone(sb);
     if (sb->has_owner)
         sbx_core_demonitor(core, &sb->owner, sb->owner_ref, (size_t)sb->owner_ref_len);
     sbx_journal_remove(core->state_dir, sb->id);
@@ -282,6 +284,7 @@ void sbx_sandbox_detach(struct sbx_sandbox *sb) {
     registry_remove(sb->core, sb);
     if (sb->backend != NULL && sb->backend->detach != NULL)
         sb->backend->detach(sb);
+    sbx_pause_gone(sb);
     free_memory_only(sb);
 }
 
@@ -449,7 +452,7 @@ void sbx_sandbox_set_status(struct sbx_sandbox *sb, enum sbx_status to, const ch
     if (from == to)
         return;
     sb->status = to;
-    if (to == SBX_ST_RUNNING)
+    if (to == SBX_ST_RUNNING && from != SBX_ST_PAUSED) /* a resume is no new start */
         sb->started_at = sbx_wall_ms();
     SBX_INFO("sandbox status", "id=%s from=%s to=%s", sb->id, sbx_status_name(from),
              sbx_status_name(to));
@@ -636,6 +639,7 @@ void sbx_sandbox_stop(struct sbx_sandbox *sb, const char *reason) {
         sbx_sandbox_ended(sb, &none, 0);
         return;
     }
+    sbx_pause_before_stop(sb);
     set_status_atom(sb, SBX_ST_STOPPING, reason);
     sb->backend->stop(sb, sb->core->stop_grace_ms);
 }

@@ -20,11 +20,13 @@ struct sbx_node;
 struct sbx_core;
 struct sbx_logbuf;
 struct sbx_backend;
+struct sbx_pause;
 struct event;
 
 enum sbx_status {
     SBX_ST_STARTING = 0,
     SBX_ST_RUNNING,
+    SBX_ST_PAUSED, /* frozen by pause(Id) (core/pause.h); ttl keeps counting */
     SBX_ST_STOPPING,
     SBX_ST_STOPPED,
     SBX_ST_EXITED,
@@ -77,6 +79,7 @@ struct sbx_sandbox {
     struct sbx_waiter *waiters;
     uint64_t processes_hash;        /* of the last processes event, to send only changes */
     struct sbx_err start_err;       /* why the last start failed (status error) */
+    struct sbx_pause *pause;        /* a pause or resume under way (core/pause.h), or NULL */
 };
 
 #define SBX_WAIT_GONE (1u << 8) /* the sandbox was destroyed */

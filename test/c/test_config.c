@@ -1617,9 +1617,9 @@ static void test_list_filter(void **state) {
     assert_int_equal(f.labels.n, 0);
     sbx_list_filter_free(&f);
 
-    static const char *const statuses[] = {"starting", "running", "stopping",
+    static const char *const statuses[] = {"starting", "running", "paused", "stopping",
                                            "stopped",  "exited",  "error"};
-    for (int s = 0; s < 6; s++) {
+    for (int s = 0; s < 7; s++) {
         struct term t = Tf("#{status => %s}", statuses[s]);
         int idx = 0;
         assert_int_equal(sbx_list_filter_decode(t.buf, &idx, &f, &e), 0);
@@ -1635,7 +1635,7 @@ static void test_list_filter(void **state) {
     assert_int_equal(idx, t.len);
     assert_int_equal(f.has_type, 1);
     assert_int_equal(f.type, SBX_TYPE_DOCKER);
-    assert_int_equal(f.status, 4);
+    assert_int_equal(f.status, 5); /* exited */
     assert_int_equal(f.labels.n, 2);
     assert_string_equal(kv_get(&f.labels, "team"), "core");
     assert_string_equal(kv_get(&f.labels, "app"), "web");

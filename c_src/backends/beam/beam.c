@@ -556,6 +556,15 @@ static void bm_ref(const struct sbx_sandbox *sb, ei_x_buff *x) {
         PROC->ref(sb, x);
 }
 
+/* Backend pause, resume, paused: the process backend's freezer (the node's OS process). */
+static int bm_pause(struct sbx_sandbox *sb, uint64_t key, sbx_value_done_fn done, struct sbx_err *err) {
+    return PROC->pause(sb, key, done, err);
+}
+static int bm_resume(struct sbx_sandbox *sb, uint64_t key, sbx_value_done_fn done, struct sbx_err *err) {
+    return PROC->resume(sb, key, done, err);
+}
+static int bm_paused(struct sbx_sandbox *sb) { return PROC->paused(sb); }
+
 /* Backend available: when erl can be found. */
 static int bm_available(struct sbx_core *core, const char **why) {
     char erl[1024];
@@ -601,4 +610,7 @@ const struct sbx_backend sbx_backend_beam = {
     .adopt = bm_adopt,
     .journal = bm_journal,
     .ref = bm_ref,
+    .pause = bm_pause,
+    .resume = bm_resume,
+    .paused = bm_paused,
 };

@@ -35,6 +35,7 @@
 #include "backends/process/cgroup.h"
 #include "backends/process/fdhold.h"
 #include "backends/process/fifowatch.h"
+#include "backends/process/freezer.h"
 #include "backends/process/procfs.h"
 #include "backends/process/spawn.h"
 #include "core/core.h"
@@ -746,6 +747,7 @@ static void ps_release(struct sbx_sandbox *sb) {
     struct sbx_err gone = {.reason_atom = "backend", .detail = "the sandbox was destroyed"};
     if (ps == NULL)
         return;
+    sbx_freezer_forget(sb);
     int alive = ps_alive(sb);
     if (alive)
         signal_all(ps, SIGKILL);
@@ -1347,6 +1349,7 @@ static void ps_detach(struct sbx_sandbox *sb) {
     struct pstate *ps = ps_of(sb);
     if (ps == NULL)
         return;
+    sbx_freezer_forget(sb);
     while (ps->execs != NULL) {
         struct pexec *x = ps->execs;
         ps->execs = x->next;
@@ -1363,6 +1366,19 @@ static void ps_detach(struct sbx_sandbox *sb) {
     free(ps);
     sb->bstate = NULL;
 }
+
+/* Backend pause, resume, paused: the freezer of the sandbox's cgroup (freezer.h). */
+static const struct sbx_cgroup *ps_cgroup(struct sbx_sandbox *sb) {
+    struct pstate *ps = ps_of(sb);
+    return ps != NULL && ps->has_cg ? &ps->cg : NULL;
+}
+static int ps_pause(struct sbx_sandbox *sb, uint64_t key, sbx_value_done_fn done, struct sbx_err *err) {
+    return sbx_freezer_set(sb, ps_cgroup(sb), 1, key, done, err);
+}
+static int ps_resume(struct sbx_sandbox *sb, uint64_t key, sbx_value_done_fn done, struct sbx_err *err) {
+    return sbx_freezer_set(sb, ps_cgroup(sb), 0, key, done, err);
+}
+static int ps_paused(struct sbx_sandbox *sb) { return sbx_freezer_frozen(ps_cgroup(sb)); }
 
 /* Backend available: always usable (cgroups are optional). */
 static int ps_available(struct sbx_core *core, const char **why) {
@@ -1391,4 +1407,7 @@ const struct sbx_backend sbx_backend_process = {
     .adopt = ps_adopt,
     .journal = ps_journal,
     .ref = ps_ref,
+    .pause = ps_pause,
+    .resume = ps_resume,
+    .paused = ps_paused,
 };
