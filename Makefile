@@ -4,6 +4,7 @@
 #   make test       install, build (plain and ASan+UBSan), start epmd and Docker, run every suite
 #   make test-selftest  check that scripts/test.sh counts every failure (fixtures in test/selftest)
 #   make docker-up  install docker.io, start dockerd, build the test image (scripts/docker-up.sh)
+#   make vm-image   the default VM image in priv/vm (Debian cloud kernel, busybox, the guest agent)
 #   make fuzz       libFuzzer over framing/term/handshake parsing (FUZZ_SECONDS, default 120)
 #   make bench      benchmarks against the anchors (bench/rpc)
 #   make bench-trace trace events relayed per second, remote_call vs erpc (bench/trace)
@@ -63,7 +64,19 @@ $(LIB_STAMP): $(LIB_EX) $(BEAMS)
 	elixirc --warnings-as-errors --ignore-module-conflict -pa $(EBIN) -o $(TEST_EBIN) $(LIB_EX)
 	@touch $@
 
-test-build: all c-asan c-unit $(TEST_BEAMS) $(LIB_STAMP)
+test-build: all c-asan c-unit $(TEST_BEAMS) $(LIB_STAMP) vm-image vm-test-images
+
+# The VM backend's guest side (guest/agent): the agent, the hostile test inits and
+# sbx-agentctl in _build/vm; the default image in priv/vm (scripts/vm-image.sh rebuilds it
+# only when its inputs changed; the kernel package is downloaded once per machine).
+vm-guest:
+	@$(MAKE) --no-print-directory -s -C guest/agent
+
+vm-image: vm-guest
+	@scripts/vm-image.sh
+
+vm-test-images: vm-image
+	@scripts/vm-image.sh --hostile
 
 deps:
 	@scripts/deps.sh build
@@ -73,6 +86,7 @@ deps-test:
 
 run: deps
 	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory vm-image || echo "make run: the VM image could not be built: vm sandboxes are unavailable"
 	@scripts/run.sh
 
 test: deps-test
@@ -107,6 +121,7 @@ bench-docker: deps-test all
 
 clean:
 	$(MAKE) -C c_src clean
-	rm -rf $(EBIN) _build $(PRIV_BEAMS)
+	rm -rf $(EBIN) _build $(PRIV_BEAMS) priv/vm
 
-.PHONY: priv all c c-asan c-unit erl test-build deps deps-test run test test-selftest docker-up fuzz bench bench-trace bench-docker clean
+.PHONY: priv all c c-asan c-unit erl test-build deps deps-test run test test-selftest docker-up fuzz bench bench-trace bench-docker clean \
+        vm-guest vm-image vm-test-images

@@ -3,7 +3,8 @@
 #   scripts/deps.sh build|test|fuzz
 set -euo pipefail
 build=(make gcc pkg-config erlang-nox erlang-dev libevent-dev libssl-dev libcurl4-openssl-dev
-       libjansson-dev libarchive-dev xxd)
+       libjansson-dev libarchive-dev xxd
+       qemu-system-x86 qemu-utils busybox-static cpio)
 test=(erlang-eunit erlang-proper erlang-tools elixir libcmocka-dev procps curl rebar3 xxd
       prometheus chromium nodejs)
 fuzz=(clang libclang-rt-14-dev)
