@@ -56,9 +56,9 @@ static void state_free(struct vm_state *vs, int answer, int kill_it) {
     vs->helper = NULL;
     if (kill_it && vs->phase != VM_GONE && vs->pid > 0)
         vm_qemu_kill(vs);
-    vm_agent_close(vs->agent, answer);
+    vm_agent_close(vs->agent, answer ? 2 : 0);
     vs->agent = NULL;
-    vm_qmp_close(vs->qmp);
+    vm_qmp_close(vs->qmp, 0);
     vs->qmp = NULL;
     vm_qemu_unwatch(vs);
     if (kill_it && vs->has_cg)
@@ -276,7 +276,7 @@ void vm_on_qemu_exit(struct vm_state *vs) {
     evtimer_del(vs->timer);
     vm_agent_close(vs->agent, 1);
     vs->agent = NULL;
-    vm_qmp_close(vs->qmp);
+    vm_qmp_close(vs->qmp, 1);
     vs->qmp = NULL;
     vm_qemu_unwatch(vs);
     if (vs->has_cg)
@@ -472,6 +472,12 @@ static int vm_resume(struct sbx_sandbox *sb, uint64_t key, sbx_value_done_fn don
     return pause_cmd(sb, "cont", key, done, err);
 }
 
+/* Backend paused: not known until QMP answers query-status (vm_qmp.c tells the core). */
+static int vm_paused(struct sbx_sandbox *sb) {
+    (void)sb;
+    return -1;
+}
+
 /* Backend shell: the QMP socket and the console for a human. */
 static int vm_shell(struct sbx_sandbox *sb, ei_x_buff *x, struct sbx_err *err) {
     char qmp[600];
@@ -625,4 +631,5 @@ const struct sbx_backend sbx_backend_vm = {
     .ports = vm_ports,
     .pause = vm_pause,
     .resume = vm_resume,
+    .paused = vm_paused,
 };

@@ -115,7 +115,7 @@ void vm_on_qemu_exit(struct vm_state *vs);
 typedef void (*vm_qmp_done_fn)(struct vm_state *vs, uint64_t key, const char *err, void *arg);
 /* Connects to the sandbox's qmp.sock (retrying while qemu comes up). NULL on no memory. */
 struct vm_qmp *vm_qmp_open(struct vm_state *vs);
-void vm_qmp_close(struct vm_qmp *q);
+void vm_qmp_close(struct vm_qmp *q, int answer);
 /* Sends a command without arguments (stop, cont, quit, query-status); done(vs, key,
  * NULL or an error text, arg) when it answers, or with an error when the connection
  * goes. Commands wait while the connection comes up. 0 or -1. */
@@ -129,8 +129,9 @@ const char *vm_qmp_accel(const struct vm_qmp *q);
 
 /* ---- vm_agent.c ---- */
 struct vm_agent *vm_agent_open(struct vm_state *vs);
-/* Closes the connection; every pending request is answered with err (answer) or
- * dropped. */
+/* Closes the connection; pending requests are answered with an error (answer 1), only
+ * the execs answered and the queries dropped (2: the sandbox is released), or all
+ * dropped (0). */
 void vm_agent_close(struct vm_agent *a, int answer);
 /* Called by vm_agent.c once HELLO answered (vm.c). */
 void vm_on_agent_hello(struct vm_state *vs);

@@ -330,8 +330,8 @@ static void query_answer(struct vm_req *r, const char *term, size_t len, const s
 static void query_fail(struct vm_req *r, const char *why, int answer) {
     struct sbx_err err;
     memset(&err, 0, sizeof err);
-    if (!answer)
-        return;
+    if (answer != 1)
+        return; /* 2: released, queries are dropped (backend.h) */
     vm_err(&err, "%s", why);
     query_answer(r, NULL, 0, &err);
 }

@@ -18,6 +18,7 @@
 
 #include "backends/vm/vm.h"
 #include "core/core.h"
+#include "core/pause.h"
 #include "core/sandbox.h"
 
 #define LINE_MAX_BYTES (256u * 1024u)
@@ -127,7 +128,7 @@ struct vm_qmp *vm_qmp_open(struct vm_state *vs) {
     q->pending = evbuffer_new();
     q->retry = evtimer_new(vs->sb->core->base, on_retry, q);
     if (q->in == NULL || q->out == NULL || q->pending == NULL || q->retry == NULL) {
-        vm_qmp_close(q);
+        vm_qmp_close(q, 0);
         return NULL;
     }
     if (try_connect(q) != 0)
@@ -135,13 +136,20 @@ struct vm_qmp *vm_qmp_open(struct vm_state *vs) {
     return q;
 }
 
-/* See vm.h. Commands still waiting are answered with an error (their callers free
- * what they gave). */
-void vm_qmp_close(struct vm_qmp *q) {
+/* See vm.h. Commands still waiting are answered with an error (answer), or dropped with
+ * their arg freed. */
+void vm_qmp_close(struct vm_qmp *q, int answer) {
     if (q == NULL)
         return;
     disconnect(q);
-    fail_cmds(q, "the virtual machine is gone");
+    if (answer)
+        fail_cmds(q, "the virtual machine is gone");
+    while (q->cmds != NULL) {
+        struct qcmd *c = q->cmds;
+        q->cmds = c->next;
+        free(c->arg);
+        free(c);
+    }
     if (q->retry != NULL)
         event_free(q->retry);
     if (q->in != NULL)
@@ -210,6 +218,14 @@ static void on_message(struct vm_qmp *q, json_t *j) {
         q->ready = 1;
         evbuffer_add_buffer(q->out, q->pending);
         send_line(q, q->out, "{\"execute\":\"query-kvm\",\"id\":4000000000}");
+        if (q->vs->adopted)
+            send_line(q, q->out, "{\"execute\":\"query-status\",\"id\":4000000001}");
+        return;
+    }
+    if (id == 4000000001u) { /* adopted: stopped by an earlier run's pause? */
+        json_t *run = json_object_get(json_object_get(j, "return"), "running");
+        if (json_is_boolean(run))
+            sbx_sandbox_pause_seen(q->vs->sb, !json_is_true(run));
         return;
     }
     if (id == 4000000000u) {
