@@ -254,6 +254,8 @@ static int on_hello(struct vm_agent *a, const struct agent_frame *f) {
 /* One frame from the guest: the HELLO answer, or an answer to a request. A frame for an
  * id no request has is ignored (a request abandoned meanwhile). -1: drop the connection. */
 static int dispatch(struct vm_agent *a, const struct agent_frame *f) {
+    SBX_DEBUG("vm agent frame", "id=%s type=%s req=%u len=%u", a->vs->sb->id,
+              agent_type_name(f->type), f->id, f->payload_len);
     if (!a->ready) {
         if (f->id != a->hello_id)
             return 0; /* left over from before our HELLO */
