@@ -33,21 +33,29 @@
  *              The main workload is EXEC with AGENT_EXEC_MAIN and id 0 (and only then).
  *              Answer: STARTED then OUT* then EXIT; or ERR if it could not be started (then
  *              nothing else for that id). Each command runs in its own session (setsid), so
- *              KILL and the timeout reach its whole process group. env replaces the
- *              environment (empty env: PATH=/usr/sbin:/usr/bin:/sbin:/bin only). Without
- *              AGENT_EXEC_STDIN the command's stdin is /dev/null.
+ *              KILL and the timeout reach its whole process group (a child that makes its
+ *              own session escapes both). The environment is PATH (the usual directories)
+ *              and HOME=/root, with env's entries added or replacing them. argv[0] is looked
+ *              up in PATH. Without AGENT_EXEC_STDIN the command's stdin is /dev/null.
+ *              EXIT comes once the command has been reaped and its stdout and stderr are at
+ *              EOF, or 2 s after the reap if background children keep them open.
  *  STARTED  3  G: u32 pid.
  *  OUT      4  G: u8 stream (1 stdout, 2 stderr), bytes data (1 .. AGENT_CHUNK bytes).
  *  EXIT     5  G: i32 exit_code (-1 when killed by a signal), u32 signal (0 = none),
  *                 u8 timed_out (1 when the guest's timeout killed it).
  *  STDIN    6  H: bytes data; empty data closes the command's stdin (EOF).
- *              No answer (ERR for an unknown id or a command without AGENT_EXEC_STDIN).
+ *              No answer (ERR for an unknown id or a command without AGENT_EXEC_STDIN;
+ *              ERR ENOBUFS if more than 320 KiB wait for a command that does not read:
+ *              past 256 KiB waiting the guest stops reading the port until it drains).
+ *              Bytes after the command exited or closed its stdin are dropped.
  *  KILL     7  H: empty. Sends SIGKILL to the process group of the command with this id.
  *              No answer on success (its EXIT follows); ERR ESRCH for an unknown id.
  *  WRITE    8  H: str path, u32 mode (permission bits). Creates or truncates the file.
  *              Then DATA* and END with the same id. Answer: exactly one of OK (after END)
  *              or ERR (at the first failure; later DATA/END of that id are ignored).
  *  READ     9  H: str path. Answer: DATA* then END, or ERR (possibly after some DATA).
+ *              Paths must be absolute; only regular files are read or written (ERR EISDIR
+ *              or EINVAL otherwise). At most 16 transfers at once (ERR EAGAIN).
  *  DATA    10  H/G: bytes data (at most AGENT_CHUNK bytes).
  *  END     11  H/G: empty.
  *  OK      12  G: empty.
@@ -61,12 +69,15 @@
  *  METRICS_R 17 G: u64 mem_total_bytes, u64 mem_available_bytes, u64 cpu_user_ticks,
  *              u64 cpu_system_ticks, u64 cpu_idle_ticks (the "cpu" line of /proc/stat, user
  *              includes nice), u64 uptime_ms, u32 load1, u32 load5, u32 load15 (the load
- *              averages times 1000), u32 nprocs.
+ *              averages times 1000), u32 nprocs (tasks: the total of /proc/loadavg).
  *  SHUTDOWN 18 H: empty. The guest answers OK, kills every process, syncs and powers off.
  *
  * Any request the guest cannot do, or does not know, is answered ERR with its id; the guest
- * never stops on input. Output (OUT, DATA) is sent in chunks of at most AGENT_CHUNK bytes.
- * Flow control is the transport's: a host that stops reading blocks the guest's writes, and
+ * never stops on input. Requests before a HELLO on a connection are answered ERR EPROTO.
+ * A bad len field puts the guest in resync: it skips bytes until a HELLO header
+ * (00 00 00 0d 01) and carries on from there. The guest notices the host closing the socket
+ * (POLLHUP on the port) and then expects a new HELLO. Output (OUT, DATA) is sent in chunks
+ * of at most AGENT_CHUNK bytes. Flow control is the transport's: a host that stops reading blocks the guest's writes, and
  * the guest then stops reading its commands' pipes; nothing is dropped. */
 #ifndef SBX_VMPROTO_AGENT_PROTO_H
 #define SBX_VMPROTO_AGENT_PROTO_H

@@ -117,9 +117,9 @@ int main(int argc, char **argv) {
             boot_poweroff("shutdown asked by the host");
         }
         int timeout = cmds_tick();
+        session_pump(); /* flush first: the room the streams see is what is left after it */
         if (files_pump())
             timeout = 0;
-        session_pump();
         pfd[0] = (struct pollfd){sfd, POLLIN, 0};
         timeout = earlier(timeout, session_poll_fill(&pfd[1]));
         int n = cmds_poll_fill(&pfd[2]);

@@ -17,7 +17,7 @@
  * are printed as "sbx-agentctl: error ERRNO: TEXT" and exit 125 (exec) or 1.
  * `garbage` sends an unknown type, a malformed EXEC (each must be answered ERR), then a length
  * that is too small followed by junk, then a HELLO that must be answered on the same
- * connection. `huge` sends a header announcing 4 GiB and closes the connection. */
+ * connection. `huge` sends a header announcing 4 GiB, then a HELLO that must be answered. */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -401,8 +401,13 @@ static int cmd_garbage(void) {
 static int cmd_huge(void) {
     static const uint8_t huge[] = {0xff, 0xff, 0xff, 0xff, AGENT_DATA, 0, 0, 0, 1, 1, 2, 3};
     queue(huge, sizeof huge);
-    flush_all();
-    printf("sent a 4 GiB length\n");
+    queue(frame, agent_enc_hello_req(frame, sizeof frame, 9, AGENT_PROTO_VERSION,
+                                     AGENT_PROTO_VERSION));
+    struct agent_frame f = next_frame();
+    struct agent_hello_resp h;
+    if (f.type != AGENT_HELLO || f.id != 9 || agent_parse_hello_resp(&f, &h) != 0)
+        die("no HELLO answer after the 4 GiB length");
+    printf("sent a 4 GiB length: hello answered after it\n");
     return 0;
 }
 
