@@ -331,7 +331,7 @@ hostile1() ->
                 ?assert(filelib:is_regular(Initrd)),
                 Id = <<"h", K/binary>>,
                 spawn_link(fun() ->
-                                   Parent ! {hostile, Id, call(S, create, [Id, vm, #{boot_timeout_ms => 30000,
+                                   Parent ! {hostile, Id, call(S, create, [Id, vm, #{boot_timeout_ms => 12000,
                                                                                     image => #{kernel => Kernel, initrd => Initrd}}])}
                            end),
                 Id

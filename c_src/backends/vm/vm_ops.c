@@ -406,7 +406,9 @@ static int encode_metrics(const struct agent_frame *f, struct vm_state *vs, ei_x
     ei_x_encode_double(x, m.load5 / 1000.0);
     ei_x_encode_double(x, m.load15 / 1000.0);
     ei_x_encode_atom(x, "accel");
-    ei_x_encode_atom(x, vs->accel[0] ? vs->accel : "tcg");
+    /* What qemu itself says (query-kvm), else what it was started with. */
+    const char *acc = vm_qmp_accel(vs->qmp);
+    ei_x_encode_atom(x, acc[0] ? acc : vs->accel[0] ? vs->accel : "tcg");
     ei_x_encode_atom(x, "ts");
     ei_x_encode_longlong(x, (long long)time(NULL) * 1000);
     return 0;
