@@ -22,6 +22,7 @@
 #include "dist/tls.h"
 #include "rpc/services.h"
 #include "backends/beam/beam.h"
+#include "backends/vm/vm_info.h"
 #include "util/cookie.h"
 #include "util/fdreserve.h"
 #include "util/fdlimit.h"
@@ -82,6 +83,8 @@ static void usage(FILE *out) {
           "                        sandboxes (default keep: adopted at the next start)\n"
           "  --log-level LEVEL     error | warn | info | debug (default info)\n"
           "  --erl PATH            erl for beam_node sandboxes (else $SANDBOXD_ERL, else PATH)\n"
+          "  --vm-image DIR        the default vm image (vmlinuz, initrd.img; else vm/ next to\n"
+          "                        the binary's priv folder)\n"
           "  --proto-dist P        inet_tcp (default) | inet_tls: distribution over TLS, as\n"
           "                        erl's -proto_dist inet_tls; needs --ssl-dist-optfile\n"
           "  --ssl-dist-optfile F  the cluster's ssl_dist optfile (erl's -ssl_dist_optfile);\n"
@@ -156,7 +159,7 @@ static int short_host(char *out, size_t cap) {
 static int parse_args(int argc, char **argv, struct options *o) {
     enum { O_SNAME = 1, O_NAME, O_COOKIE, O_TICK, O_HS, O_MAXPKT, O_LOG, O_VERSION, O_HELP,
            O_STATE, O_SHUTDOWN, O_ERL, O_UIDS, O_COOKIE_FILE, O_MAXHS, O_MAXHS_ADDR, O_STDIN_EOF,
-           O_HTTP, O_HTTP_TOKEN, O_HTTP_MAXCONN, O_PROTO, O_SSL_OPTFILE };
+           O_HTTP, O_HTTP_TOKEN, O_HTTP_MAXCONN, O_PROTO, O_SSL_OPTFILE, O_VM_IMAGE };
     static const struct option longopts[] = {
         {"sname", required_argument, NULL, O_SNAME},
         {"name", required_argument, NULL, O_NAME},
@@ -171,6 +174,7 @@ static int parse_args(int argc, char **argv, struct options *o) {
         {"state-dir", required_argument, NULL, O_STATE},
         {"shutdown-policy", required_argument, NULL, O_SHUTDOWN},
         {"erl", required_argument, NULL, O_ERL},
+        {"vm-image", required_argument, NULL, O_VM_IMAGE},
         {"uid-range", required_argument, NULL, O_UIDS},
         {"stop-on-stdin-eof", no_argument, NULL, O_STDIN_EOF},
         {"http", required_argument, NULL, O_HTTP},
@@ -203,6 +207,7 @@ static int parse_args(int argc, char **argv, struct options *o) {
         case O_COOKIE_FILE: o->cookie_file = optarg; break;
         case O_STDIN_EOF: o->stop_on_stdin_eof = 1; break;
         case O_ERL: sbx_beam_set_erl(optarg); break;
+        case O_VM_IMAGE: sbx_vm_set_image_dir(optarg); break;
         case O_HTTP: o->http = optarg; break;
         case O_HTTP_TOKEN: o->http_token = optarg; break;
         case O_HTTP_MAXCONN:

@@ -10,6 +10,7 @@
 #include "backends/backend.h"
 #include "dist/conn.h"
 #include "dist/control.h"
+#include "backends/vm/vm_info.h"
 #include "core/core.h"
 #include "dist/node.h"
 #include "backends/process/fdhold.h"
@@ -120,10 +121,10 @@ enum sbx_api_status sbx_api_info(struct sbx_call *call) {
     static const char *const backends[] = {"process", "docker", "beam_node", "vm"};
 
     struct sbx_core *core = sbx_core_get();
-    /* 14 keys: node version uptime_ms memory_bytes sandboxes subscribers limits isolation
-     * open_files connections processes handshakes load backends (count again when adding
-     * one). */
-    ei_x_encode_map_header(x, 14);
+    /* 15 keys: node version uptime_ms memory_bytes sandboxes subscribers limits isolation
+     * open_files connections processes handshakes load backends vm_accel (count again
+     * when adding one). */
+    ei_x_encode_map_header(x, 15);
     ei_x_encode_atom(x, "node");
     ei_x_encode_atom(x, node->name);
     ei_x_encode_atom(x, "version");
@@ -176,6 +177,9 @@ enum sbx_api_status sbx_api_info(struct sbx_call *call) {
         else
             encode_unavailable(x, why);
     }
+    /* The accel a vm with accel => auto gets here: kvm, tcg, or probing. */
+    ei_x_encode_atom(x, "vm_accel");
+    ei_x_encode_atom(x, sbx_vm_accel_info(core));
     return SBX_API_DONE;
 }
 

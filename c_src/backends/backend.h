@@ -148,5 +148,6 @@ const struct sbx_backend *sbx_backend_for(enum sbx_type type);
 extern const struct sbx_backend sbx_backend_process;
 extern const struct sbx_backend sbx_backend_docker;
 extern const struct sbx_backend sbx_backend_beam;
+extern const struct sbx_backend sbx_backend_vm;
 
 #endif

@@ -1,0 +1,357 @@
+%% vm sandboxes against real QEMU (issue 9, "It must show" items 1, 2, 4, 5 and item 3's
+%% vm part): the default image (priv/vm, `make vm-image`) and the hostile test inits
+%% (_build/vm/test/initrd-hostile-*.img, `make vm-test-images`).
+%%
+%% Every TCG boot costs seconds of a core, so each test boots as few VMs as it needs and
+%% checks everything it can on them: one VM for exec, files, console, metrics and
+%% processes; one for pause/resume; one whose cmd prints 20 MB; two for adoption and
+%% SIGKILL; three hostile guests booted at once. Guest-side facts (a timed-out command's
+%% children gone, the guest's clock while paused) are read from inside the guest through
+%% exec. Nothing here asserts a duration.
+-module(sbx_vm_tests).
+
+-include_lib("stdlib/include/assert.hrl").
+
+-export([tests/0]).
+
+-define(U, sbx_test_util).
+-define(MB, (1024 * 1024)).
+-define(BOOT_MS, 120000).
+
+tests() ->
+    [{exec_files_console_metrics, 240000, fun exec_files/0},
+     {pause_resume_guest_clock, 180000, fun pause_resume/0},
+     {cmd_20mb_reaches_subscriber_in_order, 300000, fun cmd_20mb/0},
+     {sigkill_sandboxd_adopts_two_then_sigkill_qemu, 300000, fun adopt_and_kill/0},
+     {bad_config_refused, 60000, fun bad_config/0},
+     {hostile_agents_never_block_the_loop, 240000, fun hostile/0}].
+
+%%% ---------------------------------------------------------------------------------
+%%% Helpers
+
+image_dir() -> filename:absname("priv/vm").
+
+%% The vm backend needs qemu and the default image; a machine without qemu skips, a
+%% missing image (make vm-image) is a failure.
+need_qemu() ->
+    case os:find_executable("qemu-system-x86_64") of
+        false -> {skip, "qemu-system-x86_64 is not installed"};
+        _ ->
+            ?assert(filelib:is_regular(filename:join(image_dir(), "vmlinuz"))),
+            ?assert(filelib:is_regular(filename:join(image_dir(), "initrd.img"))),
+            ok
+    end.
+
+start() -> ?U:start_isolated(#{args => ["--vm-image", image_dir()]}).
+
+call(#{node := N}, F, A) -> rpc:call(N, sandbox, F, A, 200000).
+
+create_ok(S, Id, Cfg) ->
+    case call(S, create, [Id, vm, maps:merge(#{boot_timeout_ms => ?BOOT_MS}, Cfg)]) of
+        {ok, Sb} -> Sb;
+        Other -> error({create, Id, Other})
+    end.
+
+exec_ok(S, Id, Cmd) -> exec_ok(S, Id, Cmd, #{}).
+exec_ok(S, Id, Cmd, Opts) ->
+    case call(S, exec, [Id, Cmd, Opts]) of
+        {ok, R} -> R;
+        Other -> error({exec, Id, Cmd, Other})
+    end.
+
+sh(S, Id, Script) -> maps:get(stdout, exec_ok(S, Id, Script)).
+
+guest_kernel() ->
+    {ok, B} = file:read_file(filename:join(image_dir(), "kernel-release")),
+    string:trim(B).
+
+%% qemu processes of sandbox Id (its -name is sbx-<Id>).
+qemus(Id) -> ?U:os_pids_matching(["-name sbx-", Id, " "]).
+
+%% Everything a VM leaves on the host once destroyed: its qemu, its sandbox folder (the
+%% overlay, the sockets, the console FIFO) and its cgroup directories.
+assert_nothing_left(S, Id) ->
+    ok = ?U:wait_until(fun() -> qemus(Id) =:= [] end, 20000),
+    Dir = filename:join([maps:get(state_dir, S), "sandboxes", Id]),
+    ?assertEqual(false, filelib:is_dir(Dir)),
+    Node = atom_to_list(maps:get(node, S)),
+    Groups = filelib:wildcard("/sys/fs/cgroup/*/sandboxd/" ++ Node ++ "/" ++ binary_to_list(Id))
+        ++ filelib:wildcard("/sys/fs/cgroup/sandboxd/" ++ Node ++ "/" ++ binary_to_list(Id)),
+    ?assertEqual([], Groups).
+
+log_records(S, Id) ->
+    {ok, L} = call(S, logs, [Id, #{tail => 100000}]),
+    L.
+
+%%% ---------------------------------------------------------------------------------
+%%% 1 and 2 (files, console): one VM
+
+exec_files() ->
+    case need_qemu() of
+        ok -> exec_files1();
+        Skip -> Skip
+    end.
+
+exec_files1() ->
+    S = start(),
+    Id = <<"vm1">>,
+    #{status := running, type := vm} = create_ok(S, Id, #{}),
+    %% The guest's kernel, not the host's.
+    Uname = string:trim(sh(S, Id, [<<"uname">>, <<"-r">>])),
+    ?assertEqual(guest_kernel(), Uname),
+    ?assertNotEqual(string:trim(list_to_binary(os:cmd("uname -r"))), Uname),
+    %% stdout and stderr apart, exit codes.
+    ?assertMatch(#{stdout := <<"out\n">>, stderr := <<"err\n">>, exit_code := 3},
+                 exec_ok(S, Id, <<"echo out; echo err >&2; exit 3">>)),
+    ?assertMatch(#{exit_code := 0}, exec_ok(S, Id, [<<"true">>])),
+    %% 1 MB of stdin, intact.
+    In = crypto:strong_rand_bytes(?MB),
+    #{stdout := Md5} = exec_ok(S, Id, [<<"md5sum">>], #{stdin => In}),
+    ?assertEqual(string:lowercase(binary:encode_hex(crypto:hash(md5, In))),
+                 hd(string:split(Md5, " "))),
+    %% A timeout kills the command and its children: the background child's pid is kept
+    %% in a file and looked for in the guest afterwards.
+    ?assertEqual({error, timeout},
+                 call(S, exec, [Id, <<"sleep 1000.123 & echo $! > /tmp/child; sleep 1000.456">>,
+                                #{timeout_ms => 2000}])),
+    Child = string:trim(sh(S, Id, <<"cat /tmp/child">>)),
+    ?assertNotEqual(<<>>, Child),
+    ?assertMatch(#{exit_code := 1},
+                 exec_ok(S, Id, <<"kill -0 ", Child/binary, " 2>/dev/null; r=$?; ",
+                                  "ps | grep -v grep | grep -q 'sleep 1000' && exit 2; exit $r">>)),
+    %% copy_to / copy_from: 5 MB byte for byte, and path checks.
+    F = crypto:strong_rand_bytes(5 * ?MB),
+    ok = call(S, copy_to, [Id, <<"/tmp/five">>, F]),
+    #{stdout := Md5F} = exec_ok(S, Id, <<"md5sum /tmp/five">>),
+    ?assertEqual(string:lowercase(binary:encode_hex(crypto:hash(md5, F))), hd(string:split(Md5F, " "))),
+    ?assertEqual({ok, F}, call(S, copy_from, [Id, <<"/tmp/five">>])),
+    ?assertMatch({error, {badarg, path, _}}, call(S, copy_to, [Id, <<"/tmp/../etc/x">>, <<"x">>])),
+    ?assertMatch({error, {badarg, path, _}}, call(S, copy_from, [Id, <<"a\0b">>])),
+    ?assertMatch({error, {backend, vm, <<_, _/binary>>}}, call(S, copy_from, [Id, <<"/no/such/file">>])),
+    %% The console log holds the kernel's boot lines.
+    Console = [D || #{data := <<"[console] ", D/binary>>} <- log_records(S, Id)],
+    ?assert(lists:any(fun(D) -> binary:match(D, <<"Linux version">>) =/= nomatch end, Console)),
+    %% Metrics and processes come from the guest.
+    {ok, M} = call(S, metrics, [Id]),
+    ?assertMatch(#{memory_bytes := _, uptime_ms := _, accel := _}, M),
+    {ok, Ps} = call(S, processes, [Id]),
+    ?assert(lists:any(fun(#{pid := 1}) -> true; (_) -> false end, Ps)),
+    %% info() says which accel auto picks; the metrics say the same.
+    #{backends := #{vm := available}, vm_accel := Accel} = ?U:info(S),
+    ?assertEqual(Accel, maps:get(accel, M)),
+    ok = call(S, destroy, [Id]),
+    assert_nothing_left(S, Id).
+
+%%% ---------------------------------------------------------------------------------
+%%% 3, the vm part: QMP stop/cont
+
+pause_resume() ->
+    case need_qemu() of
+        ok -> pause_resume1();
+        Skip -> Skip
+    end.
+
+uptime(S, Id) ->
+    [Up | _] = string:split(sh(S, Id, <<"cat /proc/uptime">>), " "),
+    binary_to_float(Up).
+
+pause_resume1() ->
+    S = start(),
+    Id = <<"vmp">>,
+    create_ok(S, Id, #{}),
+    Before = uptime(S, Id),
+    ok = call(S, pause, [Id]),
+    Paused0 = erlang:monotonic_time(millisecond),
+    ?assertEqual({error, paused}, call(S, exec, [Id, <<"true">>])),
+    ?assertMatch({ok, #{status := paused}}, call(S, get, [Id])),
+    %% Paused for at least 3 s of host time; the guest's clock must not see them.
+    ok = ?U:wait_until(fun() -> erlang:monotonic_time(millisecond) - Paused0 >= 3000 end, 10000),
+    ok = call(S, resume, [Id]),
+    PausedMs = erlang:monotonic_time(millisecond) - Paused0,
+    After = uptime(S, Id),
+    GuestMs = round((After - Before) * 1000),
+    io:format("    paused ~b ms on the host; the guest's clock moved ~b ms over pause+exec~n",
+              [PausedMs, GuestMs]),
+    ?assert(GuestMs < PausedMs - 1000),
+    ?assertMatch({ok, #{status := running}}, call(S, get, [Id])),
+    ?assertMatch(#{exit_code := 0}, exec_ok(S, Id, [<<"true">>])),
+    ok = call(S, destroy, [Id]),
+    assert_nothing_left(S, Id).
+
+%%% ---------------------------------------------------------------------------------
+%%% 2: 20 MB of cmd output, in order
+
+cmd_20mb() ->
+    case need_qemu() of
+        ok -> cmd_20mb1();
+        Skip -> Skip
+    end.
+
+%% seq 10000001 12600000: 2,600,000 lines of 9 bytes (23.4 MB).
+-define(FIRST, 10000001).
+-define(LAST, 12600000).
+
+cmd_20mb1() ->
+    S = start(),
+    Id = <<"vmbig">>,
+    {ok, _Ref} = call(S, subscribe, [all, self(), [log, status]]),
+    Cfg = #{cmd => iolist_to_binary(io_lib:format("seq ~b ~b", [?FIRST, ?LAST]))},
+    create_ok(S, Id, Cfg),
+    {Data, Exit} = collect(Id, [], 0),
+    io:format("    ~b bytes of cmd output reached the subscriber; exit ~p~n", [byte_size(Data), Exit]),
+    Expected = iolist_to_binary([[integer_to_binary(I), $\n] || I <- lists:seq(?FIRST, ?LAST)]),
+    ?assertEqual(byte_size(Expected), byte_size(Data)),
+    ?assert(Expected =:= Data),
+    ?assertEqual({exit, 0}, Exit),
+    ok = call(S, destroy, [Id]),
+    assert_nothing_left(S, Id).
+
+%% Log events of Id (stdout, in order) until its exited status.
+collect(Id, Acc, N) ->
+    receive
+        {sandbox_event, Id, log, #{stream := stdout, data := D} = E} ->
+            ?assertEqual(false, maps:is_key(dropped, E)),
+            collect(Id, [D | Acc], N + 1);
+        {sandbox_event, Id, status, #{to := exited, reason := R}} ->
+            flush_logs(Id, Acc, R);
+        {sandbox_event, _, _, _} ->
+            collect(Id, Acc, N)
+    after 240000 ->
+        error({no_exit, N, iolist_size(Acc)})
+    end.
+
+flush_logs(Id, Acc, R) ->
+    receive
+        {sandbox_event, Id, log, #{stream := stdout, data := D}} -> flush_logs(Id, [D | Acc], R)
+    after 500 -> {iolist_to_binary(lists:reverse(Acc)), R}
+    end.
+
+%%% ---------------------------------------------------------------------------------
+%%% 4: adoption after SIGKILL of sandboxd; SIGKILL of qemu
+
+adopt_and_kill() ->
+    case need_qemu() of
+        ok -> adopt_and_kill1();
+        Skip -> Skip
+    end.
+
+adopt_and_kill1() ->
+    S1 = #{os_pid := Os1, node := N1, sname := SName, state_dir := Dir} = start(),
+    Ids = [<<"vma">>, <<"vmb">>],
+    Victim = <<"vmc">>,
+    Parent = self(),
+    %% Three created at once.
+    [spawn_link(fun() -> Parent ! {made, Id, create_ok(S1, Id, #{})} end) || Id <- [Victim | Ids]],
+    Refs = maps:from_list([receive {made, Id, #{ref := R}} -> {Id, R} end || Id <- [Victim | Ids]]),
+    %% SIGKILL of a qemu sandboxd started: the status event says it was killed.
+    {ok, _} = call(S1, subscribe, [Victim, self(), [status]]),
+    ?U:os_kill(maps:get(Victim, Refs), "KILL"),
+    receive
+        {sandbox_event, Victim, status, #{to := exited, reason := Why}} ->
+            ?assertEqual({signal, sigkill}, Why)
+    after 30000 -> error(no_status_event)
+    end,
+    ?assert(lists:any(fun(#{data := D}) -> binary:match(D, <<"qemu ended without a shutdown: killed by signal 9">>) =/= nomatch end,
+                      log_records(S1, Victim))),
+    ok = call(S1, destroy, [Victim]),
+    assert_nothing_left(S1, Victim),
+    %% SIGKILL of sandboxd while two VMs run, then a new sandboxd adopts both.
+    [<<"a">> = string:trim(sh(S1, Id, <<"echo a > /tmp/mark; cat /tmp/mark">>)) || Id <- Ids],
+    ?U:os_kill(Os1, "KILL"),
+    ok = ?U:wait_until(fun() -> not lists:member(N1, nodes(hidden)) end, 10000),
+    S2 = ?U:start_isolated(#{sname => SName, state_dir => Dir, args => ["--vm-image", image_dir()]}),
+    Listed = call(S2, list, []),
+    ?assertEqual(lists:sort(Ids), lists:sort([I || #{id := I} <- Listed])),
+    ?assertEqual([running, running], [St || #{status := St} <- Listed]),
+    %% The same qemu processes, and the guests kept their state.
+    ?assertEqual(maps:with(Ids, Refs), maps:from_list([{I, R} || #{id := I, ref := R} <- Listed])),
+    [?assertEqual(<<"a">>, string:trim(sh(S2, Id, <<"cat /tmp/mark">>))) || Id <- Ids],
+    %% An adopted qemu is not sandboxd's child: its end is seen, its status is not known.
+    [Adopted, Other] = Ids,
+    {ok, _} = call(S2, subscribe, [Adopted, self(), [status]]),
+    ?U:os_kill(maps:get(Adopted, Refs), "KILL"),
+    receive
+        {sandbox_event, Adopted, status, #{to := exited}} -> ok
+    after 30000 -> error(no_status_event_adopted)
+    end,
+    ?assert(lists:any(fun(#{data := D}) -> binary:match(D, <<"qemu ended without a shutdown">>) =/= nomatch end,
+                      log_records(S2, Adopted))),
+    ?assertMatch(#{exit_code := 0}, exec_ok(S2, Other, [<<"true">>])),
+    [ok = call(S2, destroy, [Id]) || Id <- Ids],
+    [assert_nothing_left(S2, Id) || Id <- Ids].
+
+%%% ---------------------------------------------------------------------------------
+%%% 5: bad input
+
+bad_config() ->
+    case need_qemu() of
+        ok -> bad_config1();
+        Skip -> Skip
+    end.
+
+bad_config1() ->
+    S = start(),
+    C = fun(Cfg) -> call(S, create, [<<"bad">>, vm, Cfg]) end,
+    ?assertEqual({error, {badarg, bogus, unknown_key}}, C(#{bogus => 1})),
+    ?assertEqual({error, {badarg, accel, unknown_value}}, C(#{accel => hvf})),
+    ?assertEqual({error, {badarg, kernel, no_such_file}}, C(#{image => #{kernel => <<"/no/such/vmlinuz">>}})),
+    ?assertEqual({error, {badarg, kernel, not_absolute}}, C(#{image => #{kernel => <<"vmlinuz">>}})),
+    ?assertEqual({error, {badarg, memory_mb, more_than_host_memory}}, C(#{memory_mb => 1048576})),
+    ?assertEqual({error, {badarg, ports, needs_network_user}}, C(#{ports => [{8080, 80}]})),
+    ?assertMatch({error, {badarg, image, _}}, C(#{image => other})),
+    %% A disk that is not an image: qemu-img says so.
+    NotDisk = filename:join(maps:get(state_dir, S), "not-a-disk"),
+    ok = file:write_file(NotDisk, <<"just text\n">>),
+    {error, {backend, vm, Why}} = C(#{image => #{disk => list_to_binary(NotDisk)}}),
+    ?assertNotEqual(nomatch, binary:match(Why, <<"not a disk image">>)),
+    ?assertEqual({error, not_found}, call(S, get, [<<"bad">>])),
+    %% A real qcow2 base is taken, through an overlay in the sandbox folder only.
+    Base = filename:join(maps:get(state_dir, S), "base.qcow2"),
+    "" = os:cmd("qemu-img create -q -f qcow2 " ++ Base ++ " 16M"),
+    {ok, Before} = file:read_file(Base),
+    create_ok(S, <<"disk">>, #{image => #{disk => list_to_binary(Base)}}),
+    ?assert(filelib:is_regular(filename:join([maps:get(state_dir, S), "sandboxes", "disk", "disk.qcow2"]))),
+    ok = call(S, destroy, [<<"disk">>]),
+    ?assertEqual({ok, Before}, file:read_file(Base)),
+    assert_nothing_left(S, <<"disk">>).
+
+hostile() ->
+    case need_qemu() of
+        ok -> hostile1();
+        Skip -> Skip
+    end.
+
+hostile1() ->
+    S = start(),
+    Kinds = [<<"garbage">>, <<"huge">>, <<"silent">>],
+    Parent = self(),
+    Kernel = list_to_binary(filename:join(image_dir(), "vmlinuz")),
+    Made = [begin
+                Initrd = list_to_binary(filename:absname("_build/vm/test/initrd-hostile-" ++ binary_to_list(K) ++ ".img")),
+                ?assert(filelib:is_regular(Initrd)),
+                Id = <<"h", K/binary>>,
+                spawn_link(fun() ->
+                                   Parent ! {hostile, Id, call(S, create, [Id, vm, #{boot_timeout_ms => 12000,
+                                                                                    image => #{kernel => Kernel, initrd => Initrd}}])}
+                           end),
+                Id
+            end || K <- Kinds],
+    %% While they boot and misbehave, the loop answers.
+    Pings = ping_while(S, Made, 0),
+    io:format("    ~b info() calls answered while the hostile guests ran~n", [Pings]),
+    Results = [receive {hostile, Id, R} -> {Id, R} end || Id <- Made],
+    [?assertEqual({Id, {error, timeout}}, {Id, R}) || {Id, R} <- Results],
+    ?assertMatch(#{backends := #{vm := available}}, ?U:info(S)),
+    [assert_nothing_left(S, Id) || Id <- Made].
+
+%% info() in a loop (each must answer) until every create has answered.
+ping_while(S, Ids, N) ->
+    receive
+    after 200 ->
+        #{node := _} = ?U:info(S),
+        {messages, Ms} = process_info(self(), messages),
+        case length([x || {hostile, _, _} <- Ms]) =:= length(Ids) of
+            true -> N + 1;
+            false -> ping_while(S, Ids, N + 1)
+        end
+    end.
