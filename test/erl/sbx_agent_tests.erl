@@ -291,25 +291,42 @@ hostile_host() ->
     {0, <<"still alive\n">>, _} = gsh("echo still alive").
 
 reconnect() ->
-    %% A command of one connection (a background sbx-agentctl): once it runs, that
-    %% sbx-agentctl is killed, which closes its connection.
-    Marker = "sleep 3" ++ integer_to_list(erlang:unique_integer([positive]) rem 1000 + 1000),
-    #{sock := Sock} = vm(),
-    OutF = tmp_file("bg.out"),
-    Bg = q(ctl_bin()) ++ " " ++ q(Sock) ++ " exec -- sh -c " ++ q("echo started; exec " ++ Marker)
-        ++ " >" ++ q(OutF) ++ " 2>&1 & echo $!",
-    {0, CtlPid} = sh(Bg),
-    ok = wait_until(fun() -> file:read_file(OutF) =:= {ok, <<"started\n">>} end, 15000),
-    {0, _} = sh("kill -9 " ++ string:trim(binary_to_list(CtlPid))),
-    %% The next connection's HELLO kills what the dropped one started.
-    Running = fun() ->
+    %% The main workload (id 0), then a command, each started by a connection of its own (a
+    %% background sbx-agentctl; QEMU takes one connection at a time); once each runs, its
+    %% sbx-agentctl is killed, which closes the connection.
+    N = integer_to_list(erlang:unique_integer([positive]) rem 1000 + 1000),
+    Marker = "sleep 3" ++ N,
+    MainMarker = "sleep 4" ++ N,
+    [begin
+         {Ctl, Out} = background(Cmd, M),
+         ok = wait_until(fun() -> file:read_file(Out) =:= {ok, <<"started\n">>} end, 15000),
+         {0, _} = sh("kill -9 " ++ Ctl)
+     end || {Cmd, M} <- [{"exec --main", MainMarker}, {"exec", Marker}]],
+    %% The next connection's HELLO kills what the dropped one started, not the main workload.
+    Running = fun(M) ->
                       {0, Ps, _} = ctl("ps"),
-                      binary:match(Ps, list_to_binary(Marker)) =/= nomatch
+                      binary:match(Ps, list_to_binary(M)) =/= nomatch
               end,
-    ok = wait_until(fun() -> not Running() end, 15000),
+    ok = wait_until(fun() -> not Running(Marker) end, 15000),
+    ?assert(Running(MainMarker)),
     {0, <<"next\n">>, _} = gsh("echo next"),
+    %% A second main workload is refused while the first runs; KILL ends it.
+    {125, <<>>, Busy} = ctl("exec --main -- true"),
+    ?assertNotEqual(nomatch, binary:match(Busy, <<"error 16:">>)),
+    {0, <<"exit -1 signal 9\n">>, _} = ctl("kill 0"),
+    ok = wait_until(fun() -> not Running(MainMarker) end, 15000),
     %% The console says what happened.
     ?assert(console_has("killed 1 commands of the previous one")).
+
+%% sbx-agentctl SOCKET Cmd -- sh -c 'echo started; exec Marker' in the background; its os
+%% pid and the file that gets its output.
+background(Cmd, Marker) ->
+    #{sock := Sock} = vm(),
+    OutF = tmp_file("bg-" ++ lists:last(string:split(Marker, " ")) ++ ".out"),
+    Bg = q(ctl_bin()) ++ " " ++ q(Sock) ++ " " ++ Cmd ++ " -- sh -c "
+        ++ q("echo started; exec " ++ Marker) ++ " >" ++ q(OutF) ++ " 2>&1 & echo $!",
+    {0, Pid} = sh(Bg),
+    {string:trim(binary_to_list(Pid)), OutF}.
 
 console_has(Text) ->
     {ok, B} = file:read_file(maps:get(console, vm())),
