@@ -159,8 +159,9 @@ static void op_check(struct frz_op *op) {
         char state[64] = "";
         (void)read_file(frz_dir(&op->cg), op->cg.version == SBX_CG_V2 ? "cgroup.events" : "freezer.state",
                         state, sizeof state);
-        SBX_WARN("the freezer did not settle; thawed again", "id=%s state=\"%s\"", op->sb->id,
-                 strtok(state, "\n") != NULL ? state : "");
+        for (char *c = state; *c != '\0'; c++)
+            *c = *c == '\n' ? ' ' : *c;
+        SBX_WARN("the freezer did not settle; thawed again", "id=%s state=\"%s\"", op->sb->id, state);
         (void)write_state(&op->cg, 0);
         op_answer(op, "timeout", NULL);
         return;
