@@ -106,8 +106,11 @@ int vm_qemu_watch(struct vm_state *vs);
 void vm_qemu_unwatch(struct vm_state *vs);
 /* SIGKILL to qemu (its cgroup too). */
 void vm_qemu_kill(struct vm_state *vs);
-/* The path of a file in the sandbox folder. */
-void vm_path(const struct vm_state *vs, const char *name, char *out, size_t cap);
+/* A non-blocking connection to the unix socket name in the sandbox folder; -1 if
+ * nothing listens there (yet). */
+int vm_connect(const struct vm_state *vs, const char *name);
+/* The path of a file in the sandbox folder; the length it needs (as snprintf). */
+int vm_path(const struct vm_state *vs, const char *name, char *out, size_t cap);
 /* Called by vm_qemu.c when qemu has exited (vm.c). */
 void vm_on_qemu_exit(struct vm_state *vs);
 

@@ -14,7 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -30,8 +32,30 @@
 #define CONSOLE_PREFIX "[console] "
 
 /* See vm.h. */
-void vm_path(const struct vm_state *vs, const char *name, char *out, size_t cap) {
-    snprintf(out, cap, "%s/%s", vs->sb->dir, name);
+int vm_path(const struct vm_state *vs, const char *name, char *out, size_t cap) {
+    return snprintf(out, cap, "%s/%s", vs->sb->dir, name);
+}
+
+/* See vm.h. A folder path too long for sun_path is reached through /proc/self/fd. */
+int vm_connect(const struct vm_state *vs, const char *name) {
+    struct sockaddr_un sa;
+    int dirfd = -1, fd = -1;
+    memset(&sa, 0, sizeof sa);
+    sa.sun_family = AF_UNIX;
+    if (vm_path(vs, name, sa.sun_path, sizeof sa.sun_path) >= (int)sizeof sa.sun_path) {
+        dirfd = open(vs->sb->dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (dirfd < 0)
+            return -1;
+        snprintf(sa.sun_path, sizeof sa.sun_path, "/proc/self/fd/%d/%s", dirfd, name);
+    }
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0 && errno != EINPROGRESS) {
+        close(fd);
+        fd = -1;
+    }
+    if (dirfd >= 0)
+        close(dirfd);
+    return fd;
 }
 
 /* Adds one argument to argv (cap 96). */
