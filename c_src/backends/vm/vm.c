@@ -61,8 +61,10 @@ static void state_free(struct vm_state *vs, int answer, int kill_it) {
     vm_qmp_close(vs->qmp, 0);
     vs->qmp = NULL;
     vm_qemu_unwatch(vs);
-    if (kill_it && vs->has_cg)
-        (void)sbx_cgroup_try_remove(&vs->cg);
+    /* qemu may still be leaving its group (its pidfd fires before the kernel lets go of
+     * it): the bounded wait of sbx_cgroup_remove (about 200 ms) only then. */
+    if (kill_it && vs->has_cg && sbx_cgroup_try_remove(&vs->cg) != 0 && errno == EBUSY)
+        (void)sbx_cgroup_remove(&vs->cg);
     event_free(vs->timer);
     free(vs);
 }
