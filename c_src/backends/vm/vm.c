@@ -31,7 +31,7 @@ static struct vm_state *state_new(struct sbx_sandbox *sb) {
     if (vs == NULL)
         return NULL;
     vs->sb = sb;
-    vs->pidfd = vs->console_fd = -1;
+    vs->pidfd = vs->console_fd = vs->confirm_fd = -1;
     vs->timer = evtimer_new(sb->core->base, NULL, NULL);
     if (vs->timer == NULL) {
         free(vs);
@@ -273,7 +273,8 @@ static void remove_files(struct vm_state *vs) {
 void vm_on_qemu_exit(struct vm_state *vs) {
     struct sbx_sandbox *sb = vs->sb;
     enum vm_phase was = vs->phase;
-    char line[160];
+    char line[160], never_ran[200];
+    int exec_failed = vm_qemu_start_error(vs, never_ran, sizeof never_ran);
     vs->phase = VM_GONE;
     evtimer_del(vs->timer);
     vm_agent_close(vs->agent, 1);
@@ -291,6 +292,8 @@ void vm_on_qemu_exit(struct vm_state *vs) {
             err.reason_atom = "timeout";
         } else if (vs->start_failed) {
             vm_err(&err, "%s", vs->start_why);
+        } else if (exec_failed) {
+            vm_err(&err, "%s", never_ran);
         } else {
             char log[600];
             vm_path(vs, "qemu.log", log, sizeof log);

@@ -165,12 +165,9 @@ int vm_qemu_spawn(struct vm_state *vs, const char *kernel, const char *initrd, c
         snprintf(why, cap, "cannot start qemu-system-x86_64 (%s): %s", stage, strerror(e));
         goto fail;
     }
-    pid_t ok = sbx_spawn_wait(vs->pid, confirm, &e, &stage);
-    if (ok < 0) {
-        vs->pid = 0;
-        snprintf(why, cap, "cannot start qemu-system-x86_64 (%s): %s", stage, strerror(e));
-        goto fail;
-    }
+    /* Not waiting for the exec on the loop: a qemu that could not start exits 127, and
+     * vm_qemu_start_error reads why from confirm_fd then. */
+    vs->confirm_fd = confirm;
     struct sbx_procfs_stat st;
     if (sbx_procfs_stat(vs->pid, &st) == 0)
         vs->starttime = st.starttime;
@@ -275,7 +272,19 @@ void vm_qemu_unwatch(struct vm_state *vs) {
         close(vs->pidfd);
     if (vs->console_fd >= 0)
         close(vs->console_fd);
-    vs->pidfd = vs->console_fd = -1;
+    if (vs->confirm_fd >= 0)
+        close(vs->confirm_fd);
+    vs->pidfd = vs->console_fd = vs->confirm_fd = -1;
+}
+
+/* See vm.h. */
+int vm_qemu_start_error(const struct vm_state *vs, char *why, size_t cap) {
+    int e = 0;
+    const char *stage = NULL;
+    if (vs->confirm_fd < 0 || sbx_spawn_confirm(vs->confirm_fd, &e, &stage) != -1)
+        return 0;
+    snprintf(why, cap, "cannot start qemu-system-x86_64 (%s): %s", stage, strerror(e));
+    return 1;
 }
 
 /* See vm.h: through the pidfd (never a recycled pid), and the cgroup. */
