@@ -104,7 +104,7 @@ elixir_suites() {
   done
 }
 
-SUITES=(sbx_dist_tests sbx_tls_tests sbx_fault_tests sbx_stranger_tests sbx_process_tests sbx_unpriv_tests sbx_docker_smoke_tests sbx_docker_tls_tests sbx_docker_tests sbx_docker_restart_tests sbx_beam_tests sbx_trace_tests sbx_beam_docker_tests sbx_fence_tests sbx_shutdown_tests sbx_scale_tests sbx_http_tests sbx_vm_tests)
+SUITES=(sbx_dist_tests sbx_tls_tests sbx_fault_tests sbx_stranger_tests sbx_process_tests sbx_unpriv_tests sbx_docker_smoke_tests sbx_docker_tls_tests sbx_docker_tests sbx_docker_restart_tests sbx_beam_tests sbx_trace_tests sbx_beam_docker_tests sbx_fence_tests sbx_shutdown_tests sbx_scale_tests sbx_http_tests sbx_agent_tests sbx_vm_tests)
 erl_suites erl-release "$ROOT/priv/sandboxd" "${SUITES[@]}"
 elixir_suites release "$ROOT/priv/sandboxd"
 
@@ -149,9 +149,12 @@ rm -f "$LOGS"/*.log
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 ASAN_SUITES=()
+# sbx_agent_tests runs no sandboxd (the guest agent in QEMU alone): once is enough.
 # sbx_vm_tests boots QEMU under TCG: about 130 s in the release pass, 400 s under ASan on a
 # busy 2-core machine; it runs once, on the release binary.
-for s in "${SUITES[@]}"; do [ "$s" = sbx_beam_docker_tests ] || [ "$s" = sbx_vm_tests ] || ASAN_SUITES+=("$s"); done
+for s in "${SUITES[@]}"; do
+  case $s in sbx_beam_docker_tests|sbx_agent_tests|sbx_vm_tests) ;; *) ASAN_SUITES+=("$s") ;; esac
+done
 erl_suites erl-asan "$ROOT/_build/c/asan/sandboxd" "${ASAN_SUITES[@]}"
 unset ASAN_OPTIONS UBSAN_OPTIONS
 tally_sanitizer "$LOGS"

@@ -73,10 +73,11 @@
  *  SHUTDOWN 18 H: empty. The guest answers OK, kills every process, syncs and powers off.
  *
  * Any request the guest cannot do, or does not know, is answered ERR with its id; the guest
- * never stops on input. Requests before a HELLO on a connection are answered ERR EPROTO.
- * A bad len field puts the guest in resync: it skips bytes until a HELLO header
- * (00 00 00 0d 01) and carries on from there. The guest notices the host closing the socket
- * (POLLHUP on the port) and then expects a new HELLO. Output (OUT, DATA) is sent in chunks
+ * never stops on input. A connection starts in resync: the guest skips bytes until a HELLO
+ * header (00 00 00 0d 01) and decodes from there, so bytes an old connection left unread are
+ * not taken for requests; a bad len field puts the stream back in resync. Requests after a
+ * HELLO that found no common version are answered ERR EPROTO. The guest notices the host
+ * closing the socket (POLLHUP on the port) and then expects a new HELLO. Output (OUT, DATA) is sent in chunks
  * of at most AGENT_CHUNK bytes. Flow control is the transport's: a host that stops reading blocks the guest's writes, and
  * the guest then stops reading its commands' pipes; nothing is dropped. */
 #ifndef SBX_VMPROTO_AGENT_PROTO_H

@@ -74,8 +74,7 @@ int outq_flush(struct outq *q, int fd) {
         if (n < 0) {
             if (errno == EINTR)
                 continue;
-            if (errno != EAGAIN)
-                rc = -1;
+            rc = errno == EAGAIN ? 1 : -1;
             break;
         }
         q->start += (size_t)n;

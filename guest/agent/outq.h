@@ -25,8 +25,8 @@ size_t outq_free(const struct outq *q);
 uint8_t *outq_reserve(struct outq *q, size_t need);
 /* Queues the n bytes (one or more whole frames) written at the reserved pointer. */
 void outq_commit(struct outq *q, size_t n);
-/* Writes what it can to the non-blocking fd. 0 (all or part written, or EAGAIN), or -1 with
- * errno for another error. */
+/* Writes what it can to the non-blocking fd: 0 when the queue is empty, 1 when the fd would
+ * block (EAGAIN), -1 with errno for another error. */
 int outq_flush(struct outq *q, int fd);
 /* A HELLO: only the frames with request id keep_id (the main workload's) are kept. On a new
  * connection (rewind) the frame being written is rewound to its first byte (the old

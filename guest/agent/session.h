@@ -8,10 +8,11 @@
 
 /* Takes the open port fd (non-blocking). */
 void session_init(int port_fd);
-/* Fills one pollfd for the port (fd -1 while the host is away and the retry is not due);
- * returns the ms until the next retry (-1 = none). */
+/* Fills one pollfd (an epoll fd watching the port edge-triggered, so that a host that is
+ * away, which the port reports as a lasting POLLHUP, does not make the loop spin); returns 0
+ * when the port can be read or written without waiting, else -1. */
 int session_poll_fill(struct pollfd *pfd);
-/* Handles the port's poll result: reads, dispatches, writes. */
+/* Handles the poll result: the port's events, then reads, dispatches and writes. */
 void session_poll_done(const struct pollfd *pfd);
 /* Decodes input already read while the output queue has room again; writes what it can. */
 void session_pump(void);

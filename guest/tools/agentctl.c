@@ -3,10 +3,12 @@
  * people debugging an image; sandboxd itself has its own client in the vm backend.
  *
  *   sbx-agentctl [--wait-ms N] SOCKET hello
- *   sbx-agentctl SOCKET exec [--timeout MS] [--stdin FILE] [--env K=V]... [--cwd DIR] -- ARGV...
+ *   sbx-agentctl SOCKET exec [--main] [--timeout MS] [--stdin FILE] [--env K=V]... [--cwd DIR]
+ *                            -- ARGV...         (--main: the main workload, request id 0)
  *   sbx-agentctl SOCKET read PATH            (the file to stdout)
  *   sbx-agentctl SOCKET write PATH [MODE]    (stdin to the file; MODE octal, default 0644)
  *   sbx-agentctl SOCKET ps | metrics | shutdown
+ *   sbx-agentctl SOCKET kill ID              (KILL; prints the EXIT of that id: 0 = main)
  *   sbx-agentctl SOCKET garbage | huge       (protocol abuse, for tests: see below)
  *
  * Every run connects, says HELLO and prints nothing of it except for `hello`, which prints
@@ -32,8 +34,9 @@
 
 #include "vmproto/agent_proto.h"
 
-#define REQ_ID 1u
+#define REQ_ID req_id
 
+static uint32_t req_id = 1;     /* 0 for exec --main */
 static int sock = -1;
 static struct agent_dec dec;
 static uint8_t dec_buf[AGENT_MAX_PAYLOAD];
@@ -201,7 +204,7 @@ static void connect_hello(const char *path, int wait_ms, struct agent_hello_resp
                                                  AGENT_PROTO_VERSION));
                 flush_all();
             }
-            if (wait_readable(wait_ms > 0 ? 0 : 5000))
+            if (wait_readable(wait_ms > 0 ? 0 : 60000))
                 break;
             close(sock);
             sock = -1;
@@ -219,12 +222,13 @@ static void connect_hello(const char *path, int wait_ms, struct agent_hello_resp
     /* Further HELLOs sent while waiting are answered too: they are skipped by id order. */
 }
 
-/* Frames of other requests or repeated HELLO answers are skipped. */
+/* Frames of other requests (the main workload's, when this is not it) and repeated HELLO
+ * answers are skipped. */
 static struct agent_frame next_for_request(void) {
     struct agent_frame f;
     do {
         f = next_frame();
-    } while (f.type == AGENT_HELLO);
+    } while (f.type == AGENT_HELLO || f.id != req_id);
     return f;
 }
 
@@ -247,8 +251,12 @@ static int cmd_exec(int argc, char **argv) {
             env[envc++] = argv[++i];
         } else if (strcmp(argv[i], "--cwd") == 0 && i + 1 < argc) {
             cwd = argv[++i];
+        } else if (strcmp(argv[i], "--main") == 0) {
+            flags |= AGENT_EXEC_MAIN;
+            req_id = AGENT_MAIN_ID;
         } else {
-            die("usage: exec [--timeout MS] [--stdin FILE] [--env K=V]... [--cwd DIR] -- ARGV...");
+            die("usage: exec [--main] [--timeout MS] [--stdin FILE] [--env K=V]... [--cwd DIR] -- "
+                "ARGV...");
         }
     }
     if (i >= argc - 1)
@@ -361,9 +369,28 @@ static int cmd_metrics(void) {
     return 0;
 }
 
+/* KILL id (0: the main workload, whoever started it); waits for its EXIT. */
+static int cmd_kill(uint32_t id) {
+    struct agent_exit_msg x;
+    req_id = id;
+    queue(frame, agent_enc_empty(frame, sizeof frame, AGENT_KILL, id));
+    for (;;) {
+        struct agent_frame f = next_for_request();
+        if (f.type == AGENT_ERR)
+            print_err_exit(&f, 1);
+        if (f.type == AGENT_EXIT && agent_parse_exit(&f, &x) == 0) {
+            printf("exit %d signal %u\n", x.exit_code, x.signal);
+            return 0;
+        }
+    }
+}
+
 /* Expects an ERR answer to what was just queued. */
 static void expect_err(const char *what) {
-    struct agent_frame f = next_for_request();
+    struct agent_frame f;
+    do {
+        f = next_frame();
+    } while (f.type == AGENT_HELLO);
     struct agent_err_msg e;
     if (f.type != AGENT_ERR || agent_parse_err(&f, &e) != 0) {
         fprintf(stderr, "sbx-agentctl: %s: expected ERR, got %s\n", what,
@@ -449,6 +476,8 @@ int main(int argc, char **argv) {
             die("unexpected answer to SHUTDOWN");
         puts("ok");
         rc = 0;
+    } else if (strcmp(cmd, "kill") == 0 && argc - i == 3) {
+        rc = cmd_kill((uint32_t)strtoul(argv[i + 2], NULL, 10));
     } else if (strcmp(cmd, "garbage") == 0) {
         rc = cmd_garbage();
     } else if (strcmp(cmd, "huge") == 0) {
