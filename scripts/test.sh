@@ -104,7 +104,7 @@ elixir_suites() {
   done
 }
 
-SUITES=(sbx_dist_tests sbx_tls_tests sbx_fault_tests sbx_stranger_tests sbx_process_tests sbx_unpriv_tests sbx_docker_smoke_tests sbx_docker_tls_tests sbx_docker_tests sbx_docker_restart_tests sbx_beam_tests sbx_trace_tests sbx_beam_docker_tests sbx_fence_tests sbx_shutdown_tests sbx_scale_tests sbx_http_tests sbx_agent_tests sbx_vm_tests)
+SUITES=(sbx_dist_tests sbx_tls_tests sbx_fault_tests sbx_stranger_tests sbx_process_tests sbx_unpriv_tests sbx_docker_smoke_tests sbx_docker_tls_tests sbx_docker_tests sbx_docker_restart_tests sbx_beam_tests sbx_trace_tests sbx_beam_docker_tests sbx_fence_tests sbx_shutdown_tests sbx_scale_tests sbx_http_tests sbx_pause_tests sbx_agent_tests sbx_vm_tests)
 erl_suites erl-release "$ROOT/priv/sandboxd" "${SUITES[@]}"
 elixir_suites release "$ROOT/priv/sandboxd"
 

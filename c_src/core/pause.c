@@ -137,7 +137,7 @@ static void thaw_done(struct sbx_sandbox *sb, uint64_t key, const char *term, si
     (void)term;
     (void)len;
     if (err != NULL)
-        SBX_WARN("cannot thaw the sandbox before stopping it", "id=%s why=\"%s\"", sb->id,
+        SBX_WARN("cannot thaw the sandbox", "id=%s why=\"%s\"", sb->id,
                  err->detail[0] != '\0' ? err->detail : err->reason_atom);
 }
 
@@ -148,6 +148,17 @@ void sbx_pause_before_stop(struct sbx_sandbox *sb) {
     memset(&err, 0, sizeof err);
     if (sb->status != SBX_ST_PAUSED || sb->pause != NULL || sb->backend == NULL ||
         sb->backend->resume == NULL)
+        return;
+    if (sb->backend->resume(sb, 0, thaw_done, &err) != 0)
+        thaw_done(sb, 0, NULL, 0, &err);
+}
+
+/* See pause.h. Only where the backend can tell (its paused operation). */
+void sbx_pause_before_start(struct sbx_sandbox *sb) {
+    struct sbx_err err;
+    memset(&err, 0, sizeof err);
+    if (sb->backend == NULL || sb->backend->paused == NULL || sb->backend->resume == NULL ||
+        sb->backend->paused(sb) != 1)
         return;
     if (sb->backend->resume(sb, 0, thaw_done, &err) != 0)
         thaw_done(sb, 0, NULL, 0, &err);

@@ -40,6 +40,11 @@ int sbx_pause_blocks(const struct sbx_sandbox *sb);
  * means what it says. Changes no status. */
 void sbx_pause_before_stop(struct sbx_sandbox *sb);
 
+/* A start (create, start, restart, the restart policy) is about to run the workload: a
+ * freezer the backend still finds frozen (a workload that ended while paused, or a pause
+ * that raced its end) is thawed first, so that the new workload does not start frozen. */
+void sbx_pause_before_start(struct sbx_sandbox *sb);
+
 /* The backend saw the workload frozen (1) or thawed (0) by someone else (`docker pause`
  * outside sandboxd): status paused or running with reason `external`. Ignored while a
  * pause or resume of ours is under way, and unless the status is running or paused. */

@@ -511,6 +511,7 @@ int sbx_sandbox_start(struct sbx_sandbox *sb, struct sbx_err *err) {
     sb->stop_requested = 0;
     sb->exit.kind = 0;
     memset(&sb->start_err, 0, sizeof sb->start_err);
+    sbx_pause_before_start(sb);
     int rc = sb->backend->start(sb, err);
     if (rc < 0) {
         start_failed(sb, err);

@@ -235,7 +235,8 @@ static void action(struct web *w, struct evhttp_request *req, struct sbx_sandbox
     }
     if (strcmp(what, "destroy") == 0)
         sbx_sandbox_destroy(sb, "destroyed");
-    else if (sb->status == SBX_ST_RUNNING || sb->status == SBX_ST_STARTING)
+    else if (sb->status == SBX_ST_RUNNING || sb->status == SBX_ST_STARTING ||
+             sb->status == SBX_ST_PAUSED)
         sbx_sandbox_stop(sb, "stopped");
     web_reply_json(req, 202, json_pack("{s:s}", "result", "accepted"));
 }

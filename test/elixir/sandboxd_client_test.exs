@@ -120,7 +120,7 @@ defmodule SandboxdClientTest do
     end
   end
 
-  test "create, get, list, exec, logs, copy_to/copy_from, metrics, processes, shell, destroy with keyword configs",
+  test "create, get, list, exec, logs, copy_to/copy_from, metrics, processes, shell, pause/resume, destroy with keyword configs",
        %{node: n} do
     assert {:ok, %{id: "c1", status: :running, labels: %{"app" => "t"}}} =
              Sandboxd.create(n, :c1, :process, cmd: ["sh", "-c", "echo hello; sleep 100"],
@@ -138,6 +138,13 @@ defmodule SandboxdClientTest do
     assert {:ok, %{pids: _}} = Sandboxd.metrics(n, "c1")
     assert {:ok, [_ | _]} = Sandboxd.processes(n, "c1")
     assert {:ok, %{kind: :exec}} = Sandboxd.shell(n, "c1")
+    assert {:error, :not_paused} = Sandboxd.resume(n, "c1")
+    assert :ok = Sandboxd.pause(n, "c1")
+    assert {:ok, %{status: :paused}} = Sandboxd.get(n, "c1")
+    assert {:error, :paused} = Sandboxd.exec(n, "c1", "true")
+    assert {:error, :paused} = Sandboxd.pause(n, "c1", timeout: 10_000)
+    assert :ok = Sandboxd.resume(n, "c1", timeout: 10_000)
+    assert {:ok, %{status: :running}} = Sandboxd.get(n, "c1")
     assert {:ok, %{status: :stopped}} = Sandboxd.stop(n, "c1")
     assert {:ok, %{status: :running}} = Sandboxd.start(n, "c1")
     assert {:ok, %{status: :running}} = Sandboxd.restart(n, "c1")

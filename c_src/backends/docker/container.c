@@ -223,6 +223,7 @@ static void inspect_done(struct dk_op *op, int status, const char *body, size_t 
     if (!json_is_object(st))
         goto done;
     if (json_is_true(json_object_get(st, "Running"))) {
+        dk_pause_inspected(ds, st, (unsigned)op->u64);
         if (ds->phase == DK_RUNNING) {
             ds->nports = dk_ports_parse(body, len, ds->ports, DK_PORTS_MAX);
             dk_ip_parse(body, len, ds->ip, sizeof ds->ip);
@@ -263,6 +264,8 @@ void dk_refresh(struct dk_state *ds) {
     snprintf(path, sizeof path, "/containers/%s/json", ds->cid);
     ds->inspect_op = dk_request(e, ds, "GET", path, 0, NULL, 0, NULL, 15000, 0, NULL,
                                 inspect_done, NULL);
+    if (ds->inspect_op != NULL)
+        ds->inspect_op->u64 = ds->pause_seq; /* see dk_pause_inspected */
 }
 
 /* See dk.h. cid: the container the list shows for this sandbox, or NULL. */
@@ -271,7 +274,7 @@ void dk_reconcile_one(struct dk_state *ds, const char *cid) {
         return;
     /* Adopted tentatively, but journalled as not running: nothing to end. */
     if (ds->phase == DK_RUNNING && ds->sb->status != SBX_ST_RUNNING &&
-        ds->sb->status != SBX_ST_STOPPING)
+        ds->sb->status != SBX_ST_STOPPING && ds->sb->status != SBX_ST_PAUSED)
         ds->phase = DK_IDLE;
     if (cid == NULL) {
         ds->gone = 1;

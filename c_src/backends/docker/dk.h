@@ -158,6 +158,12 @@ struct dk_state {
     struct dk_port ports[DK_PORTS_MAX];
     int nports;
     char ip[48];                /* the container's IPv4 address ("" unknown / none) */
+    /* pause/resume (pause.c): the request under way and whom it answers; pause_seq counts
+     * the ones answered, so that an inspect sent before one of them is not believed about
+     * State.Paused. */
+    struct dk_op *pause_op;
+    sbx_value_done_fn pause_done;
+    unsigned pause_seq;
 };
 #define DK_STEP_PULL 2
 #define DK_STEP_CREATE 3
@@ -196,6 +202,14 @@ void dk_refresh(struct dk_state *ds);
 void dk_container_free(struct dk_state *ds);
 /* The reconcile step for one sandbox, with what the container list said about it. */
 void dk_reconcile_one(struct dk_state *ds, const char *cid);
+
+/* pause.c: backend pause/resume (the Engine's pause and unpause). */
+int dk_pause(struct sbx_sandbox *sb, uint64_t key, sbx_value_done_fn done, struct sbx_err *err);
+int dk_resume(struct sbx_sandbox *sb, uint64_t key, sbx_value_done_fn done, struct sbx_err *err);
+/* An inspect answered: State.Paused (j: the inspect's State object) tells the core of a
+ * pause or unpause made outside sandboxd, unless one of ours was answered since the
+ * inspect was sent (its seq: pause_seq then). */
+void dk_pause_inspected(struct dk_state *ds, json_t *state, unsigned seq);
 
 /* exec.c */
 int dk_exec(struct sbx_sandbox *sb, const struct sbx_strv *cmd, const struct sbx_exec_opts *opts,

@@ -208,4 +208,6 @@ const struct sbx_backend sbx_backend_docker = {
     .ref = dk_ref,
     .ports = dk_ports,
     .probe_addr = dk_probe_addr,
+    .pause = dk_pause,
+    .resume = dk_resume,
 };

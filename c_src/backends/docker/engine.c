@@ -281,7 +281,8 @@ void dk_engine_suspect(struct dk_engine *e, const char *err) {
         probe_start(e);
 }
 
-/* One /events line: a container of ours died, was killed by OOM or removed. */
+/* One /events line: a container of ours died, was killed by OOM, removed, paused or
+ * unpaused. */
 static void event_line(void *arg, const char *line, size_t len) {
     struct dk_engine *e = arg;
     json_t *j = json_loadb(line, len, 0, NULL);
@@ -298,8 +299,9 @@ static void event_line(void *arg, const char *line, size_t len) {
     } else if (strcmp(action, "destroy") == 0) {
         ds->gone = 1;
         dk_refresh(ds);
-    } else if (strcmp(action, "die") == 0) {
-        dk_refresh(ds);
+    } else if (strcmp(action, "die") == 0 || strcmp(action, "pause") == 0 ||
+               strcmp(action, "unpause") == 0) {
+        dk_refresh(ds); /* pause, unpause: maybe done outside sandboxd (dk_pause_inspected) */
     }
 done:
     json_decref(j);

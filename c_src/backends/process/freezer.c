@@ -13,9 +13,9 @@
 #include <sys/inotify.h>
 #include <unistd.h>
 
-#include "core/core.h"
 #include "core/sandbox.h"
 #include "util/clock.h"
+#include "util/fdio.h"
 #include "util/log.h"
 
 #define POLL_MAX_MS 50 /* the polling timer: 1 ms, doubling up to this */
@@ -66,30 +66,19 @@ out:
     return rc;
 }
 
-/* Writes s to the freezer file of cg (v1 freezer.state, v2 cgroup.freeze). 0 or -1 with
- * errno. */
+/* Writes the freezer file of cg (v1 freezer.state FROZEN/THAWED, v2 cgroup.freeze 1/0).
+ * 0 or -1 with errno. */
 static int write_state(const struct sbx_cgroup *cg, int freeze) {
     char path[SBX_CG_PATH_MAX + 32];
     int v2 = cg->version == SBX_CG_V2;
     const char *s = v2 ? (freeze ? "1" : "0") : (freeze ? "FROZEN" : "THAWED");
-    int fd = -1, rc = -1;
-    if (snprintf(path, sizeof path, "%s/%s", frz_dir(cg), v2 ? "cgroup.freeze" : "freezer.state") >=
-        (int)sizeof path) {
-        errno = ENAMETOOLONG;
-        goto out;
-    }
-    fd = open(path, O_WRONLY | O_CLOEXEC);
+    snprintf(path, sizeof path, "%s/%s", frz_dir(cg), v2 ? "cgroup.freeze" : "freezer.state");
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
     if (fd < 0)
-        goto out;
-    if (write(fd, s, strlen(s)) != (ssize_t)strlen(s))
-        goto out;
-    rc = 0;
-out:
-    if (fd >= 0) {
-        int saved = errno;
-        close(fd);
-        errno = saved;
-    }
+        return -1;
+    int rc = sbx_write_all(fd, s, strlen(s)), saved = errno;
+    close(fd);
+    errno = saved;
     return rc;
 }
 
@@ -198,7 +187,7 @@ static void inotify_cb(evutil_socket_t fd, short what, void *arg) {
 }
 
 /* Sets up v2's watch on cgroup.events; without it the timer alone polls. */
-static void watch_events(struct frz_op *op) {
+static void watch_events(struct frz_op *op, struct event_base *base) {
     char path[SBX_CG_PATH_MAX + 32];
     op->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
     if (op->inotify_fd < 0)
@@ -206,8 +195,7 @@ static void watch_events(struct frz_op *op) {
     snprintf(path, sizeof path, "%s/cgroup.events", op->cg.unified);
     if (inotify_add_watch(op->inotify_fd, path, IN_MODIFY) < 0)
         return;
-    op->inotify_ev = event_new(op->sb->core->base, op->inotify_fd, EV_READ | EV_PERSIST,
-                               inotify_cb, op);
+    op->inotify_ev = event_new(base, op->inotify_fd, EV_READ | EV_PERSIST, inotify_cb, op);
     if (op->inotify_ev != NULL && event_add(op->inotify_ev, NULL) != 0) {
         event_free(op->inotify_ev);
         op->inotify_ev = NULL;
@@ -223,8 +211,8 @@ static struct frz_op *op_of(const struct sbx_sandbox *sb) {
 }
 
 /* See freezer.h. */
-int sbx_freezer_set(struct sbx_sandbox *sb, const struct sbx_cgroup *cg, int freeze,
-                    uint64_t key, sbx_value_done_fn done, struct sbx_err *err) {
+int sbx_freezer_set(struct sbx_sandbox *sb, struct event_base *base, const struct sbx_cgroup *cg,
+                    int freeze, uint64_t key, sbx_value_done_fn done, struct sbx_err *err) {
     struct frz_op *op = NULL, *old = op_of(sb);
     err->reason_atom = "backend";
     if (cg == NULL || frz_dir(cg)[0] == '\0') {
@@ -233,7 +221,7 @@ int sbx_freezer_set(struct sbx_sandbox *sb, const struct sbx_cgroup *cg, int fre
     }
     if (freeze) {
         op = calloc(1, sizeof *op);
-        if (op == NULL || (op->timer = evtimer_new(sb->core->base, timer_cb, op)) == NULL) {
+        if (op == NULL || (op->timer = evtimer_new(base, timer_cb, op)) == NULL) {
             free(op);
             snprintf(err->detail, sizeof err->detail, "out of memory");
             return -1;
@@ -262,7 +250,7 @@ int sbx_freezer_set(struct sbx_sandbox *sb, const struct sbx_cgroup *cg, int fre
     op->next = ops;
     ops = op;
     if (cg->version == SBX_CG_V2)
-        watch_events(op);
+        watch_events(op, base);
     /* Never inside this call for a freeze: the first look comes from the loop. */
     struct timeval tv = {0, 0};
     evtimer_add(op->timer, &tv);

@@ -1373,10 +1373,10 @@ static const struct sbx_cgroup *ps_cgroup(struct sbx_sandbox *sb) {
     return ps != NULL && ps->has_cg ? &ps->cg : NULL;
 }
 static int ps_pause(struct sbx_sandbox *sb, uint64_t key, sbx_value_done_fn done, struct sbx_err *err) {
-    return sbx_freezer_set(sb, ps_cgroup(sb), 1, key, done, err);
+    return sbx_freezer_set(sb, sb->core->base, ps_cgroup(sb), 1, key, done, err);
 }
 static int ps_resume(struct sbx_sandbox *sb, uint64_t key, sbx_value_done_fn done, struct sbx_err *err) {
-    return sbx_freezer_set(sb, ps_cgroup(sb), 0, key, done, err);
+    return sbx_freezer_set(sb, sb->core->base, ps_cgroup(sb), 0, key, done, err);
 }
 static int ps_paused(struct sbx_sandbox *sb) { return sbx_freezer_frozen(ps_cgroup(sb)); }
 
