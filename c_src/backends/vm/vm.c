@@ -203,6 +203,15 @@ void vm_on_agent_hello(struct vm_state *vs) {
     sbx_sandbox_started(sb, NULL);
 }
 
+/* A stop while preparing: the workload never ran. */
+static void ended_unstarted(evutil_socket_t fd, short what, void *arg) {
+    struct vm_state *vs = arg;
+    struct sbx_exit none = {0, 0};
+    (void)fd;
+    (void)what;
+    sbx_sandbox_ended(vs->sb, &none, 0);
+}
+
 /* Stop escalation: quit through QMP, then SIGKILL. */
 static void stop_step(evutil_socket_t fd, short what, void *arg) {
     struct vm_state *vs = arg;
@@ -225,11 +234,12 @@ static void vm_stop(struct sbx_sandbox *sb, int grace_ms) {
     struct vm_state *vs = sb->bstate;
     if (vs == NULL || vs->phase == VM_GONE || vs->phase == VM_STOPPING)
         return;
-    if (vs->phase == VM_PREPARING) {
+    if (vs->phase == VM_PREPARING) { /* nothing runs yet: ended, from the loop */
         free(vm_child_cancel(vs->helper));
         vs->helper = NULL;
         vm_accel_forget(vs);
-        fail_start(vs, "stopped while starting", 0);
+        vs->phase = VM_GONE;
+        arm(vs, 0, ended_unstarted);
         return;
     }
     vs->phase = VM_STOPPING;
@@ -327,10 +337,10 @@ void vm_on_qemu_exit(struct vm_state *vs) {
     sbx_sandbox_ended(sb, &ex, 0);
 }
 
-/* Backend alive: qemu runs (or is about to). */
+/* Backend alive: qemu runs, or is being prepared (a stop then cancels it). */
 static int vm_alive(struct sbx_sandbox *sb) {
     const struct vm_state *vs = sb->bstate;
-    return vs != NULL && vs->phase != VM_GONE && vs->phase != VM_PREPARING;
+    return vs != NULL && vs->phase != VM_GONE;
 }
 
 /* Backend release: qemu killed if it still runs, everything freed, requests answered. */
