@@ -70,6 +70,27 @@ release=${vmlinuz##*/vmlinuz-}
 moddir=$kdir/lib/modules/$release
 [ -d "$moddir" ] || die "no modules for $release in $kdir"
 
+busybox=/bin/busybox
+[ -x "$busybox" ] && ! readelf -d "$busybox" 2>/dev/null | grep -q NEEDED ||
+  die "busybox-static is not installed (scripts/deps.sh build)"
+command -v cpio >/dev/null || die "cpio is not installed (scripts/deps.sh build)"
+
+# Nothing to do when the inputs are those of the last build.
+if [ "$mode" = hostile ]; then
+  init=_build/vm/sbx-hostile
+  out=_build/vm/test
+  outputs=("$out"/initrd-hostile-{garbage,huge,silent}.img)
+else
+  init=_build/vm/sbx-agent
+  out=priv/vm
+  outputs=("$out/vmlinuz" "$out/initrd.img" "$out/kernel-release")
+fi
+[ -x "$init" ] || die "$init is missing (make vm-guest)"
+inputs=$(cat "$init" "$busybox" "$0" "$vmlinuz" | sha256sum | cut -d' ' -f1)
+uptodate=1
+for f in "${outputs[@]}" "$out/.inputs"; do [ -f "$f" ] || uptodate=0; done
+[ "$uptodate" = 1 ] && [ "$(cat "$out/.inputs")" = "$inputs" ] && exit 0
+
 # ---- modules and their dependencies (the package has no modules.dep: read .modinfo) -----
 declare -A modpath=()
 while IFS= read -r f; do
@@ -110,11 +131,6 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/sbx-vm-image.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 for m in "${MODULES[@]}"; do add_module "$m"; done
 
-busybox=/bin/busybox
-[ -x "$busybox" ] && ! readelf -d "$busybox" 2>/dev/null | grep -q NEEDED ||
-  die "busybox-static is not installed (scripts/deps.sh build)"
-command -v cpio >/dev/null || die "cpio is not installed (scripts/deps.sh build)"
-
 # A staged root: busybox and its links, the modules, /init.
 stage() {
   local root=$1 init=$2
@@ -145,37 +161,28 @@ pack() {
   local root=$1 out=$2
   mkdir -p "$(dirname "$out")"
   (cd "$root" && find . -mindepth 1 | LC_ALL=C sort |
-     cpio --quiet -o -H newc -R 0:0 --reproducible) | gzip -9n >"$out.tmp"
+     cpio --quiet -o -H newc -R 0:0 --reproducible) | gzip -6n >"$out.tmp"
   mv "$out.tmp" "$out"
 }
 
 if [ "$mode" = hostile ]; then
-  init=_build/vm/sbx-hostile
-  [ -x "$init" ] || die "$init is missing (make -C guest/agent)"
   for kind in garbage huge silent; do
     stage "$work/root-$kind" "$init"
     echo "$kind" >"$work/root-$kind/etc/hostile-mode"
-    pack "$work/root-$kind" "_build/vm/test/initrd-hostile-$kind.img"
+    pack "$work/root-$kind" "$out/initrd-hostile-$kind.img"
   done
-  say "test images in _build/vm/test/ (kernel $release)"
+  echo "$inputs" >"$out/.inputs"
+  say "test images in $out/ (kernel $release)"
   exit 0
 fi
 
-agent=_build/vm/sbx-agent
-[ -x "$agent" ] || die "$agent is missing (make -C guest/agent)"
-inputs=$(cat "$agent" "$busybox" "$0" "$vmlinuz" | sha256sum | cut -d' ' -f1)
-out=priv/vm
-if [ -f "$out/.inputs" ] && [ "$(cat "$out/.inputs")" = "$inputs" ] &&
-   [ -f "$out/vmlinuz" ] && [ -f "$out/initrd.img" ] && [ -f "$out/kernel-release" ]; then
-  exit 0
-fi
 if [ -f "$out/initrd.img" ]; then
   say "rebuilding priv/vm (the agent or the script changed)"
 else
   say "building the default VM image in priv/vm (kernel $release)"
 fi
 mkdir -p "$out"
-stage "$work/root" "$agent"
+stage "$work/root" "$init"
 pack "$work/root" "$out/initrd.img"
 cp "$vmlinuz" "$out/vmlinuz.tmp"
 mv "$out/vmlinuz.tmp" "$out/vmlinuz"

@@ -26,7 +26,10 @@
  *              (the previous connection may have left half a frame) and kills the execs the
  *              previous connection started (not the main workload, id 0) and drops its file
  *              transfers. The guest answers with the highest version in both ranges, or ERR
- *              EPROTONOSUPPORT if the ranges do not meet.
+ *              EPROTONOSUPPORT if the ranges do not meet. The answer goes out before the main
+ *              workload's OUT/EXIT frames still queued from before (they are kept, in order;
+ *              the old connection's other answers are dropped). A host that says HELLO
+ *              again before the answer gets one answer per HELLO. Use a nonzero id.
  *  EXEC     2  H: u32 flags (AGENT_EXEC_MAIN, AGENT_EXEC_STDIN), u32 timeout_ms (0 = none),
  *                 u32 argc, argc x str argv, u32 envc, envc x str env ("KEY=VALUE"),
  *                 str cwd (empty = "/").

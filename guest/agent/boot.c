@@ -17,10 +17,20 @@
 
 #include "log.h"
 
-/* One mount; EBUSY (already mounted) counts as done. */
+/* Whether dir is already a mount point (another device than its parent's). */
+static int mounted(const char *dir) {
+    char parent[64];
+    struct stat a, b;
+    snprintf(parent, sizeof parent, "%s/..", dir);
+    return stat(dir, &a) == 0 && stat(parent, &b) == 0 && a.st_dev != b.st_dev;
+}
+
+/* One mount, unless something is mounted there already. */
 static void mount_one(const char *src, const char *dir, const char *type, unsigned long flags,
                       const char *opts) {
     mkdir(dir, 0755);
+    if (mounted(dir))
+        return;
     if (mount(src, dir, type, flags, opts) != 0 && errno != EBUSY)
         agent_log("mount %s on %s: %s", type, dir, strerror(errno));
 }
@@ -40,12 +50,14 @@ static void console_fds(void) {
         close(fd);
 }
 
-void boot_mounts(void) {
+void boot_mounts(int pid1) {
     const unsigned long nx = MS_NOSUID | MS_NODEV | MS_NOEXEC;
     mount_one("devtmpfs", "/dev", "devtmpfs", MS_NOSUID, "mode=0755");
     console_fds();
     mount_one("proc", "/proc", "proc", nx, NULL);
     mount_one("sysfs", "/sys", "sysfs", nx, NULL);
+    if (!pid1)
+        return; /* the rest is the system's business when another init runs it */
     mount_one("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "gid=5,mode=0620");
     mount_one("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");
     mount_one("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");

@@ -8,9 +8,10 @@
  * scripts/vm-image.sh from the modules' dependencies). Missing: nothing to load. */
 #define AGENT_MODULES_LIST "/lib/modules/sandboxd.load"
 
-/* Mounts /proc, /sys, /dev (devtmpfs), /dev/pts, /dev/shm and /tmp where they are not
- * mounted yet, and points fds 0-2 at /dev/console when they are not open. Logs failures. */
-void boot_mounts(void);
+/* Mounts /dev (devtmpfs), /proc and /sys where nothing is mounted yet, and as pid 1 also
+ * /dev/pts, /dev/shm, /tmp and /run; points fds 0-2 at /dev/console when they are not open.
+ * Logs failures. */
+void boot_mounts(int pid1);
 
 /* Loads every module of AGENT_MODULES_LIST with finit_module (already loaded is fine).
  * Returns how many failed. */

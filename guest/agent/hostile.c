@@ -23,7 +23,7 @@ int main(void) {
     uint8_t junk[4096], in[4096];
     uint64_t x = 0x9e3779b97f4a7c15ull;
     int huge_sent = 0;
-    boot_mounts();
+    boot_mounts(getpid() == 1);
     int fd = open("/etc/hostile-mode", O_RDONLY | O_CLOEXEC);
     if (fd >= 0) {
         ssize_t n = read(fd, mode, sizeof mode - 1);

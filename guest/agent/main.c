@@ -89,7 +89,7 @@ int main(int argc, char **argv) {
     for (int i = 1; i < argc; i++)
         if (strcmp(argv[i], "--debug") == 0)
             agent_debug = 1;
-    boot_mounts();
+    boot_mounts(pid1);
     setenv("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", 1);
     agent_log("starting (version %s, protocol %u, pid %d)", AGENT_VERSION, AGENT_PROTO_VERSION,
               (int)getpid());

@@ -400,6 +400,18 @@ static void expect_err(const char *what) {
     printf("%s: error %u: %.*s\n", what, e.err, (int)e.text.len, e.text.ptr);
 }
 
+/* Sends HELLO (id 9) after some abuse; exits unless the agent answers it. */
+static void hello_after(const char *what) {
+    struct agent_hello_resp h;
+    queue(frame, agent_enc_hello_req(frame, sizeof frame, 9, AGENT_PROTO_VERSION,
+                                     AGENT_PROTO_VERSION));
+    struct agent_frame f = next_frame();
+    if (f.type != AGENT_HELLO || f.id != 9 || agent_parse_hello_resp(&f, &h) != 0) {
+        fprintf(stderr, "sbx-agentctl: no HELLO answer after %s\n", what);
+        exit(1);
+    }
+}
+
 static int cmd_garbage(void) {
     queue(frame, agent_enc_empty(frame, sizeof frame, 200, 7));
     expect_err("unknown type");
@@ -415,12 +427,7 @@ static int cmd_garbage(void) {
     queue(bad, sizeof bad);
     memset(frame, 0xab, 1000);
     queue(frame, 1000);
-    queue(frame, agent_enc_hello_req(frame, sizeof frame, 9, AGENT_PROTO_VERSION,
-                                     AGENT_PROTO_VERSION));
-    struct agent_frame f = next_frame();
-    struct agent_hello_resp h;
-    if (f.type != AGENT_HELLO || f.id != 9 || agent_parse_hello_resp(&f, &h) != 0)
-        die("no HELLO answer after the junk");
+    hello_after("the junk");
     printf("resynchronised: hello answered\n");
     return 0;
 }
@@ -428,12 +435,7 @@ static int cmd_garbage(void) {
 static int cmd_huge(void) {
     static const uint8_t huge[] = {0xff, 0xff, 0xff, 0xff, AGENT_DATA, 0, 0, 0, 1, 1, 2, 3};
     queue(huge, sizeof huge);
-    queue(frame, agent_enc_hello_req(frame, sizeof frame, 9, AGENT_PROTO_VERSION,
-                                     AGENT_PROTO_VERSION));
-    struct agent_frame f = next_frame();
-    struct agent_hello_resp h;
-    if (f.type != AGENT_HELLO || f.id != 9 || agent_parse_hello_resp(&f, &h) != 0)
-        die("no HELLO answer after the 4 GiB length");
+    hello_after("the 4 GiB length");
     printf("sent a 4 GiB length: hello answered after it\n");
     return 0;
 }
