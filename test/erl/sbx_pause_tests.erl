@@ -211,9 +211,9 @@ docker_pause() ->
     try
         ok = ?U:wait_until(fun() -> maps:get(docker, maps:get(backends, ?U:info(S))) =:= available
                            end, 20000, 20),
-        {ok, _} = call(S, subscribe, [d1, self(), [status]]),
         {ok, #{ref := Cid}} = call(S, create, [d1, docker, #{image => ?IMAGE, workspace => list_to_binary(Ws),
                                                              cmd => counter_cmd("/app", mark())}]),
+        {ok, _} = call(S, subscribe, [d1, self(), [status]]),
         assert_grows(File),
         ?assertEqual({error, not_paused}, call(S, resume, [d1])),
         T0 = erlang:monotonic_time(microsecond),
