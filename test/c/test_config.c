@@ -24,6 +24,7 @@
 #include "backends/beam/beam_config.h"
 #include "backends/docker/docker_config.h"
 #include "backends/process/process_config.h"
+#include "backends/vm/vm_config.h"
 #include "core/config.h"
 #include "dist/term_check.h"
 
@@ -448,12 +449,13 @@ static void assert_err_key(const struct sbx_badarg *e, struct term t, const char
     assert_memory_equal(e->field_term, k.buf, (size_t)k.len);
 }
 
-/* The schema a daemon's backend gives type (vm: none in this build, common keys only). */
+/* The schema a daemon's backend gives type. */
 static const struct sbx_config_schema *schema_for(enum sbx_type type) {
     switch (type) {
     case SBX_TYPE_PROCESS: return &sbx_process_config_schema;
     case SBX_TYPE_DOCKER: return &sbx_docker_config_schema;
     case SBX_TYPE_BEAM_NODE: return &sbx_beam_config_schema;
+    case SBX_TYPE_VM: return &sbx_vm_config_schema;
     default: return NULL;
     }
 }
@@ -1192,11 +1194,36 @@ static void test_config_other_types(void **state) {
     assert_strv(&c.erl_args, 2, (const char *[]){"+S", "2"});
     sbx_config_free(&c);
 
-    /* A type without a schema (vm: no backend in this build) takes the common keys only. */
+    /* vm: its own keys in ext, and its defaults for memory_mb and cpus. */
     cfg_ok("#{memory_mb => 1024, cpus => 2}", SBX_TYPE_VM, &c);
     assert_int_equal(c.memory_mb, 1024);
     assert_true(c.cpus == 2.0);
-    assert_null(c.schema);
+    assert_ptr_equal(c.schema, &sbx_vm_config_schema);
+    sbx_config_free(&c);
+    cfg_ok("#{}", SBX_TYPE_VM, &c);
+    assert_int_equal(c.memory_mb, 256);
+    assert_true(c.cpus == 1.0);
+    assert_int_equal(sbx_vm_cfg(&c)->accel, SBX_VM_ACCEL_AUTO);
+    assert_int_equal(sbx_vm_cfg(&c)->network, SBX_VM_NET_NONE);
+    assert_int_equal(sbx_vm_cfg(&c)->boot_timeout_ms, 120000);
+    assert_null(sbx_vm_cfg(&c)->kernel);
+    sbx_config_free(&c);
+    cfg_ok("#{accel => tcg, network => user, ports => [{8080, 80}, #{host => 2222, guest => 22}],"
+           " boot_timeout_ms => 5000, image => #{kernel => <<\"/etc/passwd\">>,"
+           " initrd => <<\"/etc/passwd\">>, disk => <<\"/etc/passwd\">>, format => raw},"
+           " cmd => <<\"ls\">>}", SBX_TYPE_VM, &c);
+    const struct sbx_vm_config *v = sbx_vm_cfg(&c);
+    assert_int_equal(v->accel, SBX_VM_ACCEL_TCG);
+    assert_int_equal(v->network, SBX_VM_NET_USER);
+    assert_int_equal(v->nports, 2);
+    assert_int_equal(v->ports[1].host, 2222);
+    assert_int_equal(v->ports[1].guest, 22);
+    assert_int_equal(v->boot_timeout_ms, 5000);
+    assert_string_equal(v->kernel, "/etc/passwd");
+    assert_string_equal(v->disk, "/etc/passwd");
+    assert_true(v->disk_raw);
+    sbx_config_free(&c);
+    cfg_ok("#{image => default}", SBX_TYPE_VM, &c);
     sbx_config_free(&c);
 }
 
@@ -1415,6 +1442,20 @@ static const struct bad_config BAD_CONFIGS[] = {
     {D, "#{image => <<\"a\">>, kernel => <<\"k\">>}", NULL, "kernel", "unknown_key"},
     {V, "#{kernel => <<\"k\">>}", NULL, "kernel", "unknown_key"},
     {V, "#{memory_mb => 1, cpus => 1}", "memory_mb", NULL, "out_of_range"},
+    {V, "#{accel => hvf}", "accel", NULL, "unknown_value"},
+    {V, "#{network => bridge}", "network", NULL, "unknown_value"},
+    {V, "#{ports => [{8080, 80}]}", "ports", NULL, "needs_network_user"},
+    {V, "#{network => user, ports => [{0, 80}]}", "ports", NULL, "out_of_range"},
+    {V, "#{network => user, ports => [#{host => 80}]}", "ports", NULL, "missing"},
+    {V, "#{boot_timeout_ms => 1}", "boot_timeout_ms", NULL, "out_of_range"},
+    {V, "#{cpus => 1.5}", "cpus", NULL, "out_of_range"},
+    {V, "#{memory_mb => 1048576}", "memory_mb", NULL, "more_than_host_memory"},
+    {V, "#{image => other}", "image", NULL, "unknown_value"},
+    {V, "#{image => #{kernel => <<\"vmlinuz\">>}}", "kernel", NULL, "not_absolute"},
+    {V, "#{image => #{kernel => <<\"/no/such/vmlinuz\">>}}", "kernel", NULL, "no_such_file"},
+    {V, "#{image => #{disk => <<\"/etc\">>}}", "disk", NULL, "not_a_regular_file"},
+    {V, "#{image => #{initrd => <<\"/etc/passwd\">>}}", "initrd", NULL, "needs_kernel"},
+    {V, "#{image => #{format => qcow3}}", "format", NULL, "unknown_value"},
     {D, "#{image => <<\"a\">>, pull => sometimes}", "pull", NULL, "unknown_value"},
     {D, "#{image => <<\"a\">>, ports => 80}", "ports", NULL, "not_a_list"},
     {D, "#{image => <<\"a\">>, ports => [80]}", "ports", NULL, "unknown_value"},

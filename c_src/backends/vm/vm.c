@@ -31,7 +31,7 @@ static struct vm_state *state_new(struct sbx_sandbox *sb) {
     if (vs == NULL)
         return NULL;
     vs->sb = sb;
-    vs->pidfd = vs->console_fd = -1;
+    vs->pidfd = vs->console_fd = vs->confirm_fd = -1;
     vs->timer = evtimer_new(sb->core->base, NULL, NULL);
     if (vs->timer == NULL) {
         free(vs);
@@ -61,8 +61,10 @@ static void state_free(struct vm_state *vs, int answer, int kill_it) {
     vm_qmp_close(vs->qmp, 0);
     vs->qmp = NULL;
     vm_qemu_unwatch(vs);
-    if (kill_it && vs->has_cg)
-        (void)sbx_cgroup_try_remove(&vs->cg);
+    /* qemu may still be leaving its group (its pidfd fires before the kernel lets go of
+     * it): the bounded wait of sbx_cgroup_remove (about 200 ms) only then. */
+    if (kill_it && vs->has_cg && sbx_cgroup_try_remove(&vs->cg) != 0 && errno == EBUSY)
+        (void)sbx_cgroup_remove(&vs->cg);
     event_free(vs->timer);
     free(vs);
 }
@@ -201,6 +203,15 @@ void vm_on_agent_hello(struct vm_state *vs) {
     sbx_sandbox_started(sb, NULL);
 }
 
+/* A stop while preparing: the workload never ran. */
+static void ended_unstarted(evutil_socket_t fd, short what, void *arg) {
+    struct vm_state *vs = arg;
+    struct sbx_exit none = {0, 0};
+    (void)fd;
+    (void)what;
+    sbx_sandbox_ended(vs->sb, &none, 0);
+}
+
 /* Stop escalation: quit through QMP, then SIGKILL. */
 static void stop_step(evutil_socket_t fd, short what, void *arg) {
     struct vm_state *vs = arg;
@@ -223,11 +234,12 @@ static void vm_stop(struct sbx_sandbox *sb, int grace_ms) {
     struct vm_state *vs = sb->bstate;
     if (vs == NULL || vs->phase == VM_GONE || vs->phase == VM_STOPPING)
         return;
-    if (vs->phase == VM_PREPARING) {
+    if (vs->phase == VM_PREPARING) { /* nothing runs yet: ended, from the loop */
         free(vm_child_cancel(vs->helper));
         vs->helper = NULL;
         vm_accel_forget(vs);
-        fail_start(vs, "stopped while starting", 0);
+        vs->phase = VM_GONE;
+        arm(vs, 0, ended_unstarted);
         return;
     }
     vs->phase = VM_STOPPING;
@@ -271,7 +283,8 @@ static void remove_files(struct vm_state *vs) {
 void vm_on_qemu_exit(struct vm_state *vs) {
     struct sbx_sandbox *sb = vs->sb;
     enum vm_phase was = vs->phase;
-    char line[160];
+    char line[160], never_ran[200];
+    int exec_failed = vm_qemu_start_error(vs, never_ran, sizeof never_ran);
     vs->phase = VM_GONE;
     evtimer_del(vs->timer);
     vm_agent_close(vs->agent, 1);
@@ -289,6 +302,8 @@ void vm_on_qemu_exit(struct vm_state *vs) {
             err.reason_atom = "timeout";
         } else if (vs->start_failed) {
             vm_err(&err, "%s", vs->start_why);
+        } else if (exec_failed) {
+            vm_err(&err, "%s", never_ran);
         } else {
             char log[600];
             vm_path(vs, "qemu.log", log, sizeof log);
@@ -322,10 +337,10 @@ void vm_on_qemu_exit(struct vm_state *vs) {
     sbx_sandbox_ended(sb, &ex, 0);
 }
 
-/* Backend alive: qemu runs (or is about to). */
+/* Backend alive: qemu runs, or is being prepared (a stop then cancels it). */
 static int vm_alive(struct sbx_sandbox *sb) {
     const struct vm_state *vs = sb->bstate;
-    return vs != NULL && vs->phase != VM_GONE && vs->phase != VM_PREPARING;
+    return vs != NULL && vs->phase != VM_GONE;
 }
 
 /* Backend release: qemu killed if it still runs, everything freed, requests answered. */

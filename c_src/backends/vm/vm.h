@@ -40,6 +40,7 @@ struct vm_state {
     pid_t pid;                 /* qemu, 0 before it runs */
     uint64_t starttime;        /* its /proc start time: with pid, names it */
     int pidfd;                 /* readable once qemu has exited */
+    int confirm_fd;            /* the spawn's exec confirmation (backends/process/spawn.h) */
     struct event *pid_ev;
     int console_fd;            /* the console FIFO's read end */
     struct event *console_ev;
@@ -104,10 +105,15 @@ int vm_qemu_spawn(struct vm_state *vs, const char *kernel, const char *initrd, c
 int vm_qemu_watch(struct vm_state *vs);
 /* Stops watching and closes what vs holds of qemu (not killing it). */
 void vm_qemu_unwatch(struct vm_state *vs);
+/* 1 with why filled when qemu never ran (its exec failed: not installed, ...). */
+int vm_qemu_start_error(const struct vm_state *vs, char *why, size_t cap);
 /* SIGKILL to qemu (its cgroup too). */
 void vm_qemu_kill(struct vm_state *vs);
-/* The path of a file in the sandbox folder. */
-void vm_path(const struct vm_state *vs, const char *name, char *out, size_t cap);
+/* A non-blocking connection to the unix socket name in the sandbox folder; -1 if
+ * nothing listens there (yet). */
+int vm_connect(const struct vm_state *vs, const char *name);
+/* The path of a file in the sandbox folder; the length it needs (as snprintf). */
+int vm_path(const struct vm_state *vs, const char *name, char *out, size_t cap);
 /* Called by vm_qemu.c when qemu has exited (vm.c). */
 void vm_on_qemu_exit(struct vm_state *vs);
 

@@ -106,18 +106,10 @@ static void broken(struct vm_agent *a, const char *why) {
 
 /* Connects (non-blocking) and sends HELLO. 0, or -1 (not there yet: retry later). */
 static int connect_agent(struct vm_agent *a) {
-    struct sockaddr_un sa;
     uint8_t frame[64];
-    memset(&sa, 0, sizeof sa);
-    sa.sun_family = AF_UNIX;
-    vm_path(a->vs, "agent.sock", sa.sun_path, sizeof sa.sun_path);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int fd = vm_connect(a->vs, "agent.sock");
     if (fd < 0)
         return -1;
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0 && errno != EINPROGRESS) {
-        close(fd);
-        return -1;
-    }
     struct event_base *base = a->vs->sb->core->base;
     a->fd = fd;
     a->rev = event_new(base, fd, EV_READ | EV_PERSIST, on_read, a);

@@ -14,7 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -30,8 +32,30 @@
 #define CONSOLE_PREFIX "[console] "
 
 /* See vm.h. */
-void vm_path(const struct vm_state *vs, const char *name, char *out, size_t cap) {
-    snprintf(out, cap, "%s/%s", vs->sb->dir, name);
+int vm_path(const struct vm_state *vs, const char *name, char *out, size_t cap) {
+    return snprintf(out, cap, "%s/%s", vs->sb->dir, name);
+}
+
+/* See vm.h. A folder path too long for sun_path is reached through /proc/self/fd. */
+int vm_connect(const struct vm_state *vs, const char *name) {
+    struct sockaddr_un sa;
+    int dirfd = -1, fd = -1;
+    memset(&sa, 0, sizeof sa);
+    sa.sun_family = AF_UNIX;
+    if (vm_path(vs, name, sa.sun_path, sizeof sa.sun_path) >= (int)sizeof sa.sun_path) {
+        dirfd = open(vs->sb->dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (dirfd < 0)
+            return -1;
+        snprintf(sa.sun_path, sizeof sa.sun_path, "/proc/self/fd/%d/%s", dirfd, name);
+    }
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0 && errno != EINPROGRESS) {
+        close(fd);
+        fd = -1;
+    }
+    if (dirfd >= 0)
+        close(dirfd);
+    return fd;
 }
 
 /* Adds one argument to argv (cap 96). */
@@ -141,12 +165,9 @@ int vm_qemu_spawn(struct vm_state *vs, const char *kernel, const char *initrd, c
         snprintf(why, cap, "cannot start qemu-system-x86_64 (%s): %s", stage, strerror(e));
         goto fail;
     }
-    pid_t ok = sbx_spawn_wait(vs->pid, confirm, &e, &stage);
-    if (ok < 0) {
-        vs->pid = 0;
-        snprintf(why, cap, "cannot start qemu-system-x86_64 (%s): %s", stage, strerror(e));
-        goto fail;
-    }
+    /* Not waiting for the exec on the loop: a qemu that could not start exits 127, and
+     * vm_qemu_start_error reads why from confirm_fd then. */
+    vs->confirm_fd = confirm;
     struct sbx_procfs_stat st;
     if (sbx_procfs_stat(vs->pid, &st) == 0)
         vs->starttime = st.starttime;
@@ -251,7 +272,19 @@ void vm_qemu_unwatch(struct vm_state *vs) {
         close(vs->pidfd);
     if (vs->console_fd >= 0)
         close(vs->console_fd);
-    vs->pidfd = vs->console_fd = -1;
+    if (vs->confirm_fd >= 0)
+        close(vs->confirm_fd);
+    vs->pidfd = vs->console_fd = vs->confirm_fd = -1;
+}
+
+/* See vm.h. */
+int vm_qemu_start_error(const struct vm_state *vs, char *why, size_t cap) {
+    int e = 0;
+    const char *stage = NULL;
+    if (vs->confirm_fd < 0 || sbx_spawn_confirm(vs->confirm_fd, &e, &stage) != -1)
+        return 0;
+    snprintf(why, cap, "cannot start qemu-system-x86_64 (%s): %s", stage, strerror(e));
+    return 1;
 }
 
 /* See vm.h: through the pidfd (never a recycled pid), and the cgroup. */

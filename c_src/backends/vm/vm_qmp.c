@@ -81,17 +81,9 @@ static void send_line(struct vm_qmp *q, struct evbuffer *to, const char *line) {
 
 /* Connects; 0 or -1 (not there yet). */
 static int try_connect(struct vm_qmp *q) {
-    struct sockaddr_un sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sun_family = AF_UNIX;
-    vm_path(q->vs, "qmp.sock", sa.sun_path, sizeof sa.sun_path);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int fd = vm_connect(q->vs, "qmp.sock");
     if (fd < 0)
         return -1;
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0 && errno != EINPROGRESS) {
-        close(fd);
-        return -1;
-    }
     struct event_base *base = q->vs->sb->core->base;
     q->fd = fd;
     q->rev = event_new(base, fd, EV_READ | EV_PERSIST, on_read, q);
