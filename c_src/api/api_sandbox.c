@@ -655,7 +655,7 @@ static void add_record(void *arg, int64_t ts, enum sbx_stream stream, const char
     ei_x_encode_atom(&c->items, "ts");
     ei_x_encode_longlong(&c->items, ts);
     ei_x_encode_atom(&c->items, "stream");
-    ei_x_encode_atom(&c->items, stream == SBX_STREAM_STDOUT ? "stdout" : "stderr");
+    ei_x_encode_atom(&c->items, sbx_stream_name(stream));
     ei_x_encode_atom(&c->items, "data");
     ei_x_encode_binary(&c->items, data, (int)len);
     c->n++;

@@ -16,7 +16,7 @@
  *     0  u32  magic "LREC"
  *     4  u32  len (at most SBX_LOGBUF_MAX_LINE)
  *     8  i64  ts
- *    16  u8   stream (0 stdout, 1 stderr), then 3 zero bytes
+ *    16  u8   stream (0 stdout, 1 stderr, 2 console), then 3 zero bytes
  *    20  len bytes of data
  *    20+len  u32  CRC-32C of the 20+len bytes before it
  *
@@ -58,7 +58,9 @@
 #define REC_MAGIC 0x4345524cu /* "LREC" little-endian */
 #define REC_HDR 20u
 #define REC_OVERHEAD 24u      /* header and CRC */
-#define STREAM_BIT 0x80000000u
+/* A ring entry's length word: the length in the low bits, the stream in the top two. */
+#define STREAM_SHIFT 30
+#define LEN_MASK ((1u << STREAM_SHIFT) - 1)
 #define BYTES_PER_REC 32u
 #define MAX_BYTES_LIMIT ((size_t)1 << 30)
 #define WBUF_FLUSH (64u * 1024)
@@ -68,7 +70,7 @@
 struct rec {
     int64_t ts;
     uint32_t off;        /* in the arena */
-    uint32_t len_stream; /* length, STREAM_BIT for stderr */
+    uint32_t len_stream; /* length | stream << STREAM_SHIFT */
 };
 
 struct pending {
@@ -97,7 +99,7 @@ struct sbx_logbuf {
     unsigned char *wbuf;
     size_t wlen, wcap;
 
-    struct pending pend[2];
+    struct pending pend[SBX_STREAM_COUNT];
 };
 
 /* ---- CRC-32C: SSE4.2 where the CPU has it, else slicing by 8 ------------------------ */
@@ -264,12 +266,12 @@ static struct rec *rec_at(const struct sbx_logbuf *lb, size_t i) {
     return &lb->recs[(lb->rfirst + i) & (lb->rcap - 1)];
 }
 
-/* A record's data length (the stream bit masked off). */
-static size_t rec_len(const struct rec *r) { return r->len_stream & ~STREAM_BIT; }
+/* A record's data length (the stream bits masked off). */
+static size_t rec_len(const struct rec *r) { return r->len_stream & LEN_MASK; }
 
 /* The stream a record came from. */
 static enum sbx_stream rec_stream(const struct rec *r) {
-    return (r->len_stream & STREAM_BIT) ? SBX_STREAM_STDERR : SBX_STREAM_STDOUT;
+    return (enum sbx_stream)(r->len_stream >> STREAM_SHIFT);
 }
 
 /* Drops the oldest record (lb->count > 0). */
@@ -342,7 +344,7 @@ static void store(struct sbx_logbuf *lb, int64_t ts, enum sbx_stream stream, con
     struct rec *r = &lb->recs[(lb->rfirst + lb->count) & (lb->rcap - 1)];
     r->ts = ts;
     r->off = (uint32_t)phys;
-    r->len_stream = (uint32_t)len | (stream == SBX_STREAM_STDERR ? STREAM_BIT : 0);
+    r->len_stream = (uint32_t)len | (uint32_t)stream << STREAM_SHIFT;
     if (lb->count == 0)
         lb->vhead = v;
     lb->count++;
@@ -437,6 +439,16 @@ static int sync_file(struct sbx_logbuf *lb) {
     return rc;
 }
 
+/* See logbuf.h. */
+const char *sbx_stream_name(enum sbx_stream stream) {
+    switch (stream) {
+    case SBX_STREAM_STDOUT: return "stdout";
+    case SBX_STREAM_STDERR: return "stderr";
+    case SBX_STREAM_CONSOLE: return "console";
+    }
+    return "stderr";
+}
+
 /* ---- loading ------------------------------------------------------------------------- */
 
 /* Checks the record at p (avail bytes). Its size, 0 if it needs more bytes, -1 if it is
@@ -447,7 +459,7 @@ static long parse_rec(const unsigned char *p, size_t avail) {
     if (avail < REC_HDR)
         return 0;
     uint32_t len = get32(p + 4);
-    if (len > SBX_LOGBUF_MAX_LINE || p[16] > 1 || p[17] != 0 || p[18] != 0 || p[19] != 0)
+    if (len > SBX_LOGBUF_MAX_LINE || p[16] >= SBX_STREAM_COUNT || p[17] != 0 || p[18] != 0 || p[19] != 0)
         return -1;
     if (avail < REC_OVERHEAD + len)
         return 0;
@@ -480,7 +492,7 @@ static int load(struct sbx_logbuf *lb, uint64_t size) {
             const unsigned char *p = rb + used;
             uint32_t len = get32(p + 4);
             uint64_t uts = (uint64_t)get32(p + 8) | (uint64_t)get32(p + 12) << 32;
-            store(lb, (int64_t)uts, p[16] ? SBX_STREAM_STDERR : SBX_STREAM_STDOUT,
+            store(lb, (int64_t)uts, (enum sbx_stream)p[16],
                   (const char *)p + REC_HDR, len, NULL, 0, 0, NULL, NULL);
             used += (size_t)r;
         }
@@ -595,7 +607,7 @@ err:
 void sbx_logbuf_close(struct sbx_logbuf *lb) {
     if (lb == NULL)
         return;
-    for (int s = 0; s < 2; s++)
+    for (int s = 0; s < SBX_STREAM_COUNT; s++)
         if (lb->pend[s].len > 0)
             store(lb, lb->pend[s].ts, (enum sbx_stream)s, lb->pend[s].buf, lb->pend[s].len,
                   NULL, 0, 1, NULL, NULL);
@@ -604,7 +616,7 @@ void sbx_logbuf_close(struct sbx_logbuf *lb) {
         (void)compact(lb);
     if (lb->fd >= 0)
         close(lb->fd);
-    for (int s = 0; s < 2; s++)
+    for (int s = 0; s < SBX_STREAM_COUNT; s++)
         free(lb->pend[s].buf);
     free(lb->wbuf);
     free(lb->path);
@@ -640,7 +652,7 @@ static int pending_add(struct pending *pd, const char *p, size_t n) {
  * that completes it. -1 (EINVAL) for an unknown stream, with nothing stored. */
 int sbx_logbuf_feed(struct sbx_logbuf *lb, int64_t ts, enum sbx_stream stream,
                     const char *data, size_t len, sbx_logbuf_emit_fn emit, void *arg) {
-    if (stream != SBX_STREAM_STDOUT && stream != SBX_STREAM_STDERR) {
+    if ((unsigned)stream >= SBX_STREAM_COUNT) {
         errno = EINVAL;
         return -1;
     }
@@ -672,7 +684,7 @@ int sbx_logbuf_feed(struct sbx_logbuf *lb, int64_t ts, enum sbx_stream stream,
 /* Stores stream's partial line, if any, as a record with ts and writes it out. */
 void sbx_logbuf_flush(struct sbx_logbuf *lb, int64_t ts, enum sbx_stream stream,
                       sbx_logbuf_emit_fn emit, void *arg) {
-    if (stream != SBX_STREAM_STDOUT && stream != SBX_STREAM_STDERR)
+    if ((unsigned)stream >= SBX_STREAM_COUNT)
         return;
     struct pending *pd = &lb->pend[stream];
     if (pd->len == 0)

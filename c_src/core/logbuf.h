@@ -20,7 +20,13 @@
 
 #define SBX_LOGBUF_MAX_LINE (64 * 1024)
 
-enum sbx_stream { SBX_STREAM_STDOUT = 0, SBX_STREAM_STDERR = 1 };
+/* Where a line came from: the workload's stdout or stderr, or a machine's console (a vm's
+ * serial port: the guest kernel's and init's own lines). */
+enum sbx_stream { SBX_STREAM_STDOUT = 0, SBX_STREAM_STDERR = 1, SBX_STREAM_CONSOLE = 2 };
+#define SBX_STREAM_COUNT 3
+
+/* The stream's atom (and JSON) name: "stdout", "stderr" or "console". */
+const char *sbx_stream_name(enum sbx_stream stream);
 
 struct sbx_logbuf;
 

@@ -688,7 +688,7 @@ void sbx_sandbox_output(struct sbx_sandbox *sb, int stream, const char *data, si
         ei_x_encode_atom(&p, "ts");
         ei_x_encode_longlong(&p, ts);
         ei_x_encode_atom(&p, "stream");
-        ei_x_encode_atom(&p, stream == SBX_STREAM_STDOUT ? "stdout" : "stderr");
+        ei_x_encode_atom(&p, sbx_stream_name(stream));
         ei_x_encode_atom(&p, "data");
         ei_x_encode_binary(&p, c.data.buff, c.data.index);
         sbx_subs_publish(sb->core, sb, SBX_TOPIC_LOG, p.buff, (size_t)p.index, 3);

@@ -168,7 +168,7 @@ json_t *web_term_json(const char *buf, size_t len) {
 /* Log query callback: appends {ts, stream, data}. */
 static void add_line(void *arg, int64_t ts, enum sbx_stream stream, const char *data, size_t len) {
     json_t *line = json_pack("{s:I, s:s, s:o*}", "ts", (json_int_t)ts, "stream",
-                             stream == SBX_STREAM_STDOUT ? "stdout" : "stderr", "data",
+                             sbx_stream_name(stream), "data",
                              web_json_str(data, len));
     if (line != NULL)
         json_array_append_new(arg, line);

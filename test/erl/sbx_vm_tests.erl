@@ -136,7 +136,7 @@ exec_files1() ->
     ?assertMatch({error, {badarg, path, _}}, call(S, copy_from, [Id, <<"a\0b">>])),
     ?assertMatch({error, {backend, vm, <<_, _/binary>>}}, call(S, copy_from, [Id, <<"/no/such/file">>])),
     %% The console log holds the kernel's boot lines.
-    Console = [D || #{data := <<"[console] ", D/binary>>} <- log_records(S, Id)],
+    Console = [D || #{stream := console, data := D} <- log_records(S, Id)],
     ?assert(lists:any(fun(D) -> binary:match(D, <<"Linux version">>) =/= nomatch end, Console)),
     %% Metrics and processes come from the guest.
     {ok, M} = call(S, metrics, [Id]),

@@ -44,8 +44,6 @@ struct vm_state {
     struct event *pid_ev;
     int console_fd;            /* the console FIFO's read end */
     struct event *console_ev;
-    char console_line[1040];   /* the console's partial line, "[console] " first */
-    size_t console_len;
     struct sbx_cgroup cg;
     int has_cg;
     struct vm_qmp *qmp;

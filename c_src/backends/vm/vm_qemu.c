@@ -3,8 +3,7 @@
  * working directory = the sandbox folder so the sockets have short relative names),
  * a pidfd that says when it has exited, and its serial console: a FIFO in the sandbox
  * folder that qemu holds open both ways (so it never gets EPIPE, and a restarted
- * sandboxd reopens it), read on the loop into the sandbox log, line by line, as stderr
- * records prefixed "[console] ". qemu's own stderr goes to qemu.log in the folder: the
+ * sandboxd reopens it), read on the loop into the sandbox log as stream `console`. qemu's own stderr goes to qemu.log in the folder: the
  * reason given when it exits before the agent answers. */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -24,12 +23,12 @@
 #include "backends/process/procfs.h"
 #include "backends/process/spawn.h"
 #include "backends/vm/vm.h"
+#include "core/logbuf.h"
 #include "core/core.h"
 #include "core/sandbox.h"
 #include "dist/node.h"
 
 #define QEMU_OVERHEAD_MB 320 /* qemu itself, the 64 MiB translation cache, page tables */
-#define CONSOLE_PREFIX "[console] "
 
 /* See vm.h. */
 int vm_path(const struct vm_state *vs, const char *name, char *out, size_t cap) {
@@ -187,39 +186,24 @@ fail:
     return -1;
 }
 
-/* Console readable: whole lines go to the log, prefixed; a line longer than the bound
- * is cut. End of file only when qemu is gone. */
+/* Console readable: what the guest printed goes to the log as stream `console` ('\r'
+ * dropped; the log cuts lines and bounds them). End of file only when qemu is gone. */
 static void on_console(evutil_socket_t fd, short what, void *arg) {
     struct vm_state *vs = arg;
-    char *line = vs->console_line;
     char buf[16384];
     (void)what;
     ssize_t n = read(fd, buf, sizeof buf);
     if (n <= 0) {
-        if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+        if (n == 0 || (errno != EAGAIN && errno != EINTR))
             event_del(vs->console_ev);
-        }
         return;
     }
-    for (ssize_t i = 0; i < n; i++) {
-        char c = buf[i];
-        size_t plen = sizeof CONSOLE_PREFIX - 1;
-        if (vs->console_len == 0) {
-            memcpy(line, CONSOLE_PREFIX, plen);
-            vs->console_len = plen;
-        }
-        if (c == '\r')
-            continue;
-        if (c != '\n' && vs->console_len < sizeof vs->console_line - 1) {
-            line[vs->console_len++] = c;
-            continue;
-        }
-        if (c != '\n')
-            continue;
-        line[vs->console_len++] = '\n';
-        sbx_sandbox_output(vs->sb, 1, line, vs->console_len);
-        vs->console_len = 0;
-    }
+    size_t k = 0;
+    for (ssize_t i = 0; i < n; i++)
+        if (buf[i] != '\r')
+            buf[k++] = buf[i];
+    if (k > 0)
+        sbx_sandbox_output(vs->sb, SBX_STREAM_CONSOLE, buf, k);
 }
 
 /* qemu exited (pidfd readable): its status when it is our child and not reaped yet. */
