@@ -860,7 +860,7 @@ report_times(Label, Samples) ->
                maps:get(mean, St), N]),
     St.
 
-sbx_id(Prefix, I) -> iolist_to_binary(io_lib:format("scale-~s~4..0b", [Prefix, I])).
+sbx_id(Prefix, I) -> iolist_to_binary(io_lib:format("scale-~s~5..0b", [Prefix, I])).
 
 
 chunks([], _) -> [];

@@ -671,11 +671,14 @@ static void finish_ending(struct sbx_sandbox *sb) {
 
 /* An adopted main process still runs: signal 0 says whether the pid exists, and every
  * ADOPT_STAT_EVERY polls its start time (pid reuse) and state (a zombie that its new
- * parent has not reaped yet) are read too. */
+ * parent has not reaped yet) are read too; every poll while ending (stop or destroy
+ * waits on it: a killed workload is a zombie until its new parent reaps it, which under
+ * load took the 3 polls of up to 50 ms each, most of an adopted sandbox's destroy). */
 static int adopted_alive(struct pstate *ps) {
     if (kill(ps->pid, 0) != 0 && errno == ESRCH)
         return 0;
-    return ++ps->polls % ADOPT_STAT_EVERY != 0 || sbx_procfs_same_process(ps->pid, ps->starttime);
+    return (!ps->ending && ++ps->polls % ADOPT_STAT_EVERY != 0) ||
+           sbx_procfs_same_process(ps->pid, ps->starttime);
 }
 
 /* Polls while ending (drain and kill) and, for adopted workloads, for liveness. */

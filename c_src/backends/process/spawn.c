@@ -121,8 +121,11 @@ static int drop_privileges(const struct sbx_spawn_spec *s) {
     if (s->drop_caps && prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 &&
         errno != EINVAL)
         return ST_CAPS;
-    if (s->set_user && (setgroups(0, NULL) != 0 || setresgid(s->gid, s->gid, s->gid) != 0 ||
-                        setresuid(s->uid, s->uid, s->uid) != 0))
+    /* Raw syscalls: glibc's wrappers would also switch sandboxd's other threads, which a
+     * child sharing sandboxd's memory (vfork) would take for its own. */
+    if (s->set_user && (syscall(SYS_setgroups, 0, NULL) != 0 ||
+                        syscall(SYS_setresgid, s->gid, s->gid, s->gid) != 0 ||
+                        syscall(SYS_setresuid, s->uid, s->uid, s->uid) != 0))
         return ST_USER;
     if (s->drop_caps) {
         struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
@@ -200,7 +203,12 @@ static void namespaced_child(const struct sbx_spawn_spec *s, int errfd) {
     _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 127);
 }
 
-/* See spawn.h. Between fork and exec the child has default signal handlers. */
+/* See spawn.h. Between fork and exec the child has default signal handlers. A child that
+ * only execs (no namespaces to make or join) is started with vfork: it shares sandboxd's
+ * memory and sandboxd waits until it exec'd or failed (its setup is a few system calls,
+ * never a wait), so no page table of sandboxd's is copied, which is what a fork of a
+ * sandboxd holding thousands of sandboxes costs; sandboxd's signals stay blocked until the
+ * child has its own (default) handlers. */
 pid_t sbx_spawn_start(const struct sbx_spawn_spec *spec, int *confirm_fd, int *err,
                       const char **stage) {
     int p[2];
@@ -213,7 +221,14 @@ pid_t sbx_spawn_start(const struct sbx_spawn_spec *spec, int *confirm_fd, int *e
         *stage = "creating a pipe";
         return -1;
     }
-    pid = fork();
+    int shared = spec->join_ns_of <= 0 && !spec->new_namespaces;
+    sigset_t all, old;
+    sigfillset(&all);
+    if (shared)
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+    pid = shared ? vfork() : fork();
+    if (pid != 0 && shared)
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (pid < 0) {
         *err = errno;
         *stage = "fork";
