@@ -27,15 +27,6 @@ static void set_reason(struct sbx_err *err, const char *atom) {
     err->reason_atom = atom;
 }
 
-/* Moves sb to status `to` with a bare atom as the reason (journal and status event). */
-static void set_status(struct sbx_sandbox *sb, enum sbx_status to, const char *reason) {
-    ei_x_buff r;
-    ei_x_new(&r);
-    ei_x_encode_atom(&r, reason);
-    sbx_sandbox_set_status(sb, to, r.buff, (size_t)r.index);
-    ei_x_free(&r);
-}
-
 /* The backend's answer to our pause/resume (backend.h sbx_value_done_fn): the status
  * changes when the sandbox is still where the operation left it (running for a pause,
  * paused for a resume); a stop that came meanwhile makes it `not_running`. The caller is
@@ -58,7 +49,7 @@ static void backend_done(struct sbx_sandbox *sb, uint64_t key, const char *term,
         set_reason(&why, "not_running");
         res = &why;
     } else {
-        set_status(sb, op->resume ? SBX_ST_RUNNING : SBX_ST_PAUSED,
+        sbx_sandbox_set_status_atom(sb, op->resume ? SBX_ST_RUNNING : SBX_ST_PAUSED,
                    op->resume ? "resumed" : "paused");
     }
     if (op->in_call) {
@@ -169,9 +160,9 @@ void sbx_sandbox_pause_seen(struct sbx_sandbox *sb, int frozen) {
     if (sb->pause != NULL || sb->destroying)
         return;
     if (frozen && sb->status == SBX_ST_RUNNING)
-        set_status(sb, SBX_ST_PAUSED, "external");
+        sbx_sandbox_set_status_atom(sb, SBX_ST_PAUSED, "external");
     else if (!frozen && sb->status == SBX_ST_PAUSED)
-        set_status(sb, SBX_ST_RUNNING, "external");
+        sbx_sandbox_set_status_atom(sb, SBX_ST_RUNNING, "external");
 }
 
 /* See pause.h. Asks the backend (its paused operation) and changes nothing itself. */

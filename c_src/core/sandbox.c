@@ -482,8 +482,8 @@ void sbx_sandbox_set_status(struct sbx_sandbox *sb, enum sbx_status to, const ch
     wake(sb, 1u << to, 1);
 }
 
-/* sbx_sandbox_set_status with a bare atom as the reason. */
-static void set_status_atom(struct sbx_sandbox *sb, enum sbx_status to, const char *atom) {
+/* See sandbox.h. */
+void sbx_sandbox_set_status_atom(struct sbx_sandbox *sb, enum sbx_status to, const char *atom) {
     ei_x_buff r;
     ei_x_new(&r);
     ei_x_encode_atom(&r, atom);
@@ -507,7 +507,7 @@ static void start_failed(struct sbx_sandbox *sb, const struct sbx_err *err) {
  * Status changes run waiter callbacks inside this call. */
 int sbx_sandbox_start(struct sbx_sandbox *sb, struct sbx_err *err) {
     if (sb->status != SBX_ST_STARTING)
-        set_status_atom(sb, SBX_ST_STARTING, "start");
+        sbx_sandbox_set_status_atom(sb, SBX_ST_STARTING, "start");
     sb->stop_requested = 0;
     sb->exit.kind = 0;
     memset(&sb->start_err, 0, sizeof sb->start_err);
@@ -591,7 +591,7 @@ void sbx_sandbox_ended(struct sbx_sandbox *sb, const struct sbx_exit *ex, int oo
         sb->exit = *ex;
     if (sb->stop_requested) {
         sb->stop_requested = 0;
-        set_status_atom(sb, SBX_ST_STOPPED, sb->stop_reason ? sb->stop_reason : "stopped");
+        sbx_sandbox_set_status_atom(sb, SBX_ST_STOPPED, sb->stop_reason ? sb->stop_reason : "stopped");
         if (sb->destroying) {
             finish_destroy(sb);
             return;
@@ -641,7 +641,7 @@ void sbx_sandbox_stop(struct sbx_sandbox *sb, const char *reason) {
         return;
     }
     sbx_pause_before_stop(sb);
-    set_status_atom(sb, SBX_ST_STOPPING, reason);
+    sbx_sandbox_set_status_atom(sb, SBX_ST_STOPPING, reason);
     sb->backend->stop(sb, sb->core->stop_grace_ms);
 }
 

@@ -121,6 +121,8 @@ void sbx_sandbox_detach(struct sbx_sandbox *sb);
  * condition now holds. Idempotent when the status does not change (no event). */
 void sbx_sandbox_set_status(struct sbx_sandbox *sb, enum sbx_status to, const char *reason,
                             size_t reason_len);
+/* The same with a bare atom as the reason. */
+void sbx_sandbox_set_status_atom(struct sbx_sandbox *sb, enum sbx_status to, const char *atom);
 
 /* Writes the sandbox's record to the journal. */
 void sbx_sandbox_journal(struct sbx_sandbox *sb);

@@ -9,6 +9,7 @@
 
 #include "backends/docker/dk.h"
 #include "core/config.h"
+#include "util/psstate.h"
 
 /* Adds "k=v" strings of kv to the array a. 0 or -1. */
 static int add_env(json_t *a, const struct sbx_kvv *kv) {
@@ -203,19 +204,6 @@ static const char *cell(json_t *row, int i) {
     return i < 0 ? NULL : json_string_value(json_array_get(row, (size_t)i));
 }
 
-/* The atom for a ps STAT field's first letter. */
-static const char *stat_atom(const char *st) {
-    switch (st != NULL ? st[0] : '?') {
-    case 'R': return "running";
-    case 'S': return "sleeping";
-    case 'D': return "disk_sleep";
-    case 'T': case 't': return "stopped";
-    case 'Z': return "zombie";
-    case 'I': return "idle";
-    default: return "other";
-    }
-}
-
 /* See dk.h. Rows whose PID is not a number are left out; RSS is in KiB. */
 int dk_top_encode(const char *json, size_t len, ei_x_buff *x) {
     static const char *const pid_t_[] = {"PID", NULL};
@@ -257,7 +245,8 @@ int dk_top_encode(const char *json, size_t len, ei_x_buff *x) {
         ei_x_encode_atom(x, "name");
         ei_x_encode_binary(x, c, (int)strnlen(c, 4096));
         ei_x_encode_atom(x, "status");
-        ei_x_encode_atom(x, stat_atom(cell(row, is)));
+        const char *stat = cell(row, is);
+        ei_x_encode_atom(x, sbx_ps_state_atom(stat != NULL ? stat[0] : '?'));
         ei_x_encode_atom(x, "memory_bytes");
         ei_x_encode_ulonglong(x, r != NULL ? strtoull(r, NULL, 10) * 1024ull : 0);
         ei_x_encode_atom(x, "cpu_percent");

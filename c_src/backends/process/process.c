@@ -45,6 +45,7 @@
 #include "util/clock.h"
 #include "util/fdreserve.h"
 #include "util/log.h"
+#include "util/psstate.h"
 
 #define WATCH_MS 50
 #define RM_GIVE_UP_MS 30000
@@ -1192,18 +1193,6 @@ int sbx_process_reaped(struct sbx_core *core, pid_t pid, int status) {
 /* See process.h. */
 void sbx_process_stop(struct sbx_core *core) { sbx_uidsweep_stop(core); }
 
-/* The atom for a /proc state letter. */
-static const char *state_name(char st) {
-    switch (st) {
-    case 'R': return "running";
-    case 'S': return "sleeping";
-    case 'D': return "disk_sleep";
-    case 'T': case 't': return "stopped";
-    case 'Z': return "zombie";
-    default: return "other";
-    }
-}
-
 /* Backend processes: appends one map per live (non-zombie) process;
  * never fails. cpu_percent is over each process's lifetime. */
 static int ps_processes(struct sbx_sandbox *sb, ei_x_buff *x, struct sbx_err *err) {
@@ -1244,7 +1233,7 @@ static int ps_processes(struct sbx_sandbox *sb, ei_x_buff *x, struct sbx_err *er
         ei_x_encode_atom(x, "name");
         ei_x_encode_binary(x, st[i].comm, (int)strlen(st[i].comm));
         ei_x_encode_atom(x, "status");
-        ei_x_encode_atom(x, state_name(st[i].state));
+        ei_x_encode_atom(x, sbx_ps_state_atom(st[i].state));
         ei_x_encode_atom(x, "memory_bytes");
         ei_x_encode_ulonglong(x, st[i].rss_bytes);
         ei_x_encode_atom(x, "cpu_percent");

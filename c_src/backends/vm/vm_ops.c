@@ -17,6 +17,7 @@
 #include "backends/vm/vm_agent.h"
 #include "core/core.h"
 #include "core/sandbox.h"
+#include "util/psstate.h"
 
 #define EXEC_GRACE_MS 5000
 #define COPY_FROM_MAX (64u << 20)
@@ -336,19 +337,6 @@ static void query_fail(struct vm_req *r, const char *why, int answer) {
     query_answer(r, NULL, 0, &err);
 }
 
-/* The status atom for a /proc state letter (as docker's processes). */
-static const char *state_atom(uint8_t st) {
-    switch (st) {
-    case 'R': return "running";
-    case 'S': return "sleeping";
-    case 'D': return "disk_sleep";
-    case 'T': case 't': return "stopped";
-    case 'Z': return "zombie";
-    case 'I': return "idle";
-    default: return "other";
-    }
-}
-
 /* PS_LIST as the processes list: #{pid, name, status, memory_bytes, cpu_percent,
  * ppid, cmdline}. -1 if malformed. */
 static int encode_ps(const struct agent_frame *f, ei_x_buff *x) {
@@ -372,7 +360,7 @@ static int encode_ps(const struct agent_frame *f, ei_x_buff *x) {
         ei_x_encode_atom(x, "cmdline");
         ei_x_encode_binary(x, e.cmdline.ptr, (long)e.cmdline.len);
         ei_x_encode_atom(x, "status");
-        ei_x_encode_atom(x, state_atom(e.state));
+        ei_x_encode_atom(x, sbx_ps_state_atom(e.state));
         ei_x_encode_atom(x, "memory_bytes");
         ei_x_encode_ulonglong(x, e.rss_bytes);
         ei_x_encode_atom(x, "cpu_percent");
