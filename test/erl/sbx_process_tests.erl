@@ -907,10 +907,9 @@ malformed() ->
                  gen_server:call({sandboxd, N}, {create, <<"../x">>, process, #{cmd => [<<"true">>]}})),
     ?assertEqual({error, {badarg, cmd, missing}}, gen_server:call({sandboxd, N}, {create, <<"g">>, process, #{}})),
     ?assertEqual({error, {badarg, id, empty}}, gen_server:call({sandboxd, N}, {get, <<>>})),
-    %% A type this build has no backend for says so, whatever its config holds.
-    ?assertEqual({error, {unavailable, vm, <<"not built">>}}, call(S, create, [<<"m">>, vm, #{}])),
-    ?assertEqual({error, {unavailable, vm, <<"not built">>}},
-                 call(S, create, [<<"m">>, vm, #{kernel => 1, bogus => x}])),
+    %% Another type's keys are checked by its own backend, before anything starts.
+    ?assertEqual({error, {badarg, bogus, unknown_key}}, call(S, create, [<<"m">>, vm, #{bogus => x}])),
+    ?assertEqual({error, {badarg, accel, unknown_value}}, call(S, create, [<<"m">>, vm, #{accel => 1}])),
     ?assertEqual(0, maps:get(sandboxes, info(S))),
     case Failures ++ Failures2 of
         [] -> ok;
