@@ -55,8 +55,7 @@ qemu_argv(Id) ->
 hand_boot(Argv, N) ->
     Dir = filename:join(os:getenv("SBX_BENCH_HANDDIR", "/tmp/sbx-bench-vm"), integer_to_list(N)),
     ok = filelib:ensure_dir(filename:join(Dir, "x")),
-    Args = [case A of "stdio,id=con,signal=off" -> "file,id=con,path=console.log"; _ -> A end
-            || A <- tl(Argv)],
+    Args = by_hand(tl(Argv)),
     Ctl = filename:absname("_build/vm/sbx-agentctl"),
     Q = string:join([shq(A) || A <- [hd(Argv) | Args]], " "),
     T0 = now_ms(),
@@ -69,6 +68,20 @@ hand_boot(Argv, N) ->
         nomatch -> sbx_bench_lib:problem("hand boot: no HELLO: ~s", [Out]), T;
         _ -> T
     end.
+
+%% sandboxd's qemu argv as a command line a shell can start: what sandboxd hands over as
+%% descriptors (the QMP and agent sockets, the kernel and initrd: vm_qemu.c) becomes paths
+%% again, and the console a file.
+by_hand(["-kernel", _ | T]) -> ["-kernel", filename:absname("priv/vm/vmlinuz") | by_hand(T)];
+by_hand(["-initrd", _ | T]) -> ["-initrd", filename:absname("priv/vm/initrd.img") | by_hand(T)];
+by_hand(["stdio,id=con,signal=off" | T]) -> ["file,id=con,path=console.log" | by_hand(T)];
+by_hand(["socket,id=" ++ Rest = A | T]) ->
+    case string:split(Rest, ",fd=") of
+        [Name, _] -> ["socket,id=" ++ Name ++ ",path=" ++ Name ++ ".sock,server=on,wait=off" | by_hand(T)];
+        _ -> [A | by_hand(T)]
+    end;
+by_hand([A | T]) -> [A | by_hand(T)];
+by_hand([]) -> [].
 
 shq(S) -> "'" ++ lists:flatten(string:replace(S, "'", "'\\''", all)) ++ "'".
 

@@ -162,6 +162,7 @@ pack() {
   mkdir -p "$(dirname "$out")"
   (cd "$root" && find . -mindepth 1 | LC_ALL=C sort |
      cpio --quiet -o -H newc -R 0:0 --reproducible) | gzip -6n >"$out.tmp"
+  chmod 0644 "$out.tmp" # qemu reads it as the sandbox's uid, whatever the umask
   mv "$out.tmp" "$out"
 }
 
@@ -185,6 +186,7 @@ mkdir -p "$out"
 stage "$work/root" "$init"
 pack "$work/root" "$out/initrd.img"
 cp "$vmlinuz" "$out/vmlinuz.tmp"
+chmod 0644 "$out/vmlinuz.tmp"
 mv "$out/vmlinuz.tmp" "$out/vmlinuz"
 echo "$release" >"$out/kernel-release"
 echo "$inputs" >"$out/.inputs"

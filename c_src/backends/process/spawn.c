@@ -69,6 +69,34 @@ static void close_from(int from, int keep) {
             close((int)fd);
 }
 
+/* Child: closes every descriptor from 3 up except errfd and s->keep_fds, whose
+ * close-on-exec flag it clears. One close_range per gap between kept descriptors
+ * (async-signal-safe: no sorting buffer, n is small). */
+static void close_keeping(const struct sbx_spawn_spec *s, int errfd) {
+    int from = 3;
+    if (s->nkeep <= 0) {
+        close_from(3, errfd);
+        return;
+    }
+    for (int i = 0; i < s->nkeep; i++)
+        if (s->keep_fds[i] >= 3 && fcntl(s->keep_fds[i], F_SETFD, 0) != 0)
+            fail(errfd, ST_FDS);
+    for (;;) {
+        int next = errfd >= from ? errfd : -1; /* the lowest kept descriptor >= from */
+        for (int i = 0; i < s->nkeep; i++)
+            if (s->keep_fds[i] >= from && (next < 0 || s->keep_fds[i] < next))
+                next = s->keep_fds[i];
+        if (next < 0) {
+            close_from(from, -1);
+            return;
+        }
+        if (next > from && syscall(SYS_close_range, (unsigned)from, (unsigned)(next - 1), 0) != 0)
+            for (int fd = from; fd < next; fd++)
+                close(fd);
+        from = next + 1;
+    }
+}
+
 /* Child: fd itself, or /dev/null opened with flags (-1 if that fails). */
 static int fd_or_null(int fd, int flags) { return fd >= 0 ? fd : open("/dev/null", flags); }
 
@@ -164,8 +192,9 @@ static void exec_child(const struct sbx_spawn_spec *s, int errfd) {
     int st = drop_privileges(s);
     if (st != 0)
         fail(errfd, st);
-    /* Close every other descriptor except the error pipe (close-on-exec). */
-    close_from(3, errfd);
+    /* Close every other descriptor except the error pipe (close-on-exec) and those the
+     * spec keeps. */
+    close_keeping(s, errfd);
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);

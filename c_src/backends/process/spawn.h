@@ -30,6 +30,8 @@ struct sbx_spawn_spec {
     int drop_bounding;            /* empty the bounding set too (needs CAP_SETPCAP: root) */
     long rlimit_as_bytes;         /* > 0: RLIMIT_AS (memory without cgroups) */
     long rlimit_nproc;            /* > 0: RLIMIT_NPROC (pids without cgroups) */
+    const int *keep_fds;          /* descriptors (>= 3) the child keeps open at their own */
+    int nkeep;                    /* numbers, close-on-exec cleared (nkeep 0: none) */
 };
 
 /* Forks per spec without waiting for the exec: the child's pid (as sbx_spawn) and

@@ -17,6 +17,8 @@
 
 #include "backends/backend.h"
 #include "backends/process/procfs.h"
+#include "backends/process/spawn.h"
+#include "backends/process/uidsweep.h"
 #include "backends/vm/vm.h"
 #include "backends/vm/vm_agent.h"
 #include "backends/vm/vm_config.h"
@@ -343,14 +345,31 @@ static int vm_alive(struct sbx_sandbox *sb) {
     return vs != NULL && vs->phase != VM_GONE;
 }
 
-/* Backend release: qemu killed if it still runs, everything freed, requests answered. */
+/* qemu's uid (a dynamic one) goes to the batched sweep (uidsweep.h), which SIGKILLs
+ * whatever of it still runs and then gives it back to the pool; the sandbox holds it no
+ * more. If it cannot be queued, it is swept here (blocking) and the core gives it back. */
+static void sweep_uid(struct sbx_sandbox *sb) {
+    struct sbx_ident *id = &sb->ident;
+    if (id->kind != SBX_IDENT_DYNAMIC)
+        return;
+    if (sbx_uidsweep_add(sb->core, id->uid, id->gid) == 0) {
+        id->kind = SBX_IDENT_SHARED;
+        return;
+    }
+    if (sbx_spawn_kill_uid(id->uid, id->gid, SIGKILL) != 0)
+        SBX_WARN("cannot sweep the VM's uid", "id=%s uid=%u", sb->id, (unsigned)id->uid);
+}
+
+/* Backend release: qemu killed if it still runs, everything freed, requests answered,
+ * its uid swept. */
 static void vm_release(struct sbx_sandbox *sb) {
     struct vm_state *vs = sb->bstate;
-    if (vs == NULL)
-        return;
-    sb->bstate = NULL;
-    remove_files(vs);
-    state_free(vs, 1, 1);
+    if (vs != NULL) {
+        sb->bstate = NULL;
+        remove_files(vs);
+        state_free(vs, 1, 1);
+    }
+    sweep_uid(sb);
 }
 
 /* Backend detach: qemu keeps running for the next sandboxd to adopt. */
@@ -623,7 +642,7 @@ const char *sbx_vm_accel_info(struct sbx_core *core) {
 const struct sbx_backend sbx_backend_vm = {
     .name = "vm",
     .type = SBX_TYPE_VM,
-    .local_uid = 0,
+    .local_uid = 1, /* qemu runs as the sandbox's own uid (vm_qemu.c) */
     .config = &sbx_vm_config_schema,
     .available = vm_available,
     .start = vm_start,
