@@ -50,7 +50,7 @@ static void backend_done(struct sbx_sandbox *sb, uint64_t key, const char *term,
         res = &why;
     } else {
         sbx_sandbox_set_status_atom(sb, op->resume ? SBX_ST_RUNNING : SBX_ST_PAUSED,
-                   op->resume ? "resumed" : "paused");
+                                    op->resume ? "resumed" : "paused");
     }
     if (op->in_call) {
         op->finished = 1;

@@ -591,7 +591,8 @@ void sbx_sandbox_ended(struct sbx_sandbox *sb, const struct sbx_exit *ex, int oo
         sb->exit = *ex;
     if (sb->stop_requested) {
         sb->stop_requested = 0;
-        sbx_sandbox_set_status_atom(sb, SBX_ST_STOPPED, sb->stop_reason ? sb->stop_reason : "stopped");
+        sbx_sandbox_set_status_atom(sb, SBX_ST_STOPPED,
+                                    sb->stop_reason ? sb->stop_reason : "stopped");
         if (sb->destroying) {
             finish_destroy(sb);
             return;
