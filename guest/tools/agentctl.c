@@ -73,6 +73,17 @@ static void queue(const uint8_t *f, size_t n) {
     out_len += n;
 }
 
+/* Writes what the socket takes now of the queued bytes; dies if the connection broke. */
+static void write_some(void) {
+    ssize_t n = write(sock, out, out_len);
+    if (n < 0 && errno != EAGAIN && errno != EINTR)
+        die("the connection broke while writing");
+    if (n > 0) {
+        memmove(out, out + n, out_len - (size_t)n);
+        out_len -= (size_t)n;
+    }
+}
+
 /* One chunk of the feed file as STDIN/DATA; at EOF the empty STDIN or END, and no more. */
 static void feed_more(void) {
     static uint8_t chunk[AGENT_CHUNK];
@@ -117,15 +128,8 @@ static struct agent_frame next_frame(void) {
                 continue;
             die("poll failed");
         }
-        if ((p.revents & POLLOUT) && out_len > 0) {
-            ssize_t n = write(sock, out, out_len);
-            if (n < 0 && errno != EAGAIN && errno != EINTR)
-                die("the connection broke while writing");
-            if (n > 0) {
-                memmove(out, out + n, out_len - (size_t)n);
-                out_len -= (size_t)n;
-            }
-        }
+        if ((p.revents & POLLOUT) && out_len > 0)
+            write_some();
         if (p.revents & (POLLIN | POLLHUP | POLLERR)) {
             ssize_t n = read(sock, inbuf, sizeof inbuf);
             if (n == 0)
@@ -143,13 +147,7 @@ static void flush_all(void) {
     while (out_len > 0) {
         struct pollfd p = {sock, POLLOUT, 0};
         poll(&p, 1, 1000);
-        ssize_t n = write(sock, out, out_len);
-        if (n < 0 && errno != EAGAIN && errno != EINTR)
-            die("the connection broke while writing");
-        if (n > 0) {
-            memmove(out, out + n, out_len - (size_t)n);
-            out_len -= (size_t)n;
-        }
+        write_some();
     }
 }
 

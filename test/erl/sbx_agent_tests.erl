@@ -147,13 +147,21 @@ kv_lines(Bin) ->
 
 tmp_file(Name) -> filename:join(maps:get(dir, vm()), Name).
 
+%% A new folder of this run's own under /tmp (0700; removed by the last test).
+new_dir() ->
+    Dir = filename:join("/tmp", io_lib:format("sbx-agent-test.~s.~b",
+                                               [os:getpid(), erlang:unique_integer([positive])])),
+    ok = file:make_dir(Dir),
+    ok = file:change_mode(Dir, 8#700),
+    lists:flatten(Dir).
+
 %%% ---------------------------------------------------------------------------------
 %%% Tests
 
 boot_and_hello() ->
-    Dir = string:trim(os:cmd("mktemp -d /tmp/sbx-agent-test.XXXXXX")),
-    Release = string:trim(binary_to_list(element(2, file:read_file(
-                                                       filename:join(root(), "priv/vm/kernel-release"))))),
+    Dir = new_dir(),
+    {ok, RelBin} = file:read_file(filename:join(root(), "priv/vm/kernel-release")),
+    Release = string:trim(binary_to_list(RelBin)),
     Vm = start_vm(Dir),
     persistent_term:put(?KEY, Vm),
     {St, Out} = sh(q(ctl_bin()) ++ " --wait-ms " ++ integer_to_list(?BOOT_MS) ++ " " ++
